@@ -1,0 +1,74 @@
+# The one way in. `make demo` and `make test` set everything up on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Lambda runs python3.12: so do the tests. pyenv's 3.12 when there is one, else python3.12 on PATH.
+PYTHON312 ?= $(shell ls $$HOME/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null | tail -n 1 || command -v python3.12)
+ifeq ($(strip $(PYTHON312)),)
+PYTHON312 := python3.12
+endif
+VENV := .venv
+SAM_VENV := .venv-sam
+PY := $(VENV)/bin/python
+SAM := $(SAM_VENV)/bin/sam
+# sam build looks for python3.12 on PATH; pyenv's shims find it with this.
+export PYENV_VERSION ?= 3.11.7:3.12.1
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: help demo up test lint typecheck validate build unit integration bench clean
+
+help:
+	@echo "make demo    run the end-to-end demo on the embedded AWS (moto on 127.0.0.1)"
+	@echo "make test    lint, typecheck, sam validate --lint, sam build, unit and integration tests"
+	@echo "make up      keep the embedded stack running (API on localhost, events accepted)"
+	@echo "make bench   benchmarks in bench/"
+
+$(VENV)/.installed-local: pyproject.toml
+	test -x $(PY) || $(PYTHON312) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[local]'
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed-local
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# aws-sam-cli pins its own boto3: it gets a virtualenv of its own.
+$(SAM_VENV)/.installed: Makefile
+	test -x $(SAM_VENV)/bin/python || $(PYTHON312) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet 'aws-sam-cli==1.170.0'
+	touch $@
+
+demo: $(VENV)/.installed-local
+	$(VENV)/bin/runcreds local demo
+
+up: $(VENV)/.installed-local
+	$(VENV)/bin/runcreds local up
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.installed-dev
+	$(VENV)/bin/mypy
+
+validate: $(SAM_VENV)/.installed
+	$(SAM) validate --lint
+
+build: $(SAM_VENV)/.installed
+	$(SAM) build --cached --parallel
+
+unit: $(VENV)/.installed-dev
+	$(VENV)/bin/pytest tests/unit
+
+integration: $(VENV)/.installed-dev
+	$(VENV)/bin/pytest tests/integration
+
+test: lint typecheck validate build
+	$(VENV)/bin/pytest
+
+bench: $(VENV)/.installed-local
+	$(PY) bench/vend.py
+
+clean:
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

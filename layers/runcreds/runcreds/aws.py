@@ -1,0 +1,79 @@
+"""AWS clients, built lazily and reused across warm invocations.
+
+Every client honours AWS_ENDPOINT_URL, so the same code talks to AWS or to the embedded moto server.
+Retries use botocore's standard mode (throttling and 5xx, with backoff).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_kms import KMSClient
+    from mypy_boto3_sts import STSClient
+
+CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=10
+)
+# AssumeRole against customer roles: a refusal is an answer, so retries are for throttling only.
+STS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=10)
+
+
+@cache
+def _session() -> boto3.Session:
+    return boto3.Session()
+
+
+@cache
+def dynamodb() -> DynamoDBClient:
+    return _session().client("dynamodb", config=CLIENT_CONFIG)
+
+
+@cache
+def kms() -> KMSClient:
+    return _session().client("kms", config=CLIENT_CONFIG)
+
+
+@cache
+def events() -> EventBridgeClient:
+    return _session().client("events", config=CLIENT_CONFIG)
+
+
+@cache
+def broker_session(broker_role_arn: str, session_name: str) -> boto3.Session:
+    """A session acting as the broker role. botocore assumes the role on first use and again shortly
+    before the credentials expire, so a warm container makes one AssumeRole an hour for it."""
+    base = _session()
+    source = base.get_credentials()
+    if source is None:
+        raise RuntimeError("no AWS credentials to assume the broker role with")
+    fetcher = AssumeRoleCredentialFetcher(
+        client_creator=base._session.create_client,
+        source_credentials=source,
+        role_arn=broker_role_arn,
+        extra_args={"RoleSessionName": session_name[:64]},
+    )
+    botocore_session = base._session.__class__()
+    botocore_session._credentials = DeferredRefreshableCredentials(
+        refresh_using=fetcher.fetch_credentials, method="assume-role"
+    )
+    return boto3.Session(botocore_session=botocore_session, region_name=base.region_name)
+
+
+@cache
+def broker_sts(broker_role_arn: str, session_name: str, region: str | None) -> STSClient:
+    """STS as the broker, against the integration's regional endpoint (AWS_STS_REGIONAL_ENDPOINTS)."""
+    session = broker_session(broker_role_arn, session_name)
+    return session.client("sts", region_name=region or session.region_name, config=STS_CONFIG)
+
+
+@cache
+def sts(region: str | None = None) -> STSClient:
+    return _session().client("sts", region_name=region or _session().region_name, config=STS_CONFIG)

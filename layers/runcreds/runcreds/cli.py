@@ -1,0 +1,98 @@
+"""`runcreds`: the worker's command line (CONTRACT §6) and the embedded local stack."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from runcreds.models.events import RunPhase
+from runcreds.worker import CredentialsFetcher, RunCredentials, WorkerError
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"runcreds: {message}", file=sys.stderr)
+    return status
+
+
+def _worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    worker = sub.add_parser("worker", help="fetch the run's credentials on the worker")
+    actions = worker.add_subparsers(dest="action", required=True)
+    for name, text in (
+        ("credentials", "print AWS credential_process JSON"),
+        ("env", "print export lines for the shell"),
+    ):
+        p = actions.add_parser(name, help=text)
+        p.add_argument("--account", required=True)
+        p.add_argument("--stack", required=True)
+        p.add_argument("--run-id", required=True)
+        p.add_argument("--phase", required=True)
+        p.add_argument("--integration", default=None, help="integration ID (when several are attached)")
+        p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait this long for the record")
+        p.add_argument("--table", default=os.environ.get("RUNCREDS_CREDENTIALS_TABLE"), help="credentials table")
+
+
+def _local_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    local = sub.add_parser("local", help="the embedded stack: moto on 127.0.0.1 provisioned from template.yaml")
+    actions = local.add_subparsers(dest="action", required=True)
+    actions.add_parser("demo", help="walk through a run's plan and apply")
+    up = actions.add_parser("up", help="keep the embedded stack running for curl and the aws CLI")
+    up.add_argument("--port", type=int, default=4566, help="moto's port (AWS_ENDPOINT_URL)")
+    up.add_argument("--api-port", type=int, default=3000, help="the HTTP API's port")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="runcreds", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _worker_parser(sub)
+    _local_parser(sub)
+    return parser
+
+
+def render_env(credentials: RunCredentials, run_id: str) -> str:
+    values = {
+        "AWS_ACCESS_KEY_ID": credentials.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": credentials.secret_access_key,
+        "AWS_SECURITY_TOKEN": credentials.session_token,
+        "AWS_SESSION_TOKEN": credentials.session_token,
+        "TF_VAR_runcreds_run_id": run_id,
+    }
+    return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in values.items())
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    if not args.table:
+        return _fail("no credentials table: set RUNCREDS_CREDENTIALS_TABLE or pass --table", 2)
+    try:
+        run = RunPhase(account=args.account, stack=args.stack, run_id=args.run_id, phase=args.phase)
+    except ValidationError as error:
+        problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in error.errors())
+        return _fail(f"invalid run: {problems}", 2)
+    fetcher = CredentialsFetcher(args.table, progress=lambda line: print(f"runcreds: {line}", file=sys.stderr))
+    try:
+        credentials = fetcher.fetch(run, args.integration, args.wait)
+    except WorkerError as error:
+        return _fail(str(error), error.exit_status)
+    if args.action == "credentials":
+        print(json.dumps(credentials.credential_process()))
+    else:
+        sys.stdout.write(render_env(credentials, run.run_id))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "worker":
+        return run_worker(args)
+    from runcreds.local import commands  # moto is a local-only dependency
+
+    return commands.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

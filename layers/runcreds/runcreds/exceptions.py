@@ -1,0 +1,43 @@
+"""Domain errors. The API maps each to one HTTP status in one place (runcreds.api)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RuncredsError(Exception):
+    """Base of every error runcreds raises on purpose. Messages never carry secrets."""
+
+
+class NotFoundError(RuncredsError):
+    pass
+
+
+class ConflictError(RuncredsError):
+    pass
+
+
+class VerificationFailedError(RuncredsError):
+    """The customer's role refused the broker: the 422 of the attach route."""
+
+    def __init__(self, message: str, diagnosis: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.diagnosis = diagnosis
+
+
+class TransientAwsError(RuncredsError):
+    """AWS was throttling or failing: worth retrying, never the caller's fault."""
+
+
+class InvalidRunEventError(RuncredsError, ValueError):
+    """A run-phase event that does not follow CONTRACT §1; nothing was called or written."""
+
+
+class RoleRefusedError(RuncredsError):
+    """STS refused an AssumeRole for a reason that retrying will not change (AccessDenied,
+    ValidationError, RegionDisabledException, ...). `code` and `message` are STS's own."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.sts_message = message

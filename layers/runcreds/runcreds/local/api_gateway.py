@@ -1,0 +1,108 @@
+"""API Gateway (REST, proxy integration, IAM auth) for the embedded stack, from the template's Api events."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import uuid
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Request, Response
+
+from runcreds.local.lambda_runtime import FunctionError, LocalFunction
+from runcreds.local.template import ACCOUNT_ID, ApiRoute
+
+STAGE = "v1"
+
+
+class LocalApiGateway:
+    def __init__(self, port: int = 0) -> None:
+        self.port = port
+        self.routes: list[tuple[ApiRoute, re.Pattern[str], LocalFunction]] = []
+        self._server: BaseWSGIServer | None = None
+
+    def add(self, route: ApiRoute, function: LocalFunction) -> None:
+        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(route.path))
+        self.routes.append((route, re.compile(f"^{regex}$"), function))
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_port}/{STAGE}"
+
+    def start(self) -> None:
+        self._server = make_server("127.0.0.1", self.port, self._app, threaded=True)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+
+    def _app(self, environ: dict[str, Any], start_response: Any) -> Any:
+        return self.handle(Request(environ))(environ, start_response)
+
+    def handle(self, request: Request) -> Response:
+        def deny(status: int, message: str) -> Response:
+            return Response(json.dumps({"message": message}), status, content_type="application/json")
+
+        authorization = request.headers.get("Authorization", "")
+        path = request.path
+        if not path.startswith(f"/{STAGE}/"):
+            return deny(403, "Missing Authentication Token")
+        path = path[len(STAGE) + 1 :]
+        for route, regex, function in self.routes:
+            match = regex.match(path)
+            if match and route.method == request.method:
+                break
+        else:
+            return deny(403, "Missing Authentication Token")
+        if not authorization.startswith("AWS4-HMAC-SHA256 "):
+            return deny(403, "Missing Authentication Token")
+        access_key = re.search(r"Credential=([^/]+)/", authorization)
+        body = request.get_data(as_text=True)
+        event = {
+            "resource": route.path,
+            "path": path,
+            "httpMethod": request.method,
+            "headers": dict(request.headers),
+            "multiValueHeaders": {k: request.headers.getlist(k) for k in request.headers.keys()},  # noqa: SIM118
+            "queryStringParameters": dict(request.args) or None,
+            "multiValueQueryStringParameters": {k: request.args.getlist(k) for k in request.args} or None,
+            "pathParameters": match.groupdict() or None,
+            "stageVariables": None,
+            "requestContext": {
+                "resourceId": "local",
+                "resourcePath": route.path,
+                "httpMethod": request.method,
+                "path": f"/{STAGE}{path}",
+                "stage": STAGE,
+                "requestId": str(uuid.uuid4()),
+                "requestTimeEpoch": int(time.time() * 1000),
+                "accountId": ACCOUNT_ID,
+                "apiId": "local",
+                "protocol": "HTTP/1.1",
+                "domainName": request.host,
+                "identity": {
+                    "accessKey": access_key.group(1) if access_key else None,
+                    "sourceIp": request.remote_addr,
+                    "userAgent": request.user_agent.string,
+                },
+            },
+            "body": body or None,
+            "isBase64Encoded": False,
+        }
+        try:
+            result = function.invoke(event)
+        except FunctionError:
+            return deny(502, "Internal server error")
+        headers = result.get("headers") or {}
+        response = Response(result.get("body") or "", result.get("statusCode", 200))
+        for key, value in headers.items():
+            response.headers[key] = value
+        for key, values in (result.get("multiValueHeaders") or {}).items():
+            for value in values:
+                response.headers.add(key, value)
+        return response

@@ -1,0 +1,127 @@
+"""Creates in the embedded AWS what template.yaml declares, and says what each logical ID became."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from collections.abc import Callable
+
+from runcreds.local.template import ACCOUNT_ID, PARTITION, REGION, Template
+
+# Types that exist only for AWS itself (policies attached elsewhere, the layer, the API whose local
+# stand-in is runcreds.local.api_gateway) need no local resource.
+_NOT_PROVISIONED = {
+    "AWS::Serverless::LayerVersion",
+    "AWS::Serverless::Api",
+    "AWS::SQS::QueuePolicy",
+    "AWS::Events::EventBusPolicy",
+    "AWS::Serverless::Function",
+    "AWS::Events::Rule",
+    "AWS::Lambda::Permission",
+}
+
+
+class Provisioner:
+    def __init__(self, template: Template, client_factory: Callable[[str], Any]) -> None:
+        self.template = template
+        self.client = client_factory
+        self.physical: dict[str, dict[str, str]] = {}
+        template.ref_hook = self.ref
+        template.getatt_hook = self.getatt
+
+    def name_for(self, logical_id: str) -> str:
+        return f"{self.template.stack_name}-{logical_id}"
+
+    # ------------------------------------------------------------------ Ref / GetAtt
+    def ref(self, logical_id: str) -> str:
+        return self._attributes(logical_id)["Ref"]
+
+    def getatt(self, logical_id: str, attribute: str) -> str:
+        return self._attributes(logical_id)[attribute]
+
+    def _attributes(self, logical_id: str) -> dict[str, str]:
+        if logical_id not in self.physical:
+            self.physical[logical_id] = self._create(logical_id, self.template.resources[logical_id])
+        return self.physical[logical_id]
+
+    def provision_all(self) -> dict[str, dict[str, str]]:
+        for logical_id, resource in self.template.resources.items():
+            if resource["Type"] not in _NOT_PROVISIONED:
+                self._attributes(logical_id)
+        return self.physical
+
+    # ------------------------------------------------------------------ creators
+    def _create(self, logical_id: str, resource: dict[str, Any]) -> dict[str, str]:
+        kind = resource["Type"]
+        props = resource.get("Properties", {})
+        arn_prefix = f"arn:{PARTITION}"
+        if kind == "AWS::DynamoDB::Table":
+            name = self.template.resolve(props.get("TableName")) or self.name_for(logical_id)
+            return self._table(name, props) | {"Arn": f"{arn_prefix}:dynamodb:{REGION}:{ACCOUNT_ID}:table/{name}"}
+        if kind == "AWS::KMS::Key":
+            key = self.client("kms").create_key(
+                Description=props.get("Description", logical_id),
+                Policy=json.dumps(self.template.resolve(props.get("KeyPolicy", {}))),
+            )["KeyMetadata"]
+            return {"Ref": key["KeyId"], "Arn": key["Arn"], "KeyId": key["KeyId"]}
+        if kind == "AWS::KMS::Alias":
+            name = self.template.resolve(props["AliasName"])
+            self.client("kms").create_alias(AliasName=name, TargetKeyId=self.template.resolve(props["TargetKeyId"]))
+            return {"Ref": name}
+        if kind == "AWS::Events::EventBus":
+            name = self.template.resolve(props.get("Name")) or self.name_for(logical_id)
+            arn = self.client("events").create_event_bus(Name=name)["EventBusArn"]
+            return {"Ref": name, "Arn": arn, "Name": name}
+        if kind == "AWS::SQS::Queue":
+            name = self.template.resolve(props.get("QueueName")) or self.name_for(logical_id)
+            url = self.client("sqs").create_queue(QueueName=name)["QueueUrl"]
+            return {"Ref": url, "Arn": f"{arn_prefix}:sqs:{REGION}:{ACCOUNT_ID}:{name}", "QueueName": name}
+        if kind == "AWS::IAM::Role":
+            return self._role(logical_id, props)
+        if kind == "AWS::Serverless::Api":
+            return {"Ref": "local", "RootResourceId": "local"}
+        if kind in ("AWS::Serverless::Function", "AWS::Serverless::LayerVersion"):
+            name = self.name_for(logical_id)
+            return {"Ref": name, "Arn": f"{arn_prefix}:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"}
+        raise NotImplementedError(f"the local stack cannot provision {kind} ({logical_id})")
+
+    def _table(self, name: str, props: dict[str, Any]) -> dict[str, str]:
+        ddb = self.client("dynamodb")
+        request: dict[str, Any] = {
+            "TableName": name,
+            "AttributeDefinitions": props["AttributeDefinitions"],
+            "KeySchema": props["KeySchema"],
+            "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+        }
+        if gsis := props.get("GlobalSecondaryIndexes"):
+            request["GlobalSecondaryIndexes"] = gsis
+        ddb.create_table(**request)
+        if ttl := props.get("TimeToLiveSpecification"):
+            ddb.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": bool(ttl["Enabled"])},
+            )
+        return {"Ref": name}
+
+    def _role(self, logical_id: str, props: dict[str, Any]) -> dict[str, str]:
+        # A role's ARN follows from its name, so trust policies that name other roles resolve without
+        # creating those first (the template's BrokerRole trusts the function roles).
+        name = self.template.resolve(props.get("RoleName")) or self.name_for(logical_id)
+        path = props.get("Path", "/")
+        arn = f"arn:{PARTITION}:iam::{ACCOUNT_ID}:role{path}{name}"
+        self.physical[logical_id] = {"Ref": name, "Arn": arn, "RoleId": name}
+        iam = self.client("iam")
+        iam.create_role(
+            RoleName=name,
+            Path=path,
+            AssumeRolePolicyDocument=json.dumps(self.template.resolve(props["AssumeRolePolicyDocument"])),
+            MaxSessionDuration=int(props.get("MaxSessionDuration", 3600)),
+        )
+        for policy in props.get("Policies", []):
+            iam.put_role_policy(
+                RoleName=name,
+                PolicyName=policy["PolicyName"],
+                PolicyDocument=json.dumps(self.template.resolve(policy["PolicyDocument"])),
+            )
+        return self.physical[logical_id]

@@ -1,0 +1,169 @@
+"""The embedded stack: moto + strict STS + the template's resources, functions, rules and API."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from runcreds.local.api_gateway import LocalApiGateway
+from runcreds.local.embedded_aws import EmbeddedAws
+from runcreds.local.event_router import EventRouter
+from runcreds.local.lambda_runtime import LocalFunction
+from runcreds.local.provision import Provisioner
+from runcreds.local.strict_sts import LOCAL_SERVICE_HEADER
+from runcreds.local.template import REGION, FunctionSpec, Template, find_template
+
+LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}  # noqa: S105 - moto's
+
+
+class LogBook:
+    """Every line the functions wrote, kept for tests and echoed (prefixed) when asked."""
+
+    def __init__(self, echo: bool = False) -> None:
+        self.echo = echo
+        self.lines: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, function: str, line: str) -> None:
+        with self._lock:
+            self.lines.append((function, line))
+        if self.echo:
+            print(f"  [{function}] {line}", file=sys.stderr)
+
+    def text(self) -> str:
+        with self._lock:
+            return "\n".join(line for _, line in self.lines)
+
+
+class LocalStack:
+    def __init__(
+        self,
+        template_path: Path | None = None,
+        port: int = 0,
+        api_port: int = 0,
+        echo_logs: bool = False,
+        overrides: dict[str, str] | None = None,
+    ) -> None:
+        self.template = Template(template_path or find_template())
+        self.aws = EmbeddedAws(port)
+        self.api = LocalApiGateway(api_port)
+        self.logs = LogBook(echo_logs)
+        self.overrides = overrides or {}
+        self.functions: dict[str, LocalFunction] = {}
+        self.outputs: dict[str, str] = {}
+        self.router: EventRouter
+
+    # ------------------------------------------------------------------ life cycle
+    def start(self) -> LocalStack:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request is noise here
+        self.aws.start()
+        self.api.start()
+        Provisioner(self.template, self.client).provision_all()
+        self.router = EventRouter(self.client("sqs"))
+        self.aws.front_door.on_put_events = self.router.on_put_events
+        for logical_id, spec in self.template.functions().items():
+            function = LocalFunction(spec, self._environment(spec), self.logs)
+            self.functions[logical_id] = function
+            for rule in spec.rules:
+                self.router.add(rule, function)
+            for route in spec.routes:
+                self.api.add(route, function)
+        self.outputs = self.template.outputs()
+        self.outputs["ApiUrl"] = self.api.url
+        return self
+
+    def stop(self) -> None:
+        for function in self.functions.values():
+            function.stop()
+        if hasattr(self, "router"):
+            self.router.stop()
+        self.api.stop()
+        self.aws.stop()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ clients
+    @property
+    def endpoint_url(self) -> str:
+        return self.aws.endpoint_url
+
+    def session(self, **credentials: str) -> boto3.Session:
+        return boto3.Session(region_name=REGION, **(credentials or LOCAL_CREDENTIALS))
+
+    def client(self, service: str, session: boto3.Session | None = None) -> Any:
+        return (session or self.session()).client(service, endpoint_url=self.endpoint_url, region_name=REGION)
+
+    def client_env(self) -> dict[str, str]:
+        """What a process needs to talk to the embedded AWS (the worker CLI, the aws CLI)."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIALS["aws_secret_access_key"],
+            "RUNCREDS_CREDENTIALS_TABLE": self.outputs["CredentialsTableName"],
+        }
+
+    def put_event(self, detail_type: str, detail: dict[str, Any], source: str = "runcreds.runs") -> None:
+        import json
+
+        response = self.client("events").put_events(
+            Entries=[
+                {
+                    "Source": source,
+                    "DetailType": detail_type,
+                    "Detail": json.dumps(detail),
+                    "EventBusName": self.outputs["RunEventBusName"],
+                }
+            ]
+        )
+        if response["FailedEntryCount"]:
+            raise RuntimeError(f"PutEvents failed: {response['Entries']}")
+
+    # ------------------------------------------------------------------ functions
+    def _execution_credentials(self, role_arn: str, function_name: str) -> dict[str, str]:
+        """Credentials of the function's role, assumed as lambda.amazonaws.com (the trust policy says)."""
+        sts = self.client("sts")
+
+        def as_lambda_service(request: Any, **_kwargs: Any) -> None:
+            request.headers[LOCAL_SERVICE_HEADER] = "lambda.amazonaws.com"
+
+        sts.meta.events.register("before-sign.sts.AssumeRole", as_lambda_service)
+        credentials = sts.assume_role(RoleArn=role_arn, RoleSessionName=function_name[:64])["Credentials"]
+        return {
+            "AWS_ACCESS_KEY_ID": credentials["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": credentials["SecretAccessKey"],
+            "AWS_SESSION_TOKEN": credentials["SessionToken"],
+        }
+
+    def _environment(self, spec: FunctionSpec) -> dict[str, str]:
+        function_name = f"{self.template.stack_name}-{spec.logical_id}"
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            "PYTHONPATH": os.pathsep.join(str(d) for d in spec.layer_dirs),  # the layers, as /opt/python
+            "PYTHONUNBUFFERED": "1",
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_LAMBDA_FUNCTION_NAME": function_name,
+            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(spec.timeout),
+            "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
+            "POWERTOOLS_METRICS_DISABLED": "false",
+        }
+        if spec.role_logical_id:
+            role_arn = self.template.getatt(spec.role_logical_id, "Arn")
+            env.update(self._execution_credentials(role_arn, function_name))
+        env.update(spec.environment)
+        env.update(self.overrides)
+        return env

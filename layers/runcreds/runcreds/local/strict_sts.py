@@ -1,0 +1,292 @@
+"""An STS that says no like AWS does, in front of moto's (which assumes anything).
+
+moto's AssumeRole ignores trust policies, external IDs, session-name rules and duration limits and even
+assumes roles that do not exist. This stand-in evaluates, before moto answers:
+- the parameters as STS validates them (session name, source identity, external ID, 900-43200 s);
+- the role's trust policy for the caller: Principal (role, account, service or *), Action, and the
+  StringEquals/StringLike/StringNotEquals/StringNotLike conditions on sts:ExternalId,
+  sts:SourceIdentity, sts:RoleSessionName, aws:PrincipalArn and aws:RequestTag/<key>; a call that
+  sets SourceIdentity also needs sts:SetSourceIdentity, one with tags sts:TagSession;
+- the role's MaxSessionDuration and the one-hour cap on role chaining;
+- regions where STS is not activated (RegionDisabledException).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+from moto.iam.models import iam_backends
+from moto.sts.models import sts_backends
+
+from runcreds.local.template import ACCOUNT_ID, PARTITION
+
+LOCAL_SERVICE_HEADER = "x-runcreds-local-service"
+SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
+SOURCE_IDENTITY = re.compile(r"^[\w+=,.@-]{2,64}$")
+EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
+CHAINING_CAP = 3600
+# Opt-in regions: STS is not activated there until an administrator does it.
+DEFAULT_DISABLED_REGIONS = frozenset({"af-south-1", "ap-east-1", "me-south-1", "eu-south-1", "ap-southeast-3"})
+
+
+@dataclass(frozen=True)
+class Caller:
+    arn: str  # the ARN a trust policy names: a role, a user, or a service principal
+    account: str
+    chained: bool  # the caller holds role credentials: AWS caps the new session at one hour
+    service: str | None = None
+
+
+@dataclass(frozen=True)
+class StsRefusal(Exception):
+    code: str
+    message: str
+    status: int
+
+    def as_xml(self) -> bytes:
+        kind = "Sender" if self.status < 500 else "Receiver"
+        return (
+            '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+            f"<Error><Type>{kind}</Type><Code>{self.code}</Code><Message>{_xml(self.message)}</Message></Error>"
+            f"<RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
+        ).encode()
+
+
+def _xml(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _access_key_of(authorization: str) -> str | None:
+    match = re.search(r"Credential=([^/]+)/", authorization)
+    return match.group(1) if match else None
+
+
+def _region_of(authorization: str) -> str | None:
+    match = re.search(r"Credential=[^/]+/\d{8}/([^/]+)/", authorization)
+    return match.group(1) if match else None
+
+
+def identify_caller(authorization: str, service_header: str | None) -> Caller:
+    if service_header:
+        return Caller(arn=service_header, account="", chained=False, service=service_header)
+    access_key = _access_key_of(authorization) or ""
+    for account_id, partitions in list(sts_backends.items()):
+        for backend in partitions.values():
+            role = backend.get_assumed_role_from_access_key(access_key)
+            if role is not None:
+                role_name = role.role_arn.split("/")[-1]
+                return Caller(
+                    arn=f"arn:{PARTITION}:iam::{role.account_id}:role/{role_name}",
+                    account=role.account_id,
+                    chained=True,
+                )
+        for backend in iam_backends.get(account_id, {}).values():
+            user = backend.get_user_from_access_key_id(access_key)
+            if user is not None:
+                return Caller(arn=user.arn, account=user.account_id, chained=False)
+    # moto's own default identity for credentials it does not know (AWS_ACCESS_KEY_ID=testing).
+    return Caller(arn=f"arn:{PARTITION}:iam::{ACCOUNT_ID}:user/moto", account=ACCOUNT_ID, chained=False)
+
+
+def _principal_matches(principal: Any, caller: Caller) -> bool:
+    if principal == "*":
+        return True
+    if not isinstance(principal, dict):
+        return False
+    if caller.service:
+        return caller.service in _as_list(principal.get("Service", []))
+    for entry in _as_list(principal.get("AWS", [])):
+        if entry == "*" or entry == caller.arn:
+            return True
+        # An account (root ARN or bare ID) delegates to the identity policies of that account.
+        if entry in (caller.account, f"arn:{PARTITION}:iam::{caller.account}:root"):
+            return True
+    return False
+
+
+def _action_matches(actions: Any, action: str) -> bool:
+    return any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in _as_list(actions))
+
+
+def _like(pattern: str, value: str) -> bool:
+    return fnmatch.fnmatchcase(value, pattern.replace("[", "[[]"))
+
+
+_OPERATORS = {
+    "StringEquals": (lambda p, v: p == v, False),
+    "StringLike": (_like, False),
+    "StringNotEquals": (lambda p, v: p != v, True),
+    "StringNotLike": (lambda p, v: not _like(p, v), True),
+}
+
+
+def _conditions_hold(conditions: dict[str, Any], context: dict[str, str]) -> bool:
+    for operator, tests in conditions.items():
+        if operator not in _OPERATORS:
+            return False  # an operator we do not model never grants access
+        compare, negated = _OPERATORS[operator]
+        for key, expected in tests.items():
+            value = context.get(key) if not key.lower().startswith("aws:requesttag/") else context.get(
+                "aws:RequestTag/" + key.split("/", 1)[1]
+            )
+            if value is None:
+                if negated:
+                    continue
+                return False
+            patterns = [str(p) for p in _as_list(expected)]
+            if negated:
+                if not all(compare(p, value) for p in patterns):
+                    return False
+            elif not any(compare(p, value) for p in patterns):
+                return False
+    return True
+
+
+def trust_allows(document: dict[str, Any], caller: Caller, action: str, context: dict[str, str]) -> bool:
+    allowed = False
+    for statement in _as_list(document.get("Statement", [])):
+        if "Principal" not in statement or not _principal_matches(statement["Principal"], caller):
+            continue
+        if not _action_matches(statement.get("Action", []), action):
+            continue
+        if not _conditions_hold(statement.get("Condition", {}), context):
+            continue
+        if statement.get("Effect") == "Deny":
+            return False
+        allowed = True
+    return allowed
+
+
+def _params_list(params: dict[str, str], prefix: str) -> Iterable[tuple[str, str]]:
+    index = 1
+    while f"{prefix}.member.{index}.Key" in params:
+        yield params[f"{prefix}.member.{index}.Key"], params.get(f"{prefix}.member.{index}.Value", "")
+        index += 1
+
+
+class StrictSts:
+    """Decides an AssumeRole before moto sees it; `check` raises StsRefusal as STS would."""
+
+    def __init__(self, disabled_regions: Iterable[str] = DEFAULT_DISABLED_REGIONS) -> None:
+        self.disabled_regions = set(disabled_regions)
+        self.refusals: list[StsRefusal] = []
+
+    def check(self, params: dict[str, str], authorization: str, service_header: str | None) -> None:
+        try:
+            self._check(params, authorization, service_header)
+        except StsRefusal as refusal:
+            self.refusals.append(refusal)
+            raise
+
+    def _check(self, params: dict[str, str], authorization: str, service_header: str | None) -> None:
+        role_arn = params.get("RoleArn", "")
+        session_name = params.get("RoleSessionName", "")
+        duration = int(params.get("DurationSeconds", "3600") or 3600)
+        external_id = params.get("ExternalId")
+        source_identity = params.get("SourceIdentity")
+        tags = dict(_params_list(params, "Tags"))
+
+        problems = []
+        if not SESSION_NAME.match(session_name):
+            problems.append(
+                f"Value '{session_name}' at 'roleSessionName' failed to satisfy constraint: Member must "
+                "satisfy regular expression pattern: [\\w+=,.@-]* and have length between 2 and 64"
+            )
+        if not 900 <= duration <= 43200:
+            problems.append(
+                f"Value '{duration}' at 'durationSeconds' failed to satisfy constraint: Member must have "
+                "value between 900 and 43200"
+            )
+        if external_id is not None and not EXTERNAL_ID.match(external_id):
+            problems.append(f"Value '{external_id}' at 'externalId' failed to satisfy constraint")
+        if source_identity is not None and (
+            not SOURCE_IDENTITY.match(source_identity) or source_identity.lower().startswith("aws:")
+        ):
+            problems.append(f"Value '{source_identity}' at 'sourceIdentity' failed to satisfy constraint")
+        if problems:
+            count = len(problems)
+            raise StsRefusal("ValidationError", f"{count} validation error{'s' if count > 1 else ''} detected: "
+                             + "; ".join(problems), 400)
+
+        region = _region_of(authorization) or "us-east-1"
+        caller = identify_caller(authorization, service_header)
+        if region in self.disabled_regions:
+            raise StsRefusal(
+                "RegionDisabledException",
+                f"STS is not activated in this region for account:{caller.account or ACCOUNT_ID}. Your account "
+                "administrator can activate STS in this region using the IAM Console.",
+                403,
+            )
+
+        role = self._role(role_arn)
+        context = {
+            "sts:RoleSessionName": session_name,
+            "aws:PrincipalArn": caller.arn,
+            **({"sts:ExternalId": external_id} if external_id is not None else {}),
+            **({"sts:SourceIdentity": source_identity} if source_identity is not None else {}),
+            **{f"aws:RequestTag/{k}": v for k, v in tags.items()},
+        }
+        actions = ["sts:AssumeRole"]
+        if source_identity is not None:
+            actions.append("sts:SetSourceIdentity")
+        if tags:
+            actions.append("sts:TagSession")
+        for action in actions:
+            trust = json.loads(unquote(role.assume_role_policy_document)) if role else {}
+            if role is None or not trust_allows(trust, caller, action, context):
+                raise StsRefusal(
+                    "AccessDenied",
+                    f"User: {self._caller_display(caller, authorization)} is not authorized to perform: "
+                    f"{action} on resource: {role_arn}",
+                    403,
+                )
+
+        assert role is not None
+        if duration > int(role.max_session_duration):
+            raise StsRefusal(
+                "ValidationError",
+                "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.",
+                400,
+            )
+        if caller.chained and duration > CHAINING_CAP:
+            raise StsRefusal(
+                "ValidationError",
+                "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.",
+                400,
+            )
+
+    @staticmethod
+    def _role(role_arn: str) -> Any:
+        match = re.match(r"^arn:[\w-]+:iam::(\d{12}):role/(?:.*/)?([\w+=,.@-]+)$", role_arn)
+        if not match:
+            return None
+        account, name = match.groups()
+        for backend in iam_backends.get(account, {}).values():
+            try:
+                return backend.get_role(name)
+            except Exception:  # noqa: BLE001 - moto's NoSuchEntity: the role does not exist
+                return None
+        return None
+
+    @staticmethod
+    def _caller_display(caller: Caller, authorization: str) -> str:
+        if caller.service:
+            return caller.service
+        access_key = _access_key_of(authorization) or ""
+        for partitions in list(sts_backends.values()):
+            for backend in partitions.values():
+                role = backend.get_assumed_role_from_access_key(access_key)
+                if role is not None:
+                    return str(role.arn)
+        return caller.arn

@@ -1,0 +1,155 @@
+"""What runcreds stores: integrations, attachments, credential records."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from runcreds.identity import SESSION_TAG_KEYS, external_id_for, session_name_for, session_tags_for
+from runcreds.models.events import Access, Phase, RunPhase
+
+RoleArn = Annotated[
+    str, StringConstraints(max_length=2048, pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+$")
+]
+Region = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f]+$")]
+IntegrationId = Annotated[str, StringConstraints(pattern=r"^[0-9A-Z]{26}$")]
+MIN_DURATION = 900
+MAX_DURATION = 43200
+DEFAULT_DURATION = 3600
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_integration_id() -> str:
+    """A ULID: 48 bits of milliseconds and 80 random bits in Crockford base32, sortable by creation."""
+    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Integration(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    account: str
+    id: str = Field(alias="integration_id")
+    name: str
+    role_arn: RoleArn
+    duration_seconds: int = Field(DEFAULT_DURATION, ge=MIN_DURATION, le=MAX_DURATION)
+    region: Region | None = None
+    assume_role_on_worker: bool = False
+    labels: list[Label] = Field(default_factory=list)
+    created_at: datetime
+
+    def to_api(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=False)
+
+
+class Attachment(BaseModel):
+    """An integration attached to a stack. Carries a copy of the integration fields vending needs, so
+    that a vend reads one item per integration instead of two (see docs/decision_log.md)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    account: str
+    stack: str
+    integration_id: str
+    read: bool
+    write: bool
+    role_arn: RoleArn
+    duration_seconds: int
+    region: Region | None = None
+    assume_role_on_worker: bool = False
+    attached_at: datetime
+
+    def allows(self, access: Access) -> bool:
+        return self.read if access is Access.READ else self.write
+
+    def to_api(self) -> dict[str, Any]:
+        return self.model_dump(
+            mode="json", include={"account", "stack", "integration_id", "read", "write", "attached_at"}
+        )
+
+
+class AssumeRoleSpec(BaseModel):
+    """Everything one AssumeRole for a run phase carries, whoever makes the call."""
+
+    model_config = ConfigDict(frozen=True)
+
+    role_arn: str
+    external_id: str
+    session_name: str
+    duration_seconds: int
+    region: str | None
+    tags: list[dict[str, str]]
+
+    @property
+    def source_identity(self) -> str:
+        return self.session_name
+
+    @property
+    def transitive_tag_keys(self) -> list[str]:
+        return list(SESSION_TAG_KEYS)
+
+    @classmethod
+    def for_run(cls, run: RunPhase, attachment: Attachment) -> AssumeRoleSpec:
+        return cls(
+            role_arn=attachment.role_arn,
+            external_id=external_id_for(run.account, attachment.integration_id, run.stack, run.phase.access),
+            session_name=session_name_for(run.run_id),
+            duration_seconds=attachment.duration_seconds,
+            region=attachment.region,
+            tags=session_tags_for(run, attachment.integration_id),
+        )
+
+
+class RecordStatus(StrEnum):
+    PENDING = "pending"
+    READY = "ready"
+    WORKER = "worker"
+    FAILED = "failed"
+    FINISHED = "finished"
+
+
+class CredentialRecord(BaseModel):
+    """One integration's credentials for one run phase, as the worker finds them. The secret parts
+    exist only inside `ciphertext`, encrypted under the run's encryption context."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    account: str
+    stack: str
+    run_id: str
+    phase: Phase
+    integration_id: str
+    status: RecordStatus
+    mode: str | None = None
+    ciphertext: bytes | None = None
+    access_key_id: str | None = None
+    expires_at: datetime | None = None
+    assume_role: AssumeRoleSpec | None = None
+    failure_code: str | None = None
+    failure_reason: str | None = None
+
+    @property
+    def run(self) -> RunPhase:
+        return RunPhase(account=self.account, stack=self.stack, run_id=self.run_id, phase=self.phase)
+
+
+def encryption_context_for(run: RunPhase, integration_id: str) -> dict[str, str]:
+    """Binds a ciphertext to one run phase and integration: decrypting it under any other fails."""
+    return {
+        "runcreds:account": run.account,
+        "runcreds:stack": run.stack,
+        "runcreds:run": run.run_id,
+        "runcreds:phase": run.phase.value,
+        "runcreds:integration": integration_id,
+    }

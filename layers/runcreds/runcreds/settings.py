@@ -1,0 +1,33 @@
+"""Each function's environment as a pydantic model, validated at invocation (not at import)."""
+
+from __future__ import annotations
+
+import os
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    @classmethod
+    def from_env(cls) -> Self:
+        return cls.model_validate(dict(os.environ))
+
+
+class BrokerSettings(_Settings):
+    broker_role_arn: str = Field(alias="RUNCREDS_BROKER_ROLE_ARN", min_length=20)
+    function_name: str = Field("runcreds", alias="AWS_LAMBDA_FUNCTION_NAME")
+
+
+class VendSettings(BrokerSettings):
+    attachments_table: str = Field(alias="RUNCREDS_ATTACHMENTS_TABLE", min_length=3)
+    credentials_table: str = Field(alias="RUNCREDS_CREDENTIALS_TABLE", min_length=3)
+    credentials_key_arn: str = Field(alias="RUNCREDS_CREDENTIALS_KEY_ARN", min_length=20)
+    event_bus_name: str = Field(alias="RUNCREDS_EVENT_BUS_NAME", min_length=1)
+
+
+class AttachSettings(BrokerSettings):
+    integrations_table: str = Field(alias="RUNCREDS_INTEGRATIONS_TABLE", min_length=3)
+    attachments_table: str = Field(alias="RUNCREDS_ATTACHMENTS_TABLE", min_length=3)
