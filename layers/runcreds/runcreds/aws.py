@@ -19,9 +19,7 @@ if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
     from mypy_boto3_sts import STSClient
 
-CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=10
-)
+CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=10)
 # AssumeRole against customer roles: a refusal is an answer, so retries are for throttling only.
 STS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=10)
 
@@ -61,7 +59,7 @@ def broker_session(broker_role_arn: str, session_name: str) -> boto3.Session:
         extra_args={"RoleSessionName": session_name[:64]},
     )
     botocore_session = base._session.__class__()
-    botocore_session._credentials = DeferredRefreshableCredentials(
+    botocore_session._credentials = DeferredRefreshableCredentials(  # type: ignore[attr-defined]
         refresh_using=fetcher.fetch_credentials, method="assume-role"
     )
     return boto3.Session(botocore_session=botocore_session, region_name=base.region_name)

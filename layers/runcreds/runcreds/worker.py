@@ -85,7 +85,9 @@ class CredentialsFetcher:
                 f"{record.failure_code}: {record.failure_reason}"
             )
         if record.status is RecordStatus.FINISHED:
-            raise PhaseFinishedError(f"the {run.phase} phase of run {run.run_id} has finished; its credentials are gone")
+            raise PhaseFinishedError(
+                f"the {run.phase} phase of run {run.run_id} has finished; its credentials are gone"
+            )
         if record.status is RecordStatus.WORKER:
             return self._assume_on_worker(record)
         return self._decrypt(record)
@@ -98,7 +100,9 @@ class CredentialsFetcher:
             settled = [r for r in records if r.status is not RecordStatus.PENDING]
             if len(settled) > 1 and integration_id is None:
                 ids = ", ".join(r.integration_id for r in settled)
-                raise AmbiguousIntegrationError(f"several integrations vended for this run phase; pass --integration (one of {ids})")
+                raise AmbiguousIntegrationError(
+                    f"several integrations vended for this run phase; pass --integration (one of {ids})"
+                )
             if settled and len(settled) == len(records):
                 return settled[0]
             remaining = deadline - time.monotonic()

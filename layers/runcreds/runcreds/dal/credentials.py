@@ -58,8 +58,7 @@ class CredentialsStore:
             self.client.put_item(
                 TableName=self.table_name,
                 Item=to_item(item),
-                ConditionExpression="attribute_not_exists(run_key) OR "
-                "(#status = :pending AND claimed_until < :now)",
+                ConditionExpression="attribute_not_exists(run_key) OR (#status = :pending AND claimed_until < :now)",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=to_item({":pending": RecordStatus.PENDING.value, ":now": now}),
             )
@@ -118,7 +117,10 @@ class CredentialsStore:
                 UpdateExpression="SET #status = :finished, #ttl = :ttl REMOVE ciphertext, claim_token",
                 ExpressionAttributeNames={"#status": "status", "#ttl": "ttl"},
                 ExpressionAttributeValues=to_item(
-                    {":finished": RecordStatus.FINISHED.value, ":ttl": int(time.time()) + RECORD_RETENTION_SECONDS}
+                    {
+                        ":finished": RecordStatus.FINISHED.value,
+                        ":ttl": int(time.time()) + RECORD_RETENTION_SECONDS,
+                    }
                 ),
             )
             erased += 1

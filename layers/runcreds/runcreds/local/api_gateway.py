@@ -53,12 +53,13 @@ class LocalApiGateway:
         if not path.startswith(f"/{STAGE}/"):
             return deny(403, "Missing Authentication Token")
         path = path[len(STAGE) + 1 :]
-        for route, regex, function in self.routes:
-            match = regex.match(path)
-            if match and route.method == request.method:
-                break
-        else:
+        found = next(
+            ((r, m, f) for r, regex, f in self.routes if (m := regex.match(path)) and r.method == request.method),
+            None,
+        )
+        if found is None:
             return deny(403, "Missing Authentication Token")
+        route, match, function = found
         if not authorization.startswith("AWS4-HMAC-SHA256 "):
             return deny(403, "Missing Authentication Token")
         access_key = re.search(r"Credential=([^/]+)/", authorization)

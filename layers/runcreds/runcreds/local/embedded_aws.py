@@ -68,7 +68,11 @@ class FrontDoor:
 
         if service == "sts" and action == "AssumeRole":
             try:
-                self.sts.check(params, authorization, environ.get("HTTP_" + LOCAL_SERVICE_HEADER.upper().replace("-", "_")))
+                self.sts.check(
+                    params,
+                    authorization,
+                    environ.get("HTTP_" + LOCAL_SERVICE_HEADER.upper().replace("-", "_")),
+                )
             except StsRefusal as refusal:
                 start_response(f"{refusal.status} Refused", [("Content-Type", "text/xml")])
                 return [refusal.as_xml()]
@@ -87,7 +91,7 @@ class FrontDoor:
         return self.app(environ, start_response)  # type: ignore[no-any-return]
 
 
-class EmbeddedAws(ThreadedMotoServer):  # type: ignore[misc]
+class EmbeddedAws(ThreadedMotoServer):
     """ThreadedMotoServer with the front door in front of moto's application."""
 
     def __init__(self, port: int = 0) -> None:

@@ -52,7 +52,7 @@ class EventRouter:
             with self._lock:
                 self.published.append({"bus": bus, **event})
             for rule, pattern, function in self.routes:
-                if rule.event_bus_name == bus and pattern.matches_event(event):
+                if rule.event_bus_name == bus and pattern.matches_event(event):  # type: ignore[arg-type]
                     future = self._pool.submit(self._deliver, function, event)
                     with self._lock:
                         self._pending.append(future)
@@ -78,7 +78,11 @@ class EventRouter:
                 "approximateInvokeCount": attempts,
             },
             "requestPayload": event,
-            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "responseContext": {
+                "statusCode": 200,
+                "executedVersion": "$LATEST",
+                "functionError": "Unhandled",
+            },
             "responsePayload": {"errorType": error.error_type, "errorMessage": str(error)},
         }
         with self._lock:

@@ -49,7 +49,14 @@ class LocalFunction:
     def _spawn(self) -> _Worker:
         read_fd, write_fd = os.pipe()
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "runcreds.local.lambda_worker", str(write_fd), str(self.spec.code_uri), self.spec.handler],
+            [
+                sys.executable,
+                "-m",
+                "runcreds.local.lambda_worker",
+                str(write_fd),
+                str(self.spec.code_uri),
+                self.spec.handler,
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

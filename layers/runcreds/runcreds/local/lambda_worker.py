@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 import sys
 import traceback
@@ -32,6 +33,8 @@ class LocalContext:
 
 
 def main() -> None:
+    # As Lambda's Python runtime does: a root handler on stdout at the application log level.
+    logging.basicConfig(level=os.environ.get("AWS_LAMBDA_LOG_LEVEL", "WARNING"), stream=sys.stdout)
     reply_fd, code_uri, handler = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     sys.path.insert(0, code_uri)  # what Lambda does with /var/task
     module_name, function_name = handler.rsplit(".", 1)
@@ -41,11 +44,13 @@ def main() -> None:
     timeout_ms = int(os.environ.get("AWS_LAMBDA_FUNCTION_TIMEOUT", "30")) * 1000
     for line in sys.stdin:
         request = json.loads(line)
-        context = LocalContext(os.environ["AWS_LAMBDA_FUNCTION_NAME"], timeout_ms, request.get("id") or str(uuid.uuid4()))
+        context = LocalContext(
+            os.environ["AWS_LAMBDA_FUNCTION_NAME"], timeout_ms, request.get("id") or str(uuid.uuid4())
+        )
         reply: dict[str, Any]
         try:
             reply = {"result": entry(request["event"], context)}
-        except Exception as error:  # noqa: BLE001 - reported to the caller as Lambda reports a function error
+        except Exception as error:
             traceback.print_exc()
             reply = {"error": {"errorType": type(error).__name__, "errorMessage": str(error)}}
         sys.stdout.flush()

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
-
 from collections.abc import Callable
+from typing import Any
 
 from runcreds.local.template import ACCOUNT_ID, PARTITION, REGION, Template
 
@@ -100,7 +99,10 @@ class Provisioner:
         if ttl := props.get("TimeToLiveSpecification"):
             ddb.update_time_to_live(
                 TableName=name,
-                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": bool(ttl["Enabled"])},
+                TimeToLiveSpecification={
+                    "AttributeName": ttl["AttributeName"],
+                    "Enabled": bool(ttl["Enabled"]),
+                },
             )
         return {"Ref": name}
 

@@ -19,7 +19,7 @@ from runcreds.local.provision import Provisioner
 from runcreds.local.strict_sts import LOCAL_SERVICE_HEADER
 from runcreds.local.template import REGION, FunctionSpec, Template, find_template
 
-LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}  # noqa: S105 - moto's
+LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
 class LogBook:
@@ -97,11 +97,23 @@ class LocalStack:
     def endpoint_url(self) -> str:
         return self.aws.endpoint_url
 
-    def session(self, **credentials: str) -> boto3.Session:
-        return boto3.Session(region_name=REGION, **(credentials or LOCAL_CREDENTIALS))
+    def session(
+        self,
+        aws_access_key_id: str = LOCAL_CREDENTIALS["aws_access_key_id"],
+        aws_secret_access_key: str = LOCAL_CREDENTIALS["aws_secret_access_key"],
+        aws_session_token: str | None = None,
+    ) -> boto3.Session:
+        return boto3.Session(
+            aws_access_key_id=aws_access_key_id,
+            aws_secret_access_key=aws_secret_access_key,
+            aws_session_token=aws_session_token,
+            region_name=REGION,
+        )
 
     def client(self, service: str, session: boto3.Session | None = None) -> Any:
-        return (session or self.session()).client(service, endpoint_url=self.endpoint_url, region_name=REGION)
+        return (session or self.session()).client(  # type: ignore[call-overload]
+            service, endpoint_url=self.endpoint_url, region_name=REGION
+        )
 
     def client_env(self) -> dict[str, str]:
         """What a process needs to talk to the embedded AWS (the worker CLI, the aws CLI)."""

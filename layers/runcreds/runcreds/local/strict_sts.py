@@ -17,7 +17,7 @@ import fnmatch
 import json
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -91,8 +91,8 @@ def identify_caller(authorization: str, service_header: str | None) -> Caller:
                     account=role.account_id,
                     chained=True,
                 )
-        for backend in iam_backends.get(account_id, {}).values():
-            user = backend.get_user_from_access_key_id(access_key)
+        for iam_backend in iam_backends.get(account_id, {}).values():
+            user = iam_backend.get_user_from_access_key_id(access_key)
             if user is not None:
                 return Caller(arn=user.arn, account=user.account_id, chained=False)
     # moto's own default identity for credentials it does not know (AWS_ACCESS_KEY_ID=testing).
@@ -123,7 +123,7 @@ def _like(pattern: str, value: str) -> bool:
     return fnmatch.fnmatchcase(value, pattern.replace("[", "[[]"))
 
 
-_OPERATORS = {
+_OPERATORS: dict[str, tuple[Callable[[str, str], bool], bool]] = {
     "StringEquals": (lambda p, v: p == v, False),
     "StringLike": (_like, False),
     "StringNotEquals": (lambda p, v: p != v, True),
@@ -137,8 +137,10 @@ def _conditions_hold(conditions: dict[str, Any], context: dict[str, str]) -> boo
             return False  # an operator we do not model never grants access
         compare, negated = _OPERATORS[operator]
         for key, expected in tests.items():
-            value = context.get(key) if not key.lower().startswith("aws:requesttag/") else context.get(
-                "aws:RequestTag/" + key.split("/", 1)[1]
+            value = (
+                context.get(key)
+                if not key.lower().startswith("aws:requesttag/")
+                else context.get("aws:RequestTag/" + key.split("/", 1)[1])
             )
             if value is None:
                 if negated:
@@ -181,8 +183,20 @@ class StrictSts:
     def __init__(self, disabled_regions: Iterable[str] = DEFAULT_DISABLED_REGIONS) -> None:
         self.disabled_regions = set(disabled_regions)
         self.refusals: list[StsRefusal] = []
+        self._faults: list[StsRefusal] = []
+
+    def inject(self, code: str = "Throttling", times: int = 1, status: int = 400) -> None:
+        """Answer the next `times` AssumeRole calls with this error (throttling, 5xx) before judging."""
+        self._faults.extend(
+            StsRefusal(code, "Rate exceeded" if status < 500 else "Internal failure", status) for _ in range(times)
+        )
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
 
     def check(self, params: dict[str, str], authorization: str, service_header: str | None) -> None:
+        if self._faults and not service_header:
+            raise self._faults.pop()
         try:
             self._check(params, authorization, service_header)
         except StsRefusal as refusal:
@@ -216,8 +230,11 @@ class StrictSts:
             problems.append(f"Value '{source_identity}' at 'sourceIdentity' failed to satisfy constraint")
         if problems:
             count = len(problems)
-            raise StsRefusal("ValidationError", f"{count} validation error{'s' if count > 1 else ''} detected: "
-                             + "; ".join(problems), 400)
+            raise StsRefusal(
+                "ValidationError",
+                f"{count} validation error{'s' if count > 1 else ''} detected: " + "; ".join(problems),
+                400,
+            )
 
         region = _region_of(authorization) or "us-east-1"
         caller = identify_caller(authorization, service_header)
@@ -275,7 +292,7 @@ class StrictSts:
         for backend in iam_backends.get(account, {}).values():
             try:
                 return backend.get_role(name)
-            except Exception:  # noqa: BLE001 - moto's NoSuchEntity: the role does not exist
+            except Exception:
                 return None
         return None
 

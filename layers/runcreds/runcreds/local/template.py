@@ -79,9 +79,7 @@ class Template:
         self.stack_name = stack_name
         self.body: dict[str, Any] = yaml_parse(path.read_text())
         self.resources: dict[str, dict[str, Any]] = self.body["Resources"]
-        self.parameters = {
-            name: str(spec.get("Default", "")) for name, spec in self.body.get("Parameters", {}).items()
-        }
+        self.parameters = {name: str(spec.get("Default", "")) for name, spec in self.body.get("Parameters", {}).items()}
         # Set by the provisioner: how a logical ID's Ref and GetAtt resolve (physical names, ARNs).
         self.ref_hook: Callable[[str], str] | None = None
         self.getatt_hook: Callable[[str, str], str] | None = None
@@ -116,7 +114,7 @@ class Template:
         if not isinstance(node, dict):
             return node
         if len(node) == 1:
-            (key, value), = node.items()
+            ((key, value),) = node.items()
             if key == "Ref":
                 return self.ref(value)
             if key == "Fn::GetAtt":

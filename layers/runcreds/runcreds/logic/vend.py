@@ -63,9 +63,7 @@ def parse_run_event(event: dict[str, Any]) -> RunPhaseEvent:
 def _describe(error: Exception) -> str:
     cause = error.__cause__ or error
     if isinstance(cause, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'event'}: {e['msg']}" for e in cause.errors()
-        )
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'event'}: {e['msg']}" for e in cause.errors())
     return str(error)
 
 
@@ -174,7 +172,11 @@ class Vendor:
     ) -> CredentialsFailedDetail:
         logger.warning(
             "the role refused the broker",
-            extra={"integration": attachment.integration_id, "code": refusal.code, "reason": refusal.sts_message},
+            extra={
+                "integration": attachment.integration_id,
+                "code": refusal.code,
+                "reason": refusal.sts_message,
+            },
         )
         record = CredentialRecord(
             **run.model_dump(),
@@ -216,5 +218,8 @@ class Vendor:
 
 def _ready(run: RunPhase, attachment: Attachment, mode: str, expires_at: datetime | None) -> CredentialsReadyDetail:
     return CredentialsReadyDetail(
-        **run.model_dump(), integration_id=attachment.integration_id, mode=mode, expires_at=expires_at  # type: ignore[arg-type]
+        **run.model_dump(),
+        integration_id=attachment.integration_id,
+        mode=mode,
+        expires_at=expires_at,
     )

@@ -1,0 +1,61 @@
+"""A SigV4-signing client for the runcreds HTTP API (IAM auth), for scripts, the demo and the tests."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import boto3
+import urllib3
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+
+
+@dataclass
+class ApiResponse:
+    status: int
+    body: Any
+
+    @property
+    def message(self) -> str:
+        return str(self.body.get("message", "")) if isinstance(self.body, dict) else ""
+
+
+class ApiClient:
+    def __init__(self, base_url: str, session: boto3.Session | None = None, region: str | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.session = session or boto3.Session()
+        self.region = region or self.session.region_name or "us-east-1"
+        self._http = urllib3.PoolManager()
+
+    def request(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None) -> ApiResponse:
+        url = self.base_url + path
+        if query:
+            url += "?" + urlencode(query)
+        data = json.dumps(body) if body is not None else None
+        request = AWSRequest(method=method, url=url, data=data, headers={"Content-Type": "application/json"})
+        credentials = self.session.get_credentials()
+        if credentials is None:
+            raise RuntimeError("no AWS credentials to sign the request with")
+        SigV4Auth(credentials.get_frozen_credentials(), "execute-api", self.region).add_auth(request)
+        response = self._http.request(method, url, body=data, headers=dict(request.headers.items()))
+        text = response.data.decode() if response.data else ""
+        try:
+            parsed = json.loads(text) if text else None
+        except ValueError:
+            parsed = text
+        return ApiResponse(response.status, parsed)
+
+    def get(self, path: str, **query: str) -> ApiResponse:
+        return self.request("GET", path, query=query or None)
+
+    def post(self, path: str, body: Any) -> ApiResponse:
+        return self.request("POST", path, body)
+
+    def put(self, path: str, body: Any) -> ApiResponse:
+        return self.request("PUT", path, body)
+
+    def delete(self, path: str) -> ApiResponse:
+        return self.request("DELETE", path)

@@ -1,0 +1,92 @@
+"""Shared fixtures: one embedded stack per test session, provisioned from template.yaml; every test
+works in an account and stack of its own, so tests never see each other's data."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from runcreds.api_client import ApiClient
+from runcreds.local.stack import LocalStack
+from tests.support import Tenant, trust_policy
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStack]:
+    with LocalStack() as local:
+        env = local.client_env()
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        yield local
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture
+def tenant() -> Tenant:
+    suffix = uuid.uuid4().hex[:10]
+    return Tenant(account=f"acct-{suffix}", stack=f"stack-{suffix}", run_id=f"01RUN{suffix.upper()}")
+
+
+@pytest.fixture
+def api(stack: LocalStack) -> ApiClient:
+    return ApiClient(stack.outputs["ApiUrl"], stack.session())
+
+
+@pytest.fixture
+def make_role(stack: LocalStack) -> Callable[..., str]:
+    """Creates a customer role; by default one that trusts the broker for `<account>@*`."""
+
+    def make(
+        external_id: str | None,
+        principal: str | None = None,
+        actions: tuple[str, ...] = ("sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"),
+        max_session_duration: int = 3600,
+    ) -> str:
+        document = trust_policy(principal or stack.outputs["BrokerRoleArn"], external_id, actions)
+        return str(
+            stack.client("iam").create_role(
+                RoleName=f"customer-{uuid.uuid4().hex[:12]}",
+                AssumeRolePolicyDocument=json.dumps(document),
+                MaxSessionDuration=max_session_duration,
+            )["Role"]["Arn"]
+        )
+
+    return make
+
+
+@pytest.fixture
+def integrate(api: ApiClient) -> Callable[..., str]:
+    """Creates an integration and attaches it to the tenant's stack; returns its ID."""
+
+    def integrate(tenant: Tenant, role_arn: str, read: bool = True, write: bool = True, **fields: Any) -> str:
+        created = api.post(f"/accounts/{tenant.account}/integrations", {"name": "it", "role_arn": role_arn, **fields})
+        assert created.status == 201, created.body
+        integration_id = str(created.body["id"])
+        attached = api.put(
+            f"/accounts/{tenant.account}/stacks/{tenant.stack}/integrations/{integration_id}",
+            {"read": read, "write": write},
+        )
+        assert attached.status == 200, attached.body
+        return integration_id
+
+    return integrate
+
+
+@pytest.fixture
+def publish(stack: LocalStack) -> Callable[..., None]:
+    """Publishes a run-phase event on the runcreds bus and waits for its deliveries (retries included)."""
+
+    def publish(tenant: Tenant, phase: str, detail_type: str = "Run Phase Started", **overrides: Any) -> None:
+        stack.put_event(detail_type, tenant.detail(phase, **overrides))
+        stack.router.drain()
+
+    return publish

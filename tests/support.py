@@ -1,0 +1,80 @@
+"""Helpers the tests share (the fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from moto.sts.models import sts_backends
+
+from runcreds.local.stack import LocalStack
+from runcreds.local.template import ACCOUNT_ID
+
+ROOT = Path(__file__).resolve().parents[1]
+EVENTS = ROOT / "events"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text())
+
+
+@dataclass(frozen=True)
+class Tenant:
+    account: str
+    stack: str
+    run_id: str
+
+    def detail(self, phase: str, **overrides: Any) -> dict[str, Any]:
+        return {
+            "account": self.account,
+            "stack": self.stack,
+            "run_id": self.run_id,
+            "phase": phase,
+            **overrides,
+        }
+
+    def event(self, phase: str, detail_type: str = "Run Phase Started", **overrides: Any) -> dict[str, Any]:
+        """The events/ fixture, re-addressed to this tenant (the shape stays the fixture's)."""
+        event = copy.deepcopy(load_event("run_phase_started_plan.json"))
+        event["detail-type"] = detail_type
+        event["detail"].update(self.detail(phase, **overrides))
+        return event
+
+
+def trust_policy(
+    principal: str,
+    external_id: str | None,
+    actions: tuple[str, ...] = ("sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"),
+    operator: str = "StringLike",
+) -> dict[str, Any]:
+    statement: dict[str, Any] = {"Effect": "Allow", "Principal": {"AWS": principal}, "Action": list(actions)}
+    if external_id is not None:
+        statement["Condition"] = {operator: {"sts:ExternalId": external_id}}
+    return {"Version": "2012-10-17", "Statement": [statement]}
+
+
+def assumptions_of(role_arn: str) -> int:
+    """How many sessions moto's STS issued for this role (every AssumeRole the stand-in let through)."""
+    return sum(1 for r in sts_backends[ACCOUNT_ID]["global"].assumed_roles if r.role_arn == role_arn)
+
+
+def events_for(stack: LocalStack, tenant: Tenant, detail_type: str) -> list[dict[str, Any]]:
+    return [
+        e["detail"]
+        for e in stack.router.events(detail_type)
+        if e["detail"].get("account") == tenant.account and e["detail"].get("stack") == tenant.stack
+    ]
+
+
+def record_items(stack: LocalStack, tenant: Tenant, phase: str) -> list[dict[str, Any]]:
+    return list(
+        stack.client("dynamodb").query(
+            TableName=stack.outputs["CredentialsTableName"],
+            KeyConditionExpression="run_key = :k",
+            ExpressionAttributeValues={":k": {"S": f"{tenant.account}#{tenant.stack}#{tenant.run_id}#{phase}"}},
+            ConsistentRead=True,
+        )["Items"]
+    )
