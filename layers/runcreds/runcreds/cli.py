@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shlex
 import sys
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+from runcreds.log_safety import quiet_wire_logs
 from runcreds.models.events import RunPhase
 from runcreds.worker import CredentialsFetcher, RunCredentials, WorkerError
 
@@ -86,6 +88,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_wire_logs(*logging.getLogger().handlers)
     args = build_parser().parse_args(argv)
     if args.command == "worker":
         return run_worker(args)

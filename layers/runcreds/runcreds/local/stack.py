@@ -49,8 +49,9 @@ class LocalStack:
         api_port: int = 0,
         echo_logs: bool = False,
         overrides: dict[str, str] | None = None,
+        stack_name: str = "runcreds-local",
     ) -> None:
-        self.template = Template(template_path or find_template())
+        self.template = Template(template_path or find_template(), stack_name)
         self.aws = EmbeddedAws(port)
         self.api = LocalApiGateway(api_port)
         self.logs = LogBook(echo_logs)

@@ -90,6 +90,10 @@ class Vendor:
         access = run.phase.access
         attachments = [a for a in self.attachments.list_for_stack(run.account, run.stack) if a.allows(access)]
         outcome = VendOutcome()
+        logger.debug(
+            "attachments for the phase",
+            extra={"access": access, "integrations": [a.integration_id for a in attachments]},
+        )
         if not attachments:
             logger.warning("no integration attached to the stack for this phase", extra={"access": access})
         announcements: list[BaseModel] = []
@@ -100,6 +104,7 @@ class Vendor:
                 logger.info("duplicate delivery: already vended or in progress", extra={"integration": integration_id})
                 outcome.duplicates.append(integration_id)
                 continue
+            logger.debug("claimed", extra={"integration": integration_id})
             try:
                 announcements.append(self._vend_one(run, attachment, token))
             except RoleRefusedError as refusal:

@@ -1,0 +1,80 @@
+"""Over a whole flow at DEBUG, no log line anywhere carries a secret key or a session token."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from runcreds.api_client import ApiClient
+from runcreds.cli import main
+from runcreds.local.stack import LocalStack
+from tests.support import trust_policy
+
+DEBUG = {"POWERTOOLS_LOG_LEVEL": "DEBUG", "AWS_LAMBDA_LOG_LEVEL": "DEBUG", "POWERTOOLS_DEBUG": "true"}
+
+
+@pytest.fixture(scope="module")
+def debug_stack(stack: LocalStack) -> Iterator[LocalStack]:
+    # A second stack (its own resource names) whose functions run at DEBUG, root logger included.
+    with LocalStack(overrides=DEBUG, stack_name="runcreds-debug") as local:
+        yield local
+
+
+def test_no_secret_reaches_any_log(
+    debug_stack: LocalStack, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    stack = debug_stack
+    account, name, run_id = "acme", "networking-prod", "01DEBUGRUN"
+    role = stack.client("iam").create_role(
+        RoleName="debug-customer",
+        AssumeRolePolicyDocument=json.dumps(trust_policy(stack.outputs["BrokerRoleArn"], f"{account}@*")),
+    )["Role"]["Arn"]
+    api = ApiClient(stack.outputs["ApiUrl"], stack.session())
+    integration_id = api.post(f"/accounts/{account}/integrations", {"name": "n", "role_arn": role}).body["id"]
+    assert (
+        api.put(
+            f"/accounts/{account}/stacks/{name}/integrations/{integration_id}", {"read": True, "write": True}
+        ).status
+        == 200
+    )
+
+    secrets: list[str] = []
+    for phase in ("plan", "apply"):
+        stack.put_event("Run Phase Started", {"account": account, "stack": name, "run_id": run_id, "phase": phase})
+        stack.router.drain()
+        # The worker, in this process, at DEBUG
+        status = main(
+            [
+                "worker",
+                "credentials",
+                "--account",
+                account,
+                "--stack",
+                name,
+                "--run-id",
+                run_id,
+                "--phase",
+                phase,
+                "--table",
+                stack.outputs["CredentialsTableName"],
+            ]
+        )
+        assert status == 0
+        process = json.loads(capsys.readouterr().out)
+        secrets += [process["SecretAccessKey"], process["SessionToken"]]
+        stack.put_event("Run Phase Finished", {"account": account, "stack": name, "run_id": run_id, "phase": phase})
+        stack.router.drain()
+
+    function_lines = [line for _, line in stack.logs.lines]
+    process_lines = [record.getMessage() for record in caplog.records]
+    everything = function_lines + process_lines
+    # The capture is real: the functions logged at DEBUG, botocore included
+    assert any('"level":"DEBUG"' in line for line in function_lines)
+    assert any(line.startswith("DEBUG:botocore") for line in function_lines)
+    for secret in secrets:
+        assert not [line for line in everything if secret in line]
+    assert not [line for line in everything if "Plaintext" in line or "SecretAccessKey" in line]

@@ -1,0 +1,271 @@
+"""Run-phase events → phase-scoped, encrypted credentials, through the template's functions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from botocore.exceptions import ClientError
+
+from runcreds.local.lambda_runtime import FunctionError
+from runcreds.local.stack import LocalStack
+from runcreds.models.entities import CredentialRecord, encryption_context_for
+from runcreds.models.events import Phase, RunPhase
+from runcreds.worker import CredentialsFetcher, CredentialsNotYoursError
+from tests.support import EVENTS, Tenant, assumptions_of, events_for, load_event, record_items
+
+
+def credentials_of(stack: LocalStack, tenant: Tenant, phase: str) -> dict[str, str]:
+    run = RunPhase(account=tenant.account, stack=tenant.stack, run_id=tenant.run_id, phase=Phase(phase))
+    creds = CredentialsFetcher(stack.outputs["CredentialsTableName"]).fetch(run)
+    return creds.credential_process()  # type: ignore[return-value]
+
+
+def caller_arn(stack: LocalStack, process: dict[str, str]) -> str:
+    session = stack.session(process["AccessKeyId"], process["SecretAccessKey"], process["SessionToken"])
+    return str(stack.client("sts", session).get_caller_identity()["Arn"])
+
+
+def test_plan_and_apply_get_credentials_for_their_own_access(
+    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish
+) -> None:
+    # Given a role for plans only (read) and a role for applies only (write), both attached
+    reader = make_role(f"{tenant.account}@*@{tenant.stack}@read")
+    writer = make_role(f"{tenant.account}@*@{tenant.stack}@write")
+    read_id = integrate(tenant, reader, read=True, write=False)
+    write_id = integrate(tenant, writer, read=False, write=True)
+
+    # When the plan and then the apply start
+    publish(tenant, "plan")
+    publish(tenant, "apply")
+
+    # Then each phase got its own role's credentials, in a session named after the run
+    plan = credentials_of(stack, tenant, "plan")
+    apply = credentials_of(stack, tenant, "apply")
+    assert caller_arn(stack, plan).endswith(f"/{reader.split('/')[-1]}/{tenant.run_id}")
+    assert caller_arn(stack, apply).endswith(f"/{writer.split('/')[-1]}/{tenant.run_id}")
+    ready = events_for(stack, tenant, "Run Phase Credentials Ready")
+    assert {(e["phase"], e["integration_id"], e["mode"]) for e in ready} == {
+        ("plan", read_id, "broker"),
+        ("apply", write_id, "broker"),
+    }
+    assert all(e["expires_at"] for e in ready)
+
+
+def test_the_vend_assumes_with_the_contracted_identity(
+    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish
+) -> None:
+    # Given a role whose trust insists on the exact external ID, the run's tags and source identity
+    role = make_role(None)
+    integration_id = integrate(tenant, role)
+    document = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": stack.outputs["BrokerRoleArn"]},
+                "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"],
+                "Condition": {
+                    "StringEquals": {
+                        "sts:ExternalId": f"{tenant.account}@{integration_id}@{tenant.stack}@write",
+                        "sts:SourceIdentity": tenant.run_id,
+                        "sts:RoleSessionName": tenant.run_id,
+                        "aws:RequestTag/runcreds:run": tenant.run_id,
+                        "aws:RequestTag/runcreds:phase": "destroy",
+                        "aws:RequestTag/runcreds:account": tenant.account,
+                        "aws:RequestTag/runcreds:stack": tenant.stack,
+                        "aws:RequestTag/runcreds:integration": integration_id,
+                    }
+                },
+            }
+        ],
+    }
+    stack.client("iam").update_assume_role_policy(RoleName=role.split("/")[-1], PolicyDocument=json.dumps(document))
+
+    # When a destroy (write) phase starts
+    publish(tenant, "destroy")
+
+    # Then the credentials were vended: every condition held
+    assert caller_arn(stack, credentials_of(stack, tenant, "destroy")).endswith(f"/{tenant.run_id}")
+
+
+def test_a_long_run_id_gets_the_hashed_session_name(
+    stack: LocalStack, make_role: Callable[..., str], integrate: Callable[..., str], publish
+) -> None:
+    tenant = Tenant(account="acme-long", stack="net", run_id="R" * 100)
+    integrate(tenant, make_role(f"{tenant.account}@*"))
+    publish(tenant, "plan")
+    session = caller_arn(stack, credentials_of(stack, tenant, "plan")).rsplit("/", 1)[-1]
+    assert len(session) == 64
+    assert session.startswith("R" * 40 + "--")
+
+
+def test_a_role_that_does_not_trust_the_external_id_fails_the_run_clearly(
+    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish
+) -> None:
+    # Given an attached role whose trust is later narrowed to another account's external IDs
+    role = make_role(f"{tenant.account}@*")
+    integration_id = integrate(tenant, role)
+    narrowed = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": stack.outputs["BrokerRoleArn"]},
+                "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"],
+                "Condition": {"StringLike": {"sts:ExternalId": "someone-else@*"}},
+            }
+        ],
+    }
+    stack.client("iam").update_assume_role_policy(RoleName=role.split("/")[-1], PolicyDocument=json.dumps(narrowed))
+
+    # When a plan starts
+    publish(tenant, "plan")
+
+    # Then the run learns why at once: a Failed event, a failed record without credentials
+    failed = events_for(stack, tenant, "Run Phase Credentials Failed")
+    assert len(failed) == 1
+    assert failed[0]["integration_id"] == integration_id
+    assert failed[0]["code"] == "AccessDenied"
+    assert "not authorized to perform: sts:AssumeRole" in failed[0]["reason"]
+    assert not events_for(stack, tenant, "Run Phase Credentials Ready")
+    (item,) = record_items(stack, tenant, "plan")
+    assert item["status"]["S"] == "failed"
+    assert "ciphertext" not in item
+    assert stack.router.dead_letters == [] or all(
+        d["requestPayload"]["detail"]["account"] != tenant.account for d in stack.router.dead_letters
+    )
+
+
+def test_a_duration_above_the_chaining_cap_is_refused_finally(
+    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish
+) -> None:
+    # Given a worker-mode-free integration asking for 2 hours from a role that allows 12
+    role = make_role(f"{tenant.account}@*", max_session_duration=43200)
+    api_attach = integrate  # attach verification would refuse: create with 1 h, then raise the duration
+    integration_id = api_attach(tenant, role)
+    attachments = stack.client("dynamodb")
+    attachments.update_item(
+        TableName=stack.template.ref("AttachmentsTable"),
+        Key={"stack_key": {"S": f"{tenant.account}#{tenant.stack}"}, "integration_id": {"S": integration_id}},
+        UpdateExpression="SET duration_seconds = :d",
+        ExpressionAttributeValues={":d": {"N": "7200"}},
+    )
+    publish(tenant, "apply")
+    (failed,) = events_for(stack, tenant, "Run Phase Credentials Failed")
+    assert failed["code"] == "ValidationError"
+    assert "role chaining" in failed["reason"]
+
+
+def test_duplicate_deliveries_assume_the_role_once(
+    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish
+) -> None:
+    role = make_role(f"{tenant.account}@*")
+    integrate(tenant, role)
+    before = assumptions_of(role)  # the attach verified read and write
+
+    # When five copies arrive one after another, then five at once
+    for _ in range(5):
+        publish(tenant, "plan")
+    vend = stack.functions["VendCredentialsFunction"]
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        list(pool.map(vend.invoke, [tenant.event("apply")] * 5))
+
+    # Then one AssumeRole per phase, one record per phase, one Ready event per phase
+    assert assumptions_of(role) - before == 2
+    assert len(record_items(stack, tenant, "plan")) == 1
+    assert len(record_items(stack, tenant, "apply")) == 1
+    ready = events_for(stack, tenant, "Run Phase Credentials Ready")
+    assert sorted(e["phase"] for e in ready) == ["apply", "plan"]
+
+
+def test_records_hold_no_plaintext_and_only_their_run_can_decrypt(
+    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish
+) -> None:
+    integration_id = integrate(tenant, make_role(f"{tenant.account}@*"))
+    publish(tenant, "plan")
+    process = credentials_of(stack, tenant, "plan")
+    (item,) = record_items(stack, tenant, "plan")
+    stored = json.dumps(item, default=str)
+    assert process["SecretAccessKey"] not in stored
+    assert process["SessionToken"] not in stored
+
+    # Decrypting under another run's context fails
+    other = RunPhase(account=tenant.account, stack=tenant.stack, run_id="another-run", phase=Phase.PLAN)
+    with pytest.raises(ClientError) as caught:
+        stack.client("kms").decrypt(
+            CiphertextBlob=item["ciphertext"]["B"], EncryptionContext=encryption_context_for(other, integration_id)
+        )
+    assert caught.value.response["Error"]["Code"] == "InvalidCiphertextException"
+
+    # And a record copied under another run's key is refused by the worker as not its own
+    forged = dict(item)
+    forged["run_key"] = {"S": f"{tenant.account}#{tenant.stack}#another-run#plan"}
+    forged["run_id"] = {"S": "another-run"}
+    stack.client("dynamodb").put_item(TableName=stack.outputs["CredentialsTableName"], Item=forged)
+    with pytest.raises(CredentialsNotYoursError):
+        CredentialsFetcher(stack.outputs["CredentialsTableName"]).fetch(other)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (EVENTS / "invalid").glob("*.json")))
+def test_invalid_events_make_no_aws_call_and_no_write(stack: LocalStack, name: str) -> None:
+    # Given an attachment for the account and stack the sample names, so a valid event would vend
+    event = load_event(f"invalid/{name}")
+    mark = stack.aws.calls.mark()
+    with pytest.raises(FunctionError) as caught:
+        stack.functions["VendCredentialsFunction"].invoke(event)
+    assert caught.value.error_type == "InvalidRunEventError"
+    assert "invalid run-phase event" in str(caught.value)
+    assert stack.aws.calls.since(mark) == []
+
+
+def test_run_phase_finished_erases_the_credentials_and_stops_a_late_duplicate(
+    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish
+) -> None:
+    role = make_role(f"{tenant.account}@*")
+    integrate(tenant, role)
+    publish(tenant, "apply")
+    publish(tenant, "apply", detail_type="Run Phase Finished")
+    (item,) = record_items(stack, tenant, "apply")
+    assert item["status"]["S"] == "finished"
+    assert "ciphertext" not in item
+    assumed = assumptions_of(role)
+    publish(tenant, "apply")  # a duplicate of the Started event, late
+    assert assumptions_of(role) == assumed
+    assert CredentialRecord.model_fields  # the record model is what the worker reads
+
+
+def test_a_transient_sts_failure_is_retried_and_then_succeeds(
+    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish
+) -> None:
+    integrate(tenant, make_role(f"{tenant.account}@*"))
+    stack.functions["VendCredentialsFunction"].warm()  # the broker session is cached: throttles hit the vend
+    stack.aws.strict_sts.inject("Throttling", times=3)  # botocore's 3 attempts of the first invocation
+    try:
+        publish(tenant, "plan")
+    finally:
+        stack.aws.strict_sts.clear_faults()
+    assert [e["phase"] for e in events_for(stack, tenant, "Run Phase Credentials Ready")] == ["plan"]
+    (item,) = record_items(stack, tenant, "plan")
+    assert item["status"]["S"] == "ready"
+
+
+def test_an_exhausted_transient_failure_lands_in_the_dead_letter_queue(
+    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish
+) -> None:
+    integrate(tenant, make_role(f"{tenant.account}@*"))
+    stack.aws.strict_sts.inject("ServiceUnavailable", times=1000, status=503)  # STS is down throughout
+    try:
+        publish(tenant, "plan")
+    finally:
+        stack.aws.strict_sts.clear_faults()
+    assert record_items(stack, tenant, "plan") == []  # the claim was released for the next try
+    sqs = stack.client("sqs")
+    url = stack.outputs["VendDeadLetterQueueUrl"]
+    bodies = [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]]
+    mine = [b for b in bodies if b["requestPayload"]["detail"]["account"] == tenant.account]
+    assert len(mine) == 1
+    assert mine[0]["requestContext"]["condition"] == "RetriesExhausted"
+    assert mine[0]["responsePayload"]["errorType"] == "TransientAwsError"
