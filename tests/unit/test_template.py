@@ -1,0 +1,84 @@
+"""template.yaml: the contract's outputs, thin handlers that exist, least-privilege roles, routes that
+the API really serves, and a local stack that is built from it."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from typing import Any
+
+import pytest
+
+from runcreds.api import app
+from runcreds.local.template import Template
+from tests.support import EVENTS, ROOT
+
+TEMPLATE = Template(ROOT / "template.yaml")
+CONTRACT_OUTPUTS = {"RunEventBusName", "ApiUrl", "CredentialsTableName", "CredentialsKeyArn", "BrokerRoleArn"}
+
+
+def functions() -> dict[str, dict[str, Any]]:
+    return TEMPLATE.of_type("AWS::Serverless::Function")
+
+
+def test_the_contracted_outputs_exist() -> None:
+    assert set(TEMPLATE.body["Outputs"]) >= CONTRACT_OUTPUTS
+
+
+@pytest.mark.parametrize("logical_id", sorted(functions()))
+def test_each_handler_exists_under_a_unique_module_name(logical_id: str) -> None:
+    props = functions()[logical_id]["Properties"]
+    module, attribute = props["Handler"].rsplit(".", 1)
+    path = ROOT / props["CodeUri"] / f"{module}.py"
+    assert path.is_file()
+    spec = importlib.util.spec_from_file_location(module, path)
+    assert spec is not None
+    assert spec.loader is not None
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    assert callable(getattr(loaded, attribute))
+    modules = [f["Properties"]["Handler"].rsplit(".", 1)[0] for f in functions().values()]
+    assert modules.count(module) == 1
+
+
+def _statements(role: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for policy in role["Properties"].get("Policies", []) for s in policy["PolicyDocument"]["Statement"]]
+
+
+@pytest.mark.parametrize("logical_id", sorted(TEMPLATE.of_type("AWS::IAM::Role")))
+def test_roles_grant_named_actions_on_named_resources(logical_id: str) -> None:
+    for statement in _statements(TEMPLATE.resources[logical_id]):
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert all("*" not in action for action in actions), (logical_id, actions)
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        assert "*" not in resources, logical_id
+
+
+def test_only_the_broker_may_assume_customer_roles() -> None:
+    for logical_id, role in TEMPLATE.of_type("AWS::IAM::Role").items():
+        for statement in _statements(role):
+            resource = json.dumps(statement["Resource"])
+            if "iam::*:role/*" in resource:
+                assert logical_id == "BrokerRole"
+
+
+def test_the_attach_api_routes_in_the_template_are_exactly_those_the_resolver_serves() -> None:
+    events = functions()["AttachApiFunction"]["Properties"]["Events"].values()
+    declared = {(e["Properties"]["Method"].upper(), e["Properties"]["Path"]) for e in events if e["Type"] == "Api"}
+    served = {(route.method.upper(), route.openapi_path) for route in app._static_routes + app._dynamic_routes}
+    assert declared == served
+
+
+@pytest.mark.parametrize("path", sorted(p.relative_to(EVENTS).as_posix() for p in EVENTS.rglob("*.json")))
+def test_every_sample_event_is_json(path: str) -> None:
+    assert json.loads((EVENTS / path).read_text())
+
+
+def test_the_layer_is_built_for_the_lambda_runtime() -> None:
+    (layer,) = TEMPLATE.of_type("AWS::Serverless::LayerVersion").values()
+    assert layer["Metadata"]["BuildMethod"] == "python3.12"
+    requirements = (ROOT / layer["Properties"]["ContentUri"] / "requirements.txt").read_text()
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    for line in requirements.splitlines():
+        if line and not line.startswith("#"):
+            assert f'"{line}"' in pyproject, f"{line} differs between the layer and pyproject.toml"
