@@ -269,3 +269,29 @@ def test_an_exhausted_transient_failure_lands_in_the_dead_letter_queue(
     assert len(mine) == 1
     assert mine[0]["requestContext"]["condition"] == "RetriesExhausted"
     assert mine[0]["responsePayload"]["errorType"] == "TransientAwsError"
+
+
+def test_a_warm_vend_makes_exactly_the_six_unavoidable_requests(
+    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish
+) -> None:
+    # Given one warm container that has vended before (its broker session is cached)
+    integrate(tenant, make_role(f"{tenant.account}@*"))
+    vend = stack.functions["VendCredentialsFunction"]
+    vend.stop()
+    vend.invoke(tenant.event("plan"))
+
+    # When the next phase is vended
+    mark = stack.aws.calls.mark()
+    vend.invoke(tenant.event("apply"))
+
+    # Then it made the six requests a vend cannot avoid, and no others
+    assert sorted(stack.aws.calls.since(mark)) == sorted(
+        [
+            ("dynamodb", "Query"),  # the stack's attachments
+            ("dynamodb", "PutItem"),  # the claim
+            ("sts", "AssumeRole"),
+            ("kms", "Encrypt"),
+            ("dynamodb", "PutItem"),  # the record
+            ("events", "PutEvents"),  # Run Phase Credentials Ready
+        ]
+    )

@@ -1,0 +1,184 @@
+"""Vend benchmark: the vend handler's wall time per event ÷ the six AWS calls a vend cannot avoid, made
+raw with boto3 against the same embedded AWS in the same run, and the AWS requests per vend.
+
+    .venv/bin/python bench/vend.py [--events 200]
+
+Both sides run in this process against one moto server (strict STS in front), interleaved round by
+round so that drift in the server affects both alike. The handler is the deployed one
+(functions/vend_credentials, Powertools decorators included), called with its template environment and
+its execution role's credentials; its logger runs at WARNING and its metrics print to a buffer, so
+that the measurement is not of a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import io
+import json
+import os
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=200)
+    args = parser.parse_args()
+
+    from runcreds.api_client import ApiClient
+    from runcreds.local.stack import LocalStack
+
+    with LocalStack(template_path=ROOT / "template.yaml", stack_name="runcreds-bench") as stack:
+        account, name = "bench", "networking"
+        broker = stack.outputs["BrokerRoleArn"]
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"AWS": broker},
+                    "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"],
+                    "Condition": {"StringLike": {"sts:ExternalId": f"{account}@*"}},
+                }
+            ],
+        }
+        role = stack.client("iam").create_role(RoleName="bench-role", AssumeRolePolicyDocument=json.dumps(trust))
+        role_arn = role["Role"]["Arn"]
+        api = ApiClient(stack.outputs["ApiUrl"], stack.session())
+        integration_id = api.post(f"/accounts/{account}/integrations", {"name": "b", "role_arn": role_arn}).body["id"]
+        assert (
+            api.put(
+                f"/accounts/{account}/stacks/{name}/integrations/{integration_id}", {"read": True, "write": True}
+            ).status
+            == 200
+        )
+
+        # The handler, in this process, with the function's environment (and so its role's credentials).
+        spec = stack.template.functions()["VendCredentialsFunction"]
+        os.environ.update(stack.functions["VendCredentialsFunction"].environment)
+        os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
+        module_spec = importlib.util.spec_from_file_location(spec.module, spec.code_uri / f"{spec.module}.py")
+        assert module_spec is not None and module_spec.loader is not None
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        handler = getattr(module, spec.function_name)
+        from runcreds.local.lambda_worker import LocalContext
+
+        context = LocalContext("bench", 30000, "bench")
+        sink = io.StringIO()
+
+        def handler_quietly(event: dict[str, Any]) -> dict[str, Any]:
+            with contextlib.redirect_stdout(sink):  # the metrics' EMF line still gets built and printed
+                result: dict[str, Any] = handler(event, context)
+            sink.seek(0)
+            sink.truncate()
+            return result
+
+        # The raw side: the same six calls, with boto3, as the same identities.
+        env = stack.functions["VendCredentialsFunction"].environment
+        endpoint = stack.endpoint_url
+        function_session = boto3.Session(
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=env["AWS_SESSION_TOKEN"],
+            region_name="us-east-1",
+        )
+        raw_ddb = function_session.client("dynamodb", endpoint_url=endpoint)
+        raw_kms = function_session.client("kms", endpoint_url=endpoint)
+        raw_events = function_session.client("events", endpoint_url=endpoint)
+        broker_creds = function_session.client("sts", endpoint_url=endpoint).assume_role(
+            RoleArn=broker, RoleSessionName="bench-raw"
+        )["Credentials"]
+        raw_sts = boto3.Session(
+            aws_access_key_id=broker_creds["AccessKeyId"],
+            aws_secret_access_key=broker_creds["SecretAccessKey"],
+            aws_session_token=broker_creds["SessionToken"],
+            region_name="us-east-1",
+        ).client("sts", endpoint_url=endpoint)
+        table, attachments = env["RUNCREDS_CREDENTIALS_TABLE"], env["RUNCREDS_ATTACHMENTS_TABLE"]
+
+        def raw_vend(run_id: str) -> None:
+            raw_ddb.query(
+                TableName=attachments,
+                KeyConditionExpression="stack_key = :k",
+                ExpressionAttributeValues={":k": {"S": f"{account}#{name}"}},
+                ConsistentRead=True,
+            )
+            key = {"run_key": {"S": f"{account}#{name}#{run_id}#plan"}, "integration_id": {"S": integration_id}}
+            raw_ddb.put_item(
+                TableName=table,
+                Item={**key, "status": {"S": "pending"}, "claim_token": {"S": "t"}},
+                ConditionExpression="attribute_not_exists(run_key)",
+            )
+            creds = raw_sts.assume_role(
+                RoleArn=role_arn,
+                RoleSessionName=run_id,
+                ExternalId=f"{account}@{integration_id}@{name}@read",
+                DurationSeconds=3600,
+                SourceIdentity=run_id,
+                Tags=[{"Key": "runcreds:run", "Value": run_id}],
+                TransitiveTagKeys=["runcreds:run"],
+            )["Credentials"]
+            blob = raw_kms.encrypt(
+                KeyId=env["RUNCREDS_CREDENTIALS_KEY_ARN"],
+                Plaintext=json.dumps({k: str(v) for k, v in creds.items()}).encode(),
+                EncryptionContext={"runcreds:run": run_id},
+            )["CiphertextBlob"]
+            raw_ddb.put_item(
+                TableName=table,
+                Item={**key, "status": {"S": "ready"}, "ciphertext": {"B": blob}},
+                ConditionExpression="claim_token = :t",
+                ExpressionAttributeValues={":t": {"S": "t"}},
+            )
+            raw_events.put_events(
+                Entries=[{"Source": "runcreds.broker", "DetailType": "Run Phase Credentials Ready",
+                          "Detail": json.dumps({"run_id": run_id}), "EventBusName": env["RUNCREDS_EVENT_BUS_NAME"]}]
+            )  # fmt: skip
+
+        def event(run_id: str) -> dict[str, Any]:
+            return {
+                "version": "0", "id": str(uuid.uuid4()), "detail-type": "Run Phase Started", "source": "runcreds.runs",
+                "account": "123456789012", "time": "2026-11-25T12:00:00Z", "region": "us-east-1", "resources": [],
+                "detail": {"account": account, "stack": name, "run_id": run_id, "phase": "plan"},
+            }  # fmt: skip
+
+        # Warm both sides (clients, the cached broker session, moto's code paths).
+        for i in range(5):
+            handler_quietly(event(f"warm-{i}"))
+            raw_vend(f"warm-raw-{i}")
+
+        handler_times, raw_times, requests = [], [], []
+        for i in range(args.events):
+            mark = stack.aws.calls.mark()
+            started = time.perf_counter()
+            result = handler_quietly(event(f"run-{i}"))
+            handler_times.append(time.perf_counter() - started)
+            requests.append(stack.aws.calls.since(mark))
+            assert result.get("ready"), result
+            started = time.perf_counter()
+            raw_vend(f"raw-{i}")
+            raw_times.append(time.perf_counter() - started)
+
+        per_vend = {len(r) for r in requests}
+        kinds = sorted({f"{s}:{a}" for r in requests for s, a in r})
+        handler_ms, raw_ms = statistics.median(handler_times) * 1000, statistics.median(raw_times) * 1000
+        print(f"events: {args.events} (after 5 warm-up), python {sys.version.split()[0]}")
+        print(f"vend handler, median wall time per event: {handler_ms:.2f} ms")
+        print(f"raw six calls (boto3, same server), median: {raw_ms:.2f} ms")
+        print(f"ratio handler / raw: {handler_ms / raw_ms:.3f}  (goal <= 1.25)")
+        print(f"AWS requests per vend: {sorted(per_vend)}  (goal: 6) -> {', '.join(kinds)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
