@@ -79,11 +79,17 @@ class LocalFunction:
         for line in process.stdout:
             self.log_sink(self.spec.logical_id, line.rstrip("\n"))
 
+    def _take_worker(self) -> _Worker:
+        while True:
+            try:
+                worker = self._idle.get_nowait()
+            except queue.Empty:
+                return self._spawn()
+            if worker.process.poll() is None:
+                return worker  # a warm container; one that exited is dropped, as Lambda would
+
     def invoke(self, event: dict[str, Any]) -> Any:
-        try:
-            worker = self._idle.get_nowait()
-        except queue.Empty:
-            worker = self._spawn()
+        worker = self._take_worker()
         try:
             assert worker.process.stdin is not None
             worker.process.stdin.write(json.dumps({"id": str(uuid.uuid4()), "event": event}) + "\n")
@@ -106,6 +112,8 @@ class LocalFunction:
     def stop(self) -> None:
         with self._lock:
             workers, self._all = self._all, []
+        while not self._idle.empty():
+            self._idle.get_nowait()
         for worker in workers:
             if worker.process.stdin:
                 worker.process.stdin.close()
