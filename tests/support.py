@@ -18,7 +18,8 @@ EVENTS = ROOT / "events"
 
 
 def load_event(name: str) -> dict[str, Any]:
-    return json.loads((EVENTS / name).read_text())
+    event: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return event
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ from runcreds.models.events import Phase, RunPhase
 from runcreds.worker import CredentialsFetcher, CredentialsNotYoursError
 from tests.support import EVENTS, Tenant, assumptions_of, events_for, load_event, record_items
 
+Publish = Callable[..., None]
+
 
 def credentials_of(stack: LocalStack, tenant: Tenant, phase: str) -> dict[str, str]:
     run = RunPhase(account=tenant.account, stack=tenant.stack, run_id=tenant.run_id, phase=Phase(phase))
@@ -29,7 +31,7 @@ def caller_arn(stack: LocalStack, process: dict[str, str]) -> str:
 
 
 def test_plan_and_apply_get_credentials_for_their_own_access(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish
+    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
 ) -> None:
     # Given a role for plans only (read) and a role for applies only (write), both attached
     reader = make_role(f"{tenant.account}@*@{tenant.stack}@read")
@@ -55,7 +57,7 @@ def test_plan_and_apply_get_credentials_for_their_own_access(
 
 
 def test_the_vend_assumes_with_the_contracted_identity(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish
+    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
 ) -> None:
     # Given a role whose trust insists on the exact external ID, the run's tags and source identity
     role = make_role(None)
@@ -92,7 +94,7 @@ def test_the_vend_assumes_with_the_contracted_identity(
 
 
 def test_a_long_run_id_gets_the_hashed_session_name(
-    stack: LocalStack, make_role: Callable[..., str], integrate: Callable[..., str], publish
+    stack: LocalStack, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
 ) -> None:
     tenant = Tenant(account="acme-long", stack="net", run_id="R" * 100)
     integrate(tenant, make_role(f"{tenant.account}@*"))
@@ -103,7 +105,7 @@ def test_a_long_run_id_gets_the_hashed_session_name(
 
 
 def test_a_role_that_does_not_trust_the_external_id_fails_the_run_clearly(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish
+    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
 ) -> None:
     # Given an attached role whose trust is later narrowed to another account's external IDs
     role = make_role(f"{tenant.account}@*")
@@ -140,7 +142,7 @@ def test_a_role_that_does_not_trust_the_external_id_fails_the_run_clearly(
 
 
 def test_a_duration_above_the_chaining_cap_is_refused_finally(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish
+    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
 ) -> None:
     # Given a worker-mode-free integration asking for 2 hours from a role that allows 12
     role = make_role(f"{tenant.account}@*", max_session_duration=43200)
@@ -160,7 +162,7 @@ def test_a_duration_above_the_chaining_cap_is_refused_finally(
 
 
 def test_duplicate_deliveries_assume_the_role_once(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish
+    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
 ) -> None:
     role = make_role(f"{tenant.account}@*")
     integrate(tenant, role)
@@ -182,7 +184,7 @@ def test_duplicate_deliveries_assume_the_role_once(
 
 
 def test_records_hold_no_plaintext_and_only_their_run_can_decrypt(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish
+    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
 ) -> None:
     integration_id = integrate(tenant, make_role(f"{tenant.account}@*"))
     publish(tenant, "plan")
@@ -222,7 +224,7 @@ def test_invalid_events_make_no_aws_call_and_no_write(stack: LocalStack, name: s
 
 
 def test_run_phase_finished_erases_the_credentials_and_stops_a_late_duplicate(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish
+    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
 ) -> None:
     role = make_role(f"{tenant.account}@*")
     integrate(tenant, role)
@@ -238,7 +240,7 @@ def test_run_phase_finished_erases_the_credentials_and_stops_a_late_duplicate(
 
 
 def test_a_transient_sts_failure_is_retried_and_then_succeeds(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish
+    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
 ) -> None:
     integrate(tenant, make_role(f"{tenant.account}@*"))
     stack.functions["VendCredentialsFunction"].warm()  # the broker session is cached: throttles hit the vend
@@ -253,7 +255,7 @@ def test_a_transient_sts_failure_is_retried_and_then_succeeds(
 
 
 def test_an_exhausted_transient_failure_lands_in_the_dead_letter_queue(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish
+    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
 ) -> None:
     integrate(tenant, make_role(f"{tenant.account}@*"))
     stack.aws.strict_sts.inject("ServiceUnavailable", times=1000, status=503)  # STS is down throughout
@@ -272,7 +274,7 @@ def test_an_exhausted_transient_failure_lands_in_the_dead_letter_queue(
 
 
 def test_a_warm_vend_makes_exactly_the_six_unavoidable_requests(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish
+    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
 ) -> None:
     # Given one warm container that has vended before (its broker session is cached)
     integrate(tenant, make_role(f"{tenant.account}@*"))

@@ -1,0 +1,38 @@
+"""The events/ samples (the ones `sam local invoke -e` takes) drive the functions as the template runs them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from runcreds.local.stack import LocalStack
+from tests.support import load_event
+
+
+@pytest.mark.parametrize(
+    ("sample", "status"),
+    [
+        ("api/create_integration.json", 201),
+        ("api/create_integration_invalid.json", 400),
+        ("api/list_integrations.json", 200),
+        ("api/attach_integration.json", 404),  # the sample's integration does not exist here
+        ("api/list_attachments.json", 200),
+    ],
+)
+def test_api_samples(stack: LocalStack, sample: str, status: int) -> None:
+    response = stack.functions["AttachApiFunction"].invoke(load_event(sample))
+    assert response["statusCode"] == status
+    body = json.loads(response["body"])
+    if status >= 400:
+        assert body["message"]
+
+
+@pytest.mark.parametrize(
+    "sample", ["run_phase_started_plan.json", "run_phase_started_apply.json", "run_phase_finished_apply.json"]
+)
+def test_run_phase_samples_are_handled(stack: LocalStack, sample: str) -> None:
+    # Nothing is attached to the sample's stack in this stack: the vend finds no integration, the finish
+    # finds no record; both succeed without a write.
+    result = stack.functions["VendCredentialsFunction"].invoke(load_event(sample))
+    assert result in ({}, {"finished": 0})
