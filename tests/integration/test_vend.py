@@ -297,3 +297,21 @@ def test_a_warm_vend_makes_exactly_the_six_unavoidable_requests(
             ("events", "PutEvents"),  # Run Phase Credentials Ready
         ]
     )
+
+
+def test_sts_is_called_in_the_integrations_region(
+    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
+) -> None:
+    # Given an attached integration whose region is then set to one where STS is not activated
+    integration_id = integrate(tenant, make_role(f"{tenant.account}@*"), region="eu-west-1")
+    stack.client("dynamodb").update_item(
+        TableName=stack.template.ref("AttachmentsTable"),
+        Key={"stack_key": {"S": f"{tenant.account}#{tenant.stack}"}, "integration_id": {"S": integration_id}},
+        UpdateExpression="SET #region = :r",
+        ExpressionAttributeNames={"#region": "region"},
+        ExpressionAttributeValues={":r": {"S": "af-south-1"}},
+    )
+    # When a plan starts, the regional STS refuses: the vend went to that region's endpoint
+    publish(tenant, "plan")
+    (failed,) = events_for(stack, tenant, "Run Phase Credentials Failed")
+    assert failed["code"] == "RegionDisabledException"
