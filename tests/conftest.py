@@ -15,7 +15,6 @@ from runcreds.api_client import ApiClient
 from runcreds.local.stack import LocalStack
 from tests.support import Tenant, trust_policy
 
-
 # The attach API retries an AccessDenied IAM propagation may explain for up to this long (the template's
 # default is 20 s): long enough for the propagation test's 5 s, short enough for the refusal tests.
 VERIFY_RETRY_SECONDS = "8"

@@ -10,32 +10,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
 from runcreds.api_client import ApiClient, ApiResponse
 from runcreds.local.stack import LocalStack
-from tests.support import Tenant, assumptions_of, trust_policy
+from tests.support import Tenant, apply_trust_policy, assumptions_of, attach, create_integration, trust_policy
 
 ALL_ACTIONS = ("sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession")
-
-
-def create_integration(api: ApiClient, tenant: Tenant, role_arn: str, **fields: Any) -> str:
-    created = api.post(f"/accounts/{tenant.account}/integrations", {"name": "prod", "role_arn": role_arn, **fields})
-    assert created.status == 201, created.body
-    return str(created.body["id"])
-
-
-def attach(api: ApiClient, tenant: Tenant, integration_id: str, stack: str | None = None, **access: bool) -> ApiResponse:
-    body = {"read": access.get("read", True), "write": access.get("write", True)}
-    return api.put(f"/accounts/{tenant.account}/stacks/{stack or tenant.stack}/integrations/{integration_id}", body)
-
-
-def apply_trust_policy(stack: LocalStack, role_arn: str, document: dict[str, Any]) -> None:
-    stack.client("iam").update_assume_role_policy(
-        RoleName=role_arn.rsplit("/", 1)[1], PolicyDocument=json.dumps(document)
-    )
 
 
 def assert_diagnosis_shape(response: ApiResponse, stack: LocalStack, tenant: Tenant, integration_id: str) -> None:
@@ -196,7 +178,7 @@ def test_a_duration_above_what_sts_allows_is_diagnosed_with_the_patch_that_fixes
 
     # When the suggested patch is applied, the same attach succeeds
     path = f"/accounts/{tenant.account}/integrations/{integration_id}"
-    assert api.request("PATCH", path, refused.body["suggested_integration_patch"]).status == 200
+    assert api.patch(path, refused.body["suggested_integration_patch"]).status == 200
     assert attach(api, tenant, integration_id).status == 200
 
 
@@ -218,7 +200,7 @@ def test_a_region_where_sts_is_disabled_is_diagnosed(
 
     # When the patch is applied, the same attach succeeds
     path = f"/accounts/{tenant.account}/integrations/{integration_id}"
-    patched = api.request("PATCH", path, refused.body["suggested_integration_patch"])
+    patched = api.patch(path, refused.body["suggested_integration_patch"])
     assert patched.status == 200 and patched.body["region"] is None
     assert attach(api, tenant, integration_id).status == 200
 
