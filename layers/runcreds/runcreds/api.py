@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -44,6 +46,7 @@ app = APIGatewayRestResolver(enable_validation=True)
 Account = Annotated[str, Path(pattern=SLUG, description="account slug")]
 Stack = Annotated[str, Path(pattern=SLUG, description="stack slug")]
 IntegrationIdPath = Annotated[str, Path(pattern=INTEGRATION_ID, description="integration ID")]
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 PhaseName = Literal["plan", "apply", "destroy", "task", "drift", "read", "write"]
 
 
@@ -60,13 +63,16 @@ def _json(model: type[Any], description: str) -> OpenAPIResponse:
 def _responses(success: int, model: type[Any] | None, description: str, *errors: int) -> dict[int, OpenAPIResponse]:
     texts = {
         400: "invalid request: `message` says what and `errors` where",
-        404: "no such integration or attachment in this account",
+        404: "no such integration or attachment in this account (or no such route)",
         409: "conflicts with the current state (`message` says how to resolve it)",
+        415: "the body is not application/json",
         503: "AWS throttled or failed: retry in a few seconds",
     }
+    # Every route may answer 400 (bad input) and 404 (a path no route matches, or an unknown resource).
     responses: dict[int, OpenAPIResponse] = {
         success: _json(model, description) if model is not None else {"description": description},
         400: _json(ErrorBody, texts[400]),
+        404: _json(ErrorBody, texts[404]),
     }
     for code in errors:
         if code == 422:
@@ -128,7 +134,7 @@ def _attachment(attachment: Attachment) -> AttachmentOut:
 @app.post(
     "/accounts/<account>/integrations",
     summary="Create an integration (a customer role runcreds may assume)",
-    responses=_responses(201, IntegrationOut, "the integration, with its id", 503),
+    responses=_responses(201, IntegrationOut, "the integration, with its id", 415, 503),
 )
 def create_integration(account: Account, body: Annotated[IntegrationCreate, Body()]) -> Response[IntegrationOut]:
     created = service().create_integration(account, body)
@@ -159,7 +165,7 @@ def get_integration(account: Account, integration_id: IntegrationIdPath) -> Inte
 @app.patch(
     "/accounts/<account>/integrations/<integration_id>",
     summary="Change an integration (every attachment follows; attached stacks are verified first)",
-    responses=_responses(200, IntegrationOut, "the changed integration", 404, 409, 422, 503),
+    responses=_responses(200, IntegrationOut, "the changed integration", 409, 415, 422, 503),
 )
 def update_integration(
     account: Account, integration_id: IntegrationIdPath, body: Annotated[IntegrationUpdate, Body()]
@@ -199,7 +205,7 @@ def get_trust_policy(
 @app.put(
     "/accounts/<account>/stacks/<stack>/integrations/<integration_id>",
     summary="Attach an integration to a stack (verified: the broker assumes the role as a vend would)",
-    responses=_responses(200, AttachmentOut, "the attachment", 404, 422, 503),
+    responses=_responses(200, AttachmentOut, "the attachment", 415, 422, 503),
 )
 def attach_integration(
     account: Account, stack: Stack, integration_id: IntegrationIdPath, body: Annotated[AttachRequest, Body()]
@@ -226,15 +232,45 @@ def detach_integration(account: Account, stack: Stack, integration_id: Integrati
     return Response(status_code=204, body="")
 
 
+def resolve(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The function's entry point. A body that is not JSON is refused here with 415: Powertools'
+    validation would raise on some (multipart without a boundary) before any route or handler runs."""
+    if event.get("httpMethod") in _BODY_METHODS and event.get("body"):
+        headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+        media_type = str(headers.get("content-type") or "application/json").split(";", 1)[0].strip().lower()
+        if media_type != content_types.APPLICATION_JSON:
+            return {
+                "statusCode": 415,
+                "headers": {"Content-Type": content_types.APPLICATION_JSON},
+                "body": json.dumps({"message": f"send the body as application/json, not {media_type}"}),
+                "isBase64Encoded": False,
+            }
+    return app.resolve(event, context)
+
+
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI document of this API as committed in docs/openapi.json (`make openapi`)."""
-    import json
+    from aws_lambda_powertools.event_handler.openapi.models import Server, ServerVariable
 
     document: dict[str, Any] = json.loads(
         app.get_openapi_json_schema(
             title=TITLE,
             version=VERSION,
-            description="Integrations (customer roles) and their attachments to stacks. IAM auth (SigV4).",
+            description=(
+                "Integrations (customer roles) and their attachments to stacks (docs/attach.md). Every request "
+                "is signed with AWS Signature Version 4 for the execute-api service: API Gateway checks it against "
+                "IAM (AWS_IAM authorizer) before the request reaches runcreds."
+            ),
+            servers=[
+                Server(
+                    url="https://{api_id}.execute-api.{region}.amazonaws.com/v1",
+                    description="the stack's ApiUrl output",
+                    variables={
+                        "api_id": ServerVariable(default="abc123", description="the RuncredsApi ID"),
+                        "region": ServerVariable(default="us-east-1", description="the stack's region"),
+                    },
+                )
+            ],
         )
     )
     # Powertools documents its own 422 (HTTPValidationError) on every route; this API answers invalid
@@ -245,7 +281,19 @@ def openapi_document() -> dict[str, Any]:
             schema = response.get("content", {}).get(content_types.APPLICATION_JSON, {}).get("schema", {})
             if schema.get("$ref", "").endswith("/HTTPValidationError"):
                 del operation["responses"]["422"]
+            # 204 has no body (Powertools documents the handler's Response[str] as one).
+            operation.get("responses", {}).get("204", {}).pop("content", None)
     schemas = document.get("components", {}).get("schemas", {})
-    for unused in ("HTTPValidationError", "ValidationError"):
-        schemas.pop(unused, None)
+    text = json.dumps(document["paths"])
+    for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
+        if f'/{name}"' not in text:
+            schemas.pop(name, None)
     return document
+
+
+def openapi_json() -> str:
+    return json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":  # `make openapi`
+    sys.stdout.write(openapi_json())

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from runcreds.models.entities import (
     DEFAULT_DURATION,
@@ -21,29 +22,40 @@ AccountPath = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,63}$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
 
 
+def _integral(value: Any) -> Any:
+    """JSON Schema's integer includes 3600.0; strict pydantic would refuse it."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Duration = Annotated[int, Field(ge=MIN_DURATION, le=MAX_DURATION), BeforeValidator(_integral)]
+Labels = Annotated[list[Label], Field(max_length=50)]
+
+
+# Request bodies are strict: JSON 0 is not false and "900" is not 900.
 class IntegrationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: Name
     role_arn: RoleArn
-    duration_seconds: int = Field(DEFAULT_DURATION, ge=MIN_DURATION, le=MAX_DURATION)
+    duration_seconds: Duration = DEFAULT_DURATION
     region: Region | None = None
     assume_role_on_worker: bool = False
-    labels: list[Label] = Field(default_factory=list, max_length=50)
+    labels: Labels = Field(default_factory=list)
 
 
 class IntegrationUpdate(BaseModel):
     """PATCH: any create field; the fields sent replace the stored ones. `region: null` clears the region
     (STS's default endpoint of the broker's region); no other field may be null."""
 
-    model_config = ConfigDict(extra="forbid")
+    # The schema says what the validator enforces: at least one field, and null only for region.
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"minProperties": 1})
 
-    name: Name | None = None
-    role_arn: RoleArn | None = None
-    duration_seconds: int | None = Field(None, ge=MIN_DURATION, le=MAX_DURATION)
+    name: Name | SkipJsonSchema[None] = None
+    role_arn: RoleArn | SkipJsonSchema[None] = None
+    duration_seconds: Duration | SkipJsonSchema[None] = None
     region: Region | None = None
-    assume_role_on_worker: bool | None = None
-    labels: list[Label] | None = Field(None, max_length=50)
+    assume_role_on_worker: bool | SkipJsonSchema[None] = None
+    labels: Labels | SkipJsonSchema[None] = None
 
     @model_validator(mode="after")
     def _meaningful(self) -> IntegrationUpdate:
@@ -59,7 +71,16 @@ class IntegrationUpdate(BaseModel):
 
 
 class AttachRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "anyOf": [
+                {"properties": {"read": {"const": True}}},
+                {"properties": {"write": {"const": True}}},
+            ]
+        },
+    )
 
     read: bool
     write: bool
