@@ -104,6 +104,7 @@ class Diagnosis:
     access: Access
     principal: str
     sts_code: str
+    sts_message: str
     suggested_integration_patch: dict[str, Any] | None = None
     missing_actions: list[str] | None = None
     propagation_possible: bool = False
@@ -122,6 +123,7 @@ class Diagnosis:
             "principal": self.principal,
             "role_arn": self.target.role_arn,
             "sts_code": self.sts_code,
+            "sts_message": self.sts_message,
             "suggested_trust_policy": self.suggested_trust_policy,
         }
         if self.suggested_integration_patch is not None:
@@ -187,7 +189,7 @@ class Verifier:
         self, target: Target, access: Access, refusal: RoleRefusedError, other_stacks: Iterable[str] = ()
     ) -> Diagnosis:
         if refusal.code == "AccessDenied":
-            return self._access_denied(target, access, other_stacks)
+            return self._access_denied(target, access, refusal, other_stacks)
         if refusal.code == "RegionDisabledException":
             return self._diagnosis(
                 target,
@@ -212,9 +214,10 @@ class Verifier:
             f"STS refused the broker for {access.value} access with {refusal.code}: {refusal.sts_message}",
         )
 
-    def _access_denied(self, target: Target, access: Access, other_stacks: Iterable[str]) -> Diagnosis:
+    def _access_denied(
+        self, target: Target, access: Access, refusal: RoleRefusedError, other_stacks: Iterable[str]
+    ) -> Diagnosis:
         spec = target.spec(access)
-        refusal = RoleRefusedError("AccessDenied", "")
         if self.attempt(spec, tags=False, source_identity=False) is None:
             return self._missing_actions(target, access, refusal)
         candidates = [(access.other, target.stack)] + [
@@ -325,6 +328,7 @@ class Verifier:
             access=access,
             principal=self.broker_role_arn,
             sts_code=refusal.code,
+            sts_message=refusal.sts_message,
             suggested_integration_patch=patch,
             missing_actions=missing,
             propagation_possible=propagation_possible,

@@ -165,7 +165,8 @@ class DiagnosisBody(BaseModel):
     external_id: str
     principal: str
     role_arn: str
-    sts_code: str
+    sts_code: str = Field(description="STS's own error code (AccessDenied, ValidationError, ...)")
+    sts_message: str = Field(description="STS's own message for the first refusal")
     suggested_trust_policy: TrustPolicyDocument
     suggested_integration_patch: dict[str, Any] | None = None
     missing_actions: list[str] | None = None
