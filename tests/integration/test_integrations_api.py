@@ -90,6 +90,20 @@ def test_patch_of_labels_alone_makes_no_sts_call(
     assert ("sts", "AssumeRole") not in stack.aws.calls.since(mark)
 
 
+def test_successive_patches_each_apply(api: ApiClient, tenant: Tenant, make_role: Callable[..., str]) -> None:
+    # Given an integration
+    integration_id = create_integration(api, tenant, make_role(f"{tenant.account}@*"))
+    path = f"/accounts/{tenant.account}/integrations/{integration_id}"
+
+    # When it is patched three times in a row
+    for name in ("one", "two", "three"):
+        response = api.patch(path, {"name": name})
+
+        # Then each patch applies (the optimistic lock matches the stored version every time)
+        assert response.status == 200, response.body
+    assert api.get(path).body["name"] == "three"
+
+
 @pytest.mark.parametrize(
     ("body", "problem"),
     [

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
+from pydantic import TypeAdapter
 
 from runcreds import aws
 from runcreds.dal.items import from_item, to_item
@@ -65,7 +66,8 @@ class IntegrationsStore:
             condition += "attribute_not_exists(updated_at)"
         else:
             condition += "updated_at = :previous"
-            values[":previous"] = previous_updated_at.isoformat()
+            # As the item stores it: pydantic's JSON form of the datetime (UTC as "Z").
+            values[":previous"] = TypeAdapter(datetime).dump_python(previous_updated_at, mode="json")
         request: dict[str, object] = {
             "TableName": self.table_name,
             "Item": to_item(integration.model_dump(mode="json", by_alias=True)),
