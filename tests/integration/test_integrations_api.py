@@ -219,6 +219,7 @@ def test_worker_mode_trust_policies_name_the_workers_role(
     # Then the worker's role is required, and becomes the principal
     missing = api.get(path)
     assert missing.status == 400 and "worker_role_arn" in missing.message
+    assert api.get(path, phase="plan", worker_role_arn=worker).status == 400  # a phase needs a stack
     policy = api.get(path, worker_role_arn=worker)
     assert policy.body["Statement"][0]["Principal"] == {"AWS": worker}
     # and a worker-mode attachment is not verified by the broker

@@ -8,8 +8,8 @@ this integration uses, so that the answer names what to change instead of repeat
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from runcreds import aws
@@ -137,9 +137,6 @@ class Diagnosis:
 class Verifier:
     broker_role_arn: str
     session_name: str
-    clock: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], None] = time.sleep
-    calls: int = field(default=0, init=False)
 
     def _sts(self, region: str | None) -> STSClient:
         return aws.broker_sts(self.broker_role_arn, self.session_name, region)
@@ -149,7 +146,6 @@ class Verifier:
     ) -> RoleRefusedError | None:
         """None when STS let the broker in (the credentials are dropped unread); its refusal otherwise.
         TransientAwsError (throttling, 5xx) propagates: that is no answer about the role."""
-        self.calls += 1
         try:
             assume_run_role(self._sts(spec.region), spec, tags=tags, source_identity=source_identity)
         except RoleRefusedError as refusal:
@@ -163,7 +159,7 @@ class Verifier:
         deadline: float | None = None,
         other_stacks: Iterable[str] = (),
     ) -> Diagnosis | None:
-        """None when the role accepts the broker for this access. With a deadline (clock() value), a
+        """None when the role accepts the broker for this access. With a deadline (time.monotonic()), a
         refusal that looks like an unknown or untrusted role is retried with backoff until then: a role
         created or changed moments ago is refused by STS until IAM has propagated it."""
         spec = target.spec(access)
@@ -174,8 +170,8 @@ class Verifier:
         if deadline is None or not diagnosis.propagation_possible:
             return diagnosis
         pause = 0.25
-        while self.clock() + pause < deadline:
-            self.sleep(pause)
+        while time.monotonic() + pause < deadline:
+            time.sleep(pause)
             pause = min(pause * 2, 2.0)
             refusal = self.attempt(spec)
             if refusal is None:
