@@ -173,12 +173,13 @@ class Verifier:
         while time.monotonic() + pause < deadline:
             time.sleep(pause)
             pause = min(pause * 2, 2.0)
-            refusal = self.attempt(spec)
-            if refusal is None:
+            latest = self.attempt(spec)
+            if latest is None:
                 return None
-            if refusal.code != "AccessDenied":
-                return self.diagnose(target, access, refusal, other_stacks)
-        return diagnosis
+            if latest.code != "AccessDenied":
+                return self.diagnose(target, access, latest, other_stacks)
+        # Diagnose again: a role that became visible meanwhile may now show a narrower cause.
+        return self.diagnose(target, access, refusal, other_stacks)
 
     # ------------------------------------------------------------------ diagnosis
     def diagnose(
