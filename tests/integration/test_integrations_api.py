@@ -10,7 +10,7 @@ import pytest
 
 from runcreds.api_client import ApiClient
 from runcreds.local.stack import LocalStack
-from tests.support import Tenant, assumptions_of, attach, create_integration
+from tests.support import Tenant, assumptions_of, attach, create_integration, load_event
 
 
 def attachment_item(stack: LocalStack, tenant: Tenant, integration_id: str) -> dict[str, Any]:
@@ -248,3 +248,26 @@ def test_another_accounts_integrations_and_attachments_answer_404(
     # and the owner's attachment is intact
     listed = api.get(f"/accounts/{tenant.account}/stacks/{tenant.stack}/integrations").body["attachments"]
     assert [a["integration_id"] for a in listed] == [integration_id]
+
+
+@pytest.mark.parametrize("content_type", ["multipart/form-data", "text/plain", "application/x-www-form-urlencoded"])
+def test_a_body_that_is_not_json_is_415_and_writes_nothing(
+    stack: LocalStack, api: ApiClient, tenant: Tenant, content_type: str
+) -> None:
+    # Given a valid create request sent with another media type (multipart without a boundary made
+    # Powertools raise before any route ran: a 502)
+    event = load_event("api/create_integration.json")
+    event["path"] = f"/accounts/{tenant.account}/integrations"
+    event["pathParameters"] = {"account": tenant.account}
+    event["headers"]["Content-Type"] = content_type
+    event["multiValueHeaders"]["Content-Type"] = [content_type]
+    mark = stack.aws.calls.mark()
+
+    # When the API receives it
+    response = stack.functions["AttachApiFunction"].invoke(event)
+
+    # Then it answers 415 with a message, and nothing was called or written
+    assert response["statusCode"] == 415
+    assert "application/json" in json.loads(response["body"])["message"]
+    assert stack.aws.calls.since(mark) == []
+    assert api.get(f"/accounts/{tenant.account}/integrations").body == {"integrations": []}
