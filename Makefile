@@ -15,7 +15,7 @@ SAM := $(SAM_VENV)/bin/sam
 export PYENV_VERSION ?= 3.11.7:3.12.1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help demo up test lint typecheck validate build unit integration bench clean
+.PHONY: help demo up test lint typecheck validate build unit integration bench clean openapi
 
 help:
 	@echo "make demo    run the end-to-end demo on the embedded AWS (moto on 127.0.0.1)"
@@ -57,6 +57,10 @@ validate: $(SAM_VENV)/.installed
 
 build: $(SAM_VENV)/.installed
 	$(SAM) build --cached --parallel
+
+# The committed OpenAPI document, generated from the resolver; tests/unit/test_openapi.py fails when stale.
+openapi: $(VENV)/.installed-dev
+	$(PY) -m runcreds.api > docs/openapi.json
 
 unit: $(VENV)/.installed-dev
 	$(VENV)/bin/pytest tests/unit

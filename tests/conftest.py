@@ -15,10 +15,15 @@ from runcreds.api_client import ApiClient
 from runcreds.local.stack import LocalStack
 from tests.support import Tenant, trust_policy
 
+# The attach API retries an AccessDenied IAM propagation may explain for up to this long (the template's
+# VerifyRetrySeconds, default 20 s): long enough for the propagation test's 5 s, short enough for the
+# refusal tests.
+VERIFY_RETRY_SECONDS = "8"
+
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalStack]:
-    with LocalStack() as local:
+    with LocalStack(parameters={"VerifyRetrySeconds": VERIFY_RETRY_SECONDS}) as local:
         env = local.client_env()
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)

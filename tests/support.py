@@ -10,6 +10,7 @@ from typing import Any
 
 from moto.sts.models import sts_backends
 
+from runcreds.api_client import ApiClient, ApiResponse
 from runcreds.local.stack import LocalStack
 from runcreds.local.template import ACCOUNT_ID
 
@@ -78,4 +79,23 @@ def record_items(stack: LocalStack, tenant: Tenant, phase: str) -> list[dict[str
             ExpressionAttributeValues={":k": {"S": f"{tenant.account}#{tenant.stack}#{tenant.run_id}#{phase}"}},
             ConsistentRead=True,
         )["Items"]
+    )
+
+
+def create_integration(api: ApiClient, tenant: Tenant, role_arn: str, **fields: Any) -> str:
+    created = api.post(f"/accounts/{tenant.account}/integrations", {"name": "prod", "role_arn": role_arn, **fields})
+    assert created.status == 201, created.body
+    return str(created.body["id"])
+
+
+def attach(
+    api: ApiClient, tenant: Tenant, integration_id: str, stack: str | None = None, **access: bool
+) -> ApiResponse:
+    body = {"read": access.get("read", True), "write": access.get("write", True)}
+    return api.put(f"/accounts/{tenant.account}/stacks/{stack or tenant.stack}/integrations/{integration_id}", body)
+
+
+def apply_trust_policy(stack: LocalStack, role_arn: str, document: dict[str, Any]) -> None:
+    stack.client("iam").update_assume_role_policy(
+        RoleName=role_arn.rsplit("/", 1)[1], PolicyDocument=json.dumps(document)
     )

@@ -85,7 +85,7 @@ def test_attach_verifies_each_enabled_phase(
     assert refused.body["phase"] == "read"
     assert refused.body["external_id"] == f"{tenant.account}@{integration_id}@{tenant.stack}@read"
     assert refused.body["principal"] == stack.outputs["BrokerRoleArn"]
-    assert refused.body["code"] == "AccessDenied"
+    assert (refused.body["code"], refused.body["sts_code"]) == ("external_id_mismatch", "AccessDenied")
     assert "not authorized" in refused.body["sts_message"]
     listed = api.get(f"/accounts/{tenant.account}/stacks/{tenant.stack}/integrations").body["attachments"]
     assert [(a["read"], a["write"]) for a in listed] == [(False, True)]  # the failed attach changed nothing

@@ -18,6 +18,9 @@ from tests.support import load_event
         ("api/list_integrations.json", 200),
         ("api/attach_integration.json", 404),  # the sample's integration does not exist here
         ("api/list_attachments.json", 200),
+        ("api/update_integration.json", 404),  # the sample's integration does not exist here
+        ("api/delete_integration.json", 404),
+        ("api/get_trust_policy.json", 404),
     ],
 )
 def test_api_samples(stack: LocalStack, sample: str, status: int) -> None:

@@ -54,6 +54,9 @@ class ApiClient:
     def post(self, path: str, body: Any) -> ApiResponse:
         return self.request("POST", path, body)
 
+    def patch(self, path: str, body: Any) -> ApiResponse:
+        return self.request("PATCH", path, body)
+
     def put(self, path: str, body: Any) -> ApiResponse:
         return self.request("PUT", path, body)
 

@@ -1,4 +1,5 @@
-"""`runcreds`: the worker's command line (CONTRACT §6) and the embedded local stack."""
+"""`runcreds`: the worker's command line (CONTRACT §6), the admin commands over the HTTP API and the
+embedded local stack."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+from runcreds import admin_cli
 from runcreds.log_safety import quiet_wire_logs
 from runcreds.models.events import RunPhase
 from runcreds.worker import CredentialsFetcher, RunCredentials, WorkerError
@@ -52,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="runcreds", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _worker_parser(sub)
+    admin_cli.add_parsers(sub)
     _local_parser(sub)
     return parser
 
@@ -92,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "worker":
         return run_worker(args)
+    if args.command in admin_cli.COMMANDS:
+        return admin_cli.run(args)
     from runcreds.local import commands  # moto is a local-only dependency
 
     return commands.run(args)

@@ -13,6 +13,10 @@ class NotFoundError(RuncredsError):
     pass
 
 
+class InvalidRequestError(RuncredsError):
+    """A request that is well-formed but cannot be served as asked (400); nothing was written."""
+
+
 class ConflictError(RuncredsError):
     pass
 

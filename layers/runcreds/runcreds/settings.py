@@ -31,3 +31,11 @@ class VendSettings(BrokerSettings):
 class AttachSettings(BrokerSettings):
     integrations_table: str = Field(alias="RUNCREDS_INTEGRATIONS_TABLE", min_length=3)
     attachments_table: str = Field(alias="RUNCREDS_ATTACHMENTS_TABLE", min_length=3)
+    # How long an attach or PATCH keeps retrying a refusal IAM propagation may explain. API Gateway
+    # gives the integration 29 s in all: the rest is for the probes and DynamoDB.
+    verify_retry_seconds: float = Field(20.0, alias="RUNCREDS_VERIFY_RETRY_SECONDS", ge=0, le=25)
+
+
+class ReverifySettings(BrokerSettings):
+    attachments_table: str = Field(alias="RUNCREDS_ATTACHMENTS_TABLE", min_length=3)
+    event_bus_name: str = Field(alias="RUNCREDS_EVENT_BUS_NAME", min_length=1)

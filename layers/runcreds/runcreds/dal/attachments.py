@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
 
 from runcreds import aws
 from runcreds.dal.items import from_item, to_item
 from runcreds.exceptions import NotFoundError
-from runcreds.models.entities import Attachment
+from runcreds.models.entities import Attachment, VerificationStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -60,4 +64,94 @@ class AttachmentsStore:
             items.extend(Attachment.model_validate(from_item(item)) for item in response["Items"])
             if "LastEvaluatedKey" not in response:
                 return items
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def get(self, account: str, stack: str, integration_id: str) -> Attachment:
+        response = self.client.get_item(
+            TableName=self.table_name,
+            Key=to_item({"stack_key": stack_key(account, stack), "integration_id": integration_id}),
+            ConsistentRead=True,
+        )
+        if "Item" not in response:
+            raise NotFoundError(f"integration {integration_id} is not attached to stack {stack}")
+        return Attachment.model_validate(from_item(response["Item"]))
+
+    def stacks_of(self, account: str, integration_id: str, limit: int | None = None) -> list[str]:
+        """The stacks an integration is attached to (GSI by-integration: eventually consistent)."""
+        stacks: list[str] = []
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": "by-integration",
+            "KeyConditionExpression": "integration_key = :key",
+            "ExpressionAttributeValues": to_item({":key": integration_key(account, integration_id)}),
+        }
+        if limit:
+            request["Limit"] = limit
+        while True:
+            response = self.client.query(**request)
+            stacks.extend(str(from_item(item)["stack"]) for item in response["Items"])
+            if "LastEvaluatedKey" not in response or (limit and len(stacks) >= limit):
+                return stacks[:limit] if limit else stacks
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def update_fields(self, account: str, stack: str, integration_id: str, values: dict[str, Any]) -> bool:
+        """SET (or REMOVE, for None) these attributes of an existing attachment; False if it is gone."""
+        sets = {k: v for k, v in values.items() if v is not None}
+        removes = [k for k, v in values.items() if v is None]
+        names = {f"#{k}": k for k in values}
+        expression = ""
+        if sets:
+            expression += "SET " + ", ".join(f"#{k} = :{k}" for k in sets)
+        if removes:
+            expression += " REMOVE " + ", ".join(f"#{k}" for k in removes)
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": to_item({"stack_key": stack_key(account, stack), "integration_id": integration_id}),
+            "UpdateExpression": expression.strip(),
+            "ConditionExpression": "attribute_exists(stack_key)",
+            "ExpressionAttributeNames": names,
+        }
+        if sets:
+            request["ExpressionAttributeValues"] = to_item({f":{k}": v for k, v in sets.items()})
+        try:
+            self.client.update_item(**request)
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def record_status(
+        self,
+        attachment: Attachment,
+        status: VerificationStatus,
+        checked_at: datetime,
+        code: str | None = None,
+        reason: str | None = None,
+    ) -> bool:
+        return self.update_fields(
+            attachment.account,
+            attachment.stack,
+            attachment.integration_id,
+            {
+                "status": status.value,
+                "checked_at": checked_at.isoformat(),
+                "status_code": code,
+                "status_reason": reason,
+            },
+        )
+
+    def scan_broker_mode(self) -> Iterator[Attachment]:
+        """Every attachment whose role the broker assumes, across accounts (re-verification)."""
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "FilterExpression": "assume_role_on_worker = :false",
+            "ExpressionAttributeValues": to_item({":false": False}),
+        }
+        while True:
+            response = self.client.scan(**request)
+            for item in response["Items"]:
+                yield Attachment.model_validate(from_item(item))
+            if "LastEvaluatedKey" not in response:
+                return
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]

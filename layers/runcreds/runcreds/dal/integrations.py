@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
+from pydantic import TypeAdapter
 
 from runcreds import aws
 from runcreds.dal.items import from_item, to_item
@@ -55,3 +57,39 @@ class IntegrationsStore:
             ExpressionAttributeValues=to_item({":account": account}),
         )
         return [Integration.model_validate(from_item(item)) for page in pages for item in page["Items"]]
+
+    def replace(self, integration: Integration, previous_updated_at: datetime | None) -> Integration:
+        """Write a changed integration, unless someone else changed it since we read it (optimistic lock)."""
+        condition = "attribute_exists(integration_id) AND "
+        values: dict[str, object] = {}
+        if previous_updated_at is None:
+            condition += "attribute_not_exists(updated_at)"
+        else:
+            condition += "updated_at = :previous"
+            # As the item stores it: pydantic's JSON form of the datetime (UTC as "Z").
+            values[":previous"] = TypeAdapter(datetime).dump_python(previous_updated_at, mode="json")
+        request: dict[str, object] = {
+            "TableName": self.table_name,
+            "Item": to_item(integration.model_dump(mode="json", by_alias=True)),
+            "ConditionExpression": condition,
+        }
+        if values:
+            request["ExpressionAttributeValues"] = to_item(values)
+        try:
+            self.client.put_item(**request)  # type: ignore[arg-type]
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise ConflictError(
+                    f"integration {integration.id} was changed or deleted meanwhile: read it again and retry"
+                ) from None
+            raise
+        return integration
+
+    def delete(self, account: str, integration_id: str) -> None:
+        response = self.client.delete_item(
+            TableName=self.table_name,
+            Key=to_item({"account": account, "integration_id": integration_id}),
+            ReturnValues="ALL_OLD",
+        )
+        if "Attributes" not in response:
+            raise NotFoundError(f"integration {integration_id} not found in account {account}")

@@ -104,6 +104,5 @@ class LocalApiGateway:
         for key, value in headers.items():
             response.headers[key] = value
         for key, values in (result.get("multiValueHeaders") or {}).items():
-            for value in values:
-                response.headers.add(key, value)
+            response.headers.setlist(key, values)  # replaces werkzeug's default text/plain Content-Type
         return response

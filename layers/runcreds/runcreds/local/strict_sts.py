@@ -8,7 +8,9 @@ assumes roles that do not exist. This stand-in evaluates, before moto answers:
   sts:SourceIdentity, sts:RoleSessionName, aws:PrincipalArn and aws:RequestTag/<key>; a call that
   sets SourceIdentity also needs sts:SetSourceIdentity, one with tags sts:TagSession;
 - the role's MaxSessionDuration and the one-hour cap on role chaining;
-- regions where STS is not activated (RegionDisabledException).
+- regions where STS is not activated (RegionDisabledException);
+- optionally, IAM's propagation delay: a role younger than `propagation_delay` seconds is refused with
+  the AccessDenied of an untrusted role, as STS refuses a just-created role for a few seconds.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -180,8 +183,12 @@ def _params_list(params: dict[str, str], prefix: str) -> Iterable[tuple[str, str
 class StrictSts:
     """Decides an AssumeRole before moto sees it; `check` raises StsRefusal as STS would."""
 
-    def __init__(self, disabled_regions: Iterable[str] = DEFAULT_DISABLED_REGIONS) -> None:
+    def __init__(
+        self, disabled_regions: Iterable[str] = DEFAULT_DISABLED_REGIONS, propagation_delay: float = 0.0
+    ) -> None:
         self.disabled_regions = set(disabled_regions)
+        self._delay_since = datetime.now(UTC)
+        self.propagation_delay = propagation_delay
         self.refusals: list[StsRefusal] = []
         self._faults: list[StsRefusal] = []
 
@@ -261,7 +268,7 @@ class StrictSts:
             actions.append("sts:TagSession")
         for action in actions:
             trust = json.loads(unquote(role.assume_role_policy_document)) if role else {}
-            if role is None or not trust_allows(trust, caller, action, context):
+            if role is None or not self._propagated(role) or not trust_allows(trust, caller, action, context):
                 raise StsRefusal(
                     "AccessDenied",
                     f"User: {self._caller_display(caller, authorization)} is not authorized to perform: "
@@ -282,6 +289,24 @@ class StrictSts:
                 "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.",
                 400,
             )
+
+    @property
+    def propagation_delay(self) -> float:
+        return self._propagation_delay
+
+    @propagation_delay.setter
+    def propagation_delay(self, seconds: float) -> None:
+        """Only roles created from now on are delayed: the stack's own roles stay usable."""
+        self._propagation_delay = seconds
+        self._delay_since = datetime.now(UTC)
+
+    def _propagated(self, role: Any) -> bool:
+        if self._propagation_delay <= 0:
+            return True
+        created = role.create_date if role.create_date.tzinfo else role.create_date.replace(tzinfo=UTC)
+        if created < self._delay_since:
+            return True
+        return bool((datetime.now(UTC) - created).total_seconds() >= self._propagation_delay)
 
     @staticmethod
     def _role(role_arn: str) -> Any:

@@ -2,95 +2,211 @@
 
 from __future__ import annotations
 
-from runcreds import aws
+import time
+from collections.abc import Iterator
+
 from runcreds.dal.attachments import AttachmentsStore
 from runcreds.dal.integrations import IntegrationsStore
-from runcreds.exceptions import RoleRefusedError, VerificationFailedError
-from runcreds.identity import (
-    TAG_ACCOUNT,
-    TAG_INTEGRATION,
-    TAG_PHASE,
-    TAG_RUN,
-    TAG_STACK,
-    external_id_for,
+from runcreds.exceptions import ConflictError, InvalidRequestError, NotFoundError, VerificationFailedError
+from runcreds.logic.trust_policy import trust_policy_for
+from runcreds.logic.verification import Diagnosis, Target, Verifier
+from runcreds.models.api import AttachRequest, IntegrationCreate, IntegrationUpdate
+from runcreds.models.entities import (
+    VEND_FIELDS,
+    Attachment,
+    Integration,
+    VerificationStatus,
+    new_integration_id,
+    utcnow,
 )
-from runcreds.models.api import AttachRequest, IntegrationCreate
-from runcreds.models.entities import AssumeRoleSpec, Attachment, Integration, new_integration_id, utcnow
-from runcreds.models.events import Access
+from runcreds.models.events import Access, Phase
 from runcreds.observability import logger
 from runcreds.settings import AttachSettings
-from runcreds.sts_calls import assume_run_role
 
-VERIFICATION_RUN = "attach-verification"
+_DELETE_BLOCKERS_SHOWN = 5
 
 
 class AttachService:
-    def __init__(self, settings: AttachSettings) -> None:
+    def __init__(self, settings: AttachSettings, time_left: float | None = None) -> None:
+        """`time_left`: seconds the caller (API Gateway, Lambda) still allows; retries stop well before."""
         self.settings = settings
         self.integrations = IntegrationsStore(settings.integrations_table)
         self.attachments = AttachmentsStore(settings.attachments_table)
+        self.verifier = Verifier(settings.broker_role_arn, settings.function_name)
+        budget = settings.verify_retry_seconds
+        if time_left is not None:
+            budget = min(budget, max(0.0, time_left - 5.0))
+        self.deadline = time.monotonic() + budget
 
+    # ------------------------------------------------------------------ integrations
     def create_integration(self, account: str, body: IntegrationCreate) -> Integration:
         integration = Integration(
             account=account, integration_id=new_integration_id(), created_at=utcnow(), **body.model_dump()
         )
         return self.integrations.create(integration)
 
+    def list_integrations(self, account: str, label: str | None = None) -> list[Integration]:
+        return [i for i in self.integrations.list(account) if label is None or label in i.labels]
+
+    def update_integration(self, account: str, integration_id: str, update: IntegrationUpdate) -> Integration:
+        """PATCH. Attachments carry a copy of the vend fields, so every copy is rewritten; when the vend
+        fields of a broker-mode integration change, every attached stack is verified first with the new
+        values and nothing is saved if one refuses (422 with the diagnosis)."""
+        current = self.integrations.get(account, integration_id)
+        values = current.model_dump(by_alias=True)
+        values.update(update.changes(), updated_at=utcnow())
+        updated = Integration.model_validate(values)
+        vend_changed = updated.vend_fields() != current.vend_fields()
+        attachments = self._attachments_of(current) if vend_changed else []
+        checked_at = utcnow()
+        if vend_changed and not updated.assume_role_on_worker:
+            for attachment in attachments:
+                for access in attachment.accesses:
+                    diagnosis = self.verifier.verify(Target.of(updated, attachment.stack), access, self.deadline)
+                    if diagnosis is not None:
+                        raise VerificationFailedError(
+                            f"Not saved: with these changes, stack {attachment.stack} could not get credentials. "
+                            + diagnosis.message,
+                            diagnosis.body(),
+                        )
+        self.integrations.replace(updated, current.updated_at)
+        status = VerificationStatus.UNCHECKED if updated.assume_role_on_worker else VerificationStatus.OK
+        for attachment in attachments:
+            self.attachments.update_fields(
+                account,
+                attachment.stack,
+                integration_id,
+                {
+                    **updated.model_dump(mode="json", include=set(VEND_FIELDS)),
+                    "status": status.value,
+                    "status_code": None,
+                    "status_reason": None,
+                    "checked_at": None if updated.assume_role_on_worker else checked_at.isoformat(),
+                },
+            )
+        logger.info(
+            "integration updated",
+            extra={"account": account, "integration": integration_id, "fields": sorted(update.changes())},
+        )
+        return updated
+
+    def delete_integration(self, account: str, integration_id: str) -> None:
+        self.integrations.get(account, integration_id)
+        stacks = self.attachments.stacks_of(account, integration_id, limit=_DELETE_BLOCKERS_SHOWN)
+        if stacks:
+            raise ConflictError(
+                f"integration {integration_id} is attached to stacks {', '.join(stacks)}: detach it from every "
+                f"stack first (DELETE /accounts/{account}/stacks/<stack>/integrations/{integration_id})"
+            )
+        self.integrations.delete(account, integration_id)
+
+    def _attachments_of(self, integration: Integration) -> list[Attachment]:
+        found = []
+        for stack in self.attachments.stacks_of(integration.account, integration.id):
+            try:
+                found.append(self.attachments.get(integration.account, stack, integration.id))
+            except NotFoundError:
+                continue  # detached since the index was written
+        return found
+
+    # ------------------------------------------------------------------ trust policy
+    def trust_policy(
+        self,
+        account: str,
+        integration_id: str,
+        stack: str | None,
+        phase: str | None,
+        worker_role_arn: str | None,
+    ) -> dict[str, object]:
+        integration = self.integrations.get(account, integration_id)
+        access = None
+        if phase is not None:
+            if stack is None:
+                raise InvalidRequestError("phase narrows a stack-scoped policy: give stack as well")
+            access = Access(phase) if phase in Access.__members__.values() else Phase(phase).access
+        if integration.assume_role_on_worker:
+            if not worker_role_arn:
+                raise InvalidRequestError(
+                    "this integration assumes the role on the worker: give the worker's role ARN as "
+                    "worker_role_arn, the principal the trust policy must name"
+                )
+            principal = worker_role_arn
+        else:
+            if worker_role_arn:
+                raise InvalidRequestError(
+                    "worker_role_arn applies to assume_role_on_worker integrations only: this one is assumed "
+                    "by the runcreds broker"
+                )
+            principal = self.settings.broker_role_arn
+        return trust_policy_for(principal, account, stack, access)
+
+    # ------------------------------------------------------------------ attachments
     def attach(self, account: str, stack: str, integration_id: str, request: AttachRequest) -> Attachment:
         integration = self.integrations.get(account, integration_id)
         wanted = [access for access, on in ((Access.READ, request.read), (Access.WRITE, request.write)) if on]
+        status, checked_at = VerificationStatus.UNCHECKED, None
         if not integration.assume_role_on_worker:
+            target = Target.of(integration, stack)
             for access in wanted:
-                self.verify(integration, stack, access)
+                diagnosis = self.verifier.verify(target, access, self.deadline, self._other_stacks(integration))
+                if diagnosis is not None:
+                    self._refused(diagnosis)
+            status, checked_at = VerificationStatus.OK, utcnow()
         attachment = Attachment(
             account=account,
             stack=stack,
             integration_id=integration.id,
             read=request.read,
             write=request.write,
-            role_arn=integration.role_arn,
-            duration_seconds=integration.duration_seconds,
-            region=integration.region,
-            assume_role_on_worker=integration.assume_role_on_worker,
             attached_at=utcnow(),
+            status=status,
+            checked_at=checked_at,
+            **integration.vend_fields(),
         )
+        self.attachments.put(attachment)
+        self._settle(integration, attachment)
         logger.info("integration attached", extra={"account": account, "stack": stack, "integration": integration.id})
-        return self.attachments.put(attachment)
+        return attachment
 
-    def verification_spec(self, integration: Integration, stack: str, access: Access) -> AssumeRoleSpec:
-        """The AssumeRole a vend for this stack and access would make, but for a verification session."""
-        tags = {
-            TAG_ACCOUNT: integration.account,
-            TAG_STACK: stack,
-            TAG_RUN: VERIFICATION_RUN,
-            TAG_PHASE: access.value,
-            TAG_INTEGRATION: integration.id,
-        }
-        return AssumeRoleSpec(
-            role_arn=integration.role_arn,
-            external_id=external_id_for(integration.account, integration.id, stack, access),
-            session_name=f"runcreds-verify-{stack}"[:64],
-            duration_seconds=integration.duration_seconds,
-            region=integration.region,
-            tags=[{"Key": k, "Value": v} for k, v in tags.items()],
-        )
+    def _other_stacks(self, integration: Integration) -> Iterator[str]:
+        """Stacks to probe external IDs with, read only if a diagnosis needs them (lazy)."""
+        yield from self.attachments.stacks_of(integration.account, integration.id, limit=4)
 
-    def verify(self, integration: Integration, stack: str, access: Access) -> None:
-        spec = self.verification_spec(integration, stack, access)
-        sts = aws.broker_sts(self.settings.broker_role_arn, self.settings.function_name, spec.region)
+    def _settle(self, read: Integration, attachment: Attachment) -> None:
+        """A DELETE or PATCH of the integration may have run while we verified: never leave an attachment
+        to a deleted integration, nor one with vend fields the PATCH did not see."""
         try:
-            assume_run_role(sts, spec)  # the credentials are dropped unread
-        except RoleRefusedError as refusal:
-            raise VerificationFailedError(
-                f"the role {integration.role_arn} refused the runcreds broker for {access.value} access "
-                f"({refusal.code}): make its trust policy allow {self.settings.broker_role_arn} to "
-                f"sts:AssumeRole, sts:TagSession and sts:SetSourceIdentity with external ID {spec.external_id}",
+            now = self.integrations.get(read.account, read.id)
+        except NotFoundError:
+            self.attachments.delete(attachment.account, attachment.stack, attachment.integration_id)
+            raise
+        if now.vend_fields() != read.vend_fields():
+            self.attachments.update_fields(
+                attachment.account,
+                attachment.stack,
+                attachment.integration_id,
                 {
-                    "code": refusal.code,
-                    "phase": access.value,
-                    "external_id": spec.external_id,
-                    "principal": self.settings.broker_role_arn,
-                    "role_arn": integration.role_arn,
-                    "sts_message": refusal.sts_message,
+                    **now.model_dump(mode="json", include=set(VEND_FIELDS)),
+                    "status": VerificationStatus.UNCHECKED.value,
+                    "checked_at": None,
                 },
-            ) from None
+            )
+
+    def _refused(self, diagnosis: Diagnosis) -> None:
+        logger.info(
+            "attach verification refused",
+            extra={
+                "account": diagnosis.target.account,
+                "stack": diagnosis.target.stack,
+                "integration": diagnosis.target.integration_id,
+                "code": diagnosis.code,
+                "sts_code": diagnosis.sts_code,
+            },
+        )
+        raise VerificationFailedError(diagnosis.message, diagnosis.body())
+
+    def detach(self, account: str, stack: str, integration_id: str) -> None:
+        self.attachments.delete(account, stack, integration_id)
+
+    def list_attachments(self, account: str, stack: str) -> list[Attachment]:
+        return self.attachments.list_for_stack(account, stack)

@@ -1,29 +1,86 @@
-"""Request bodies of the HTTP API (CONTRACT §4)."""
+"""Request and response bodies of the HTTP API (CONTRACT §4); the OpenAPI document is built from them."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
-from runcreds.models.entities import DEFAULT_DURATION, MAX_DURATION, MIN_DURATION, Label, Region, RoleArn
+from runcreds.models.entities import (
+    DEFAULT_DURATION,
+    MAX_DURATION,
+    MIN_DURATION,
+    Label,
+    Region,
+    RoleArn,
+    VerificationStatus,
+)
 
 AccountPath = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,63}$")]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
 
 
+def _integral(value: Any) -> Any:
+    """JSON Schema's integer includes 3600.0; strict pydantic would refuse it."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Duration = Annotated[int, Field(ge=MIN_DURATION, le=MAX_DURATION), BeforeValidator(_integral)]
+Labels = Annotated[list[Label], Field(max_length=50)]
+
+
+# Request bodies are strict: JSON 0 is not false and "900" is not 900.
 class IntegrationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    name: Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
+    name: Name
     role_arn: RoleArn
-    duration_seconds: int = Field(DEFAULT_DURATION, ge=MIN_DURATION, le=MAX_DURATION)
+    duration_seconds: Duration = DEFAULT_DURATION
     region: Region | None = None
     assume_role_on_worker: bool = False
-    labels: list[Label] = Field(default_factory=list, max_length=50)
+    labels: Labels = Field(default_factory=list)
+
+
+class IntegrationUpdate(BaseModel):
+    """PATCH: any create field; the fields sent replace the stored ones. `region: null` clears the region
+    (STS's default endpoint of the broker's region); no other field may be null."""
+
+    # The schema says what the validator enforces: at least one field, and null only for region.
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"minProperties": 1})
+
+    name: Name | SkipJsonSchema[None] = None
+    role_arn: RoleArn | SkipJsonSchema[None] = None
+    duration_seconds: Duration | SkipJsonSchema[None] = None
+    region: Region | None = None
+    assume_role_on_worker: bool | SkipJsonSchema[None] = None
+    labels: Labels | SkipJsonSchema[None] = None
+
+    @model_validator(mode="after")
+    def _meaningful(self) -> IntegrationUpdate:
+        if not self.model_fields_set:
+            raise ValueError("send at least one field to change")
+        nulls = sorted(f for f in self.model_fields_set - {"region"} if getattr(self, f) is None)
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)} cannot be null")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.model_fields_set}
 
 
 class AttachRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "anyOf": [
+                {"properties": {"read": {"const": True}}},
+                {"properties": {"write": {"const": True}}},
+            ]
+        },
+    )
 
     read: bool
     write: bool
@@ -33,3 +90,83 @@ class AttachRequest(BaseModel):
         if not (self.read or self.write):
             raise ValueError("at least one of read and write must be true")
         return self
+
+
+# ---------------------------------------------------------------------- responses
+class IntegrationOut(BaseModel):
+    id: str
+    account: str
+    name: str
+    role_arn: str
+    duration_seconds: int
+    region: str | None
+    assume_role_on_worker: bool
+    labels: list[str]
+    created_at: datetime
+    updated_at: datetime | None = None
+
+
+class IntegrationList(BaseModel):
+    integrations: list[IntegrationOut]
+
+
+class AttachmentOut(BaseModel):
+    account: str
+    stack: str
+    integration_id: str
+    read: bool
+    write: bool
+    mode: Literal["broker", "worker"]
+    attached_at: datetime
+    status: VerificationStatus = Field(description="ok, broken (see status_code/status_reason) or unchecked")
+    status_code: str | None = None
+    status_reason: str | None = None
+    checked_at: datetime | None = None
+
+
+class AttachmentList(BaseModel):
+    attachments: list[AttachmentOut]
+
+
+class PolicyStatement(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    Sid: str | None = None
+    Effect: Literal["Allow", "Deny"]
+    Principal: dict[str, Any]
+    Action: list[str]
+    Condition: dict[str, dict[str, str | list[str]]] | None = None
+
+
+class TrustPolicyDocument(BaseModel):
+    """An IAM trust policy (the role's AssumeRolePolicyDocument)."""
+
+    Version: Literal["2012-10-17"]
+    Statement: list[PolicyStatement]
+
+
+class ErrorDetail(BaseModel):
+    location: str
+    problem: str
+
+
+class ErrorBody(BaseModel):
+    message: str = Field(description="what was wrong and what to do")
+    errors: list[ErrorDetail] | None = None
+
+
+class DiagnosisBody(BaseModel):
+    """The 422 of a failed verification: why STS refused, and what to change."""
+
+    message: str
+    code: str = Field(description="one of the diagnosis codes in docs/attach.md")
+    phase: Literal["read", "write"]
+    stack: str
+    external_id: str
+    principal: str
+    role_arn: str
+    sts_code: str = Field(description="STS's own error code (AccessDenied, ValidationError, ...)")
+    sts_message: str = Field(description="STS's own message for the first refusal")
+    suggested_trust_policy: TrustPolicyDocument
+    suggested_integration_patch: dict[str, Any] | None = None
+    missing_actions: list[str] | None = None

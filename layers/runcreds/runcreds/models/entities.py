@@ -49,9 +49,28 @@ class Integration(BaseModel):
     assume_role_on_worker: bool = False
     labels: list[Label] = Field(default_factory=list)
     created_at: datetime
+    updated_at: datetime | None = None
+
+    @property
+    def mode(self) -> str:
+        return "worker" if self.assume_role_on_worker else "broker"
+
+    def vend_fields(self) -> dict[str, Any]:
+        """What an attachment copies from its integration (see Attachment)."""
+        return {name: getattr(self, name) for name in VEND_FIELDS}
 
     def to_api(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=False)
+
+
+# The integration fields a vend needs; attachments carry a copy, so PATCH must update every copy.
+VEND_FIELDS = ("role_arn", "duration_seconds", "region", "assume_role_on_worker")
+
+
+class VerificationStatus(StrEnum):
+    OK = "ok"  # the broker assumed the role for every attached access, as a vend would
+    BROKEN = "broken"  # the last verification was refused: status_code and status_reason say why
+    UNCHECKED = "unchecked"  # worker mode: the worker's identity assumes the role, not the broker
 
 
 class Attachment(BaseModel):
@@ -70,14 +89,39 @@ class Attachment(BaseModel):
     region: Region | None = None
     assume_role_on_worker: bool = False
     attached_at: datetime
+    status: VerificationStatus = VerificationStatus.UNCHECKED
+    status_code: str | None = None
+    status_reason: str | None = None
+    checked_at: datetime | None = None
 
     def allows(self, access: Access) -> bool:
         return self.read if access is Access.READ else self.write
 
+    @property
+    def accesses(self) -> list[Access]:
+        return [access for access in (Access.READ, Access.WRITE) if self.allows(access)]
+
+    @property
+    def mode(self) -> str:
+        return "worker" if self.assume_role_on_worker else "broker"
+
     def to_api(self) -> dict[str, Any]:
-        return self.model_dump(
-            mode="json", include={"account", "stack", "integration_id", "read", "write", "attached_at"}
+        body = self.model_dump(
+            mode="json",
+            include={
+                "account",
+                "stack",
+                "integration_id",
+                "read",
+                "write",
+                "attached_at",
+                "status",
+                "status_code",
+                "status_reason",
+                "checked_at",
+            },
         )
+        return {**body, "mode": self.mode}
 
 
 class AssumeRoleSpec(BaseModel):

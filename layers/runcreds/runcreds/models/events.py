@@ -24,6 +24,10 @@ class Access(StrEnum):
     READ = "read"
     WRITE = "write"
 
+    @property
+    def other(self) -> Access:
+        return Access.WRITE if self is Access.READ else Access.READ
+
 
 class Phase(StrEnum):
     PLAN = "plan"

@@ -1,0 +1,34 @@
+"""The trust policy a customer role needs so that runcreds may assume it (CONTRACT §3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runcreds.models.events import Access
+
+TRUST_ACTIONS = ("sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession")
+
+
+def external_id_pattern(account: str, stack: str | None = None, access: Access | None = None) -> str:
+    """account-wide `<account>@*`, stack-scoped `<account>@*@<stack>@*`, phase-scoped
+    `<account>@*@<stack>@<read|write>` (the `*` after the account stands for the integration ID)."""
+    if stack is None:
+        return f"{account}@*"
+    return f"{account}@*@{stack}@{access.value if access else '*'}"
+
+
+def trust_policy_for(
+    principal: str, account: str, stack: str | None = None, access: Access | None = None
+) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "RuncredsAssumeRole",
+                "Effect": "Allow",
+                "Principal": {"AWS": principal},
+                "Action": list(TRUST_ACTIONS),
+                "Condition": {"StringLike": {"sts:ExternalId": external_id_pattern(account, stack, access)}},
+            }
+        ],
+    }

@@ -1,0 +1,332 @@
+"""Verification: the broker assumes the customer role as a vend would; a refusal is diagnosed.
+
+The happy path is one AssumeRole per attached access. Only after a refusal does the diagnosis probe
+(always as the broker): the same call without session tags or source identity, then other external IDs
+this integration uses, so that the answer names what to change instead of repeating AccessDenied.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from runcreds import aws
+from runcreds.exceptions import RoleRefusedError
+from runcreds.identity import TAG_ACCOUNT, TAG_INTEGRATION, TAG_PHASE, TAG_RUN, TAG_STACK, external_id_for
+from runcreds.logic.trust_policy import external_id_pattern, trust_policy_for
+from runcreds.models.entities import AssumeRoleSpec, Attachment, Integration
+from runcreds.models.events import Access
+from runcreds.sts_calls import assume_run_role
+
+if TYPE_CHECKING:
+    from mypy_boto3_sts import STSClient
+
+VERIFICATION_RUN = "attach-verification"
+CHAINING_CAP_SECONDS = 3600
+PROPAGATION_HINT = "IAM changes can take up to a minute to reach STS: if you just created or changed the role, retry."
+_MAX_OTHER_STACK_PROBES = 3
+
+# Diagnosis codes (docs/attach.md has the table).
+ROLE_MISSING_OR_UNTRUSTED = "role_missing_or_untrusted"
+EXTERNAL_ID_MISMATCH = "external_id_mismatch"
+MISSING_TAG_SESSION = "missing_tag_session"
+MISSING_SET_SOURCE_IDENTITY = "missing_set_source_identity"
+MISSING_SESSION_ACTIONS = "missing_session_actions"
+DURATION_EXCEEDS_MAX_SESSION = "duration_exceeds_max_session_duration"
+DURATION_EXCEEDS_CHAINING_CAP = "duration_exceeds_chaining_cap"
+STS_REGION_DISABLED = "sts_region_disabled"
+STS_REFUSED = "sts_refused"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What is verified: one integration's role, as attached to one stack."""
+
+    account: str
+    integration_id: str
+    stack: str
+    role_arn: str
+    duration_seconds: int
+    region: str | None
+
+    @classmethod
+    def of(cls, integration: Integration, stack: str) -> Target:
+        return cls(
+            integration.account,
+            integration.id,
+            stack,
+            integration.role_arn,
+            integration.duration_seconds,
+            integration.region,
+        )
+
+    @classmethod
+    def of_attachment(cls, attachment: Attachment) -> Target:
+        return cls(
+            attachment.account,
+            attachment.integration_id,
+            attachment.stack,
+            attachment.role_arn,
+            attachment.duration_seconds,
+            attachment.region,
+        )
+
+    def external_id(self, access: Access, stack: str | None = None) -> str:
+        return external_id_for(self.account, self.integration_id, stack or self.stack, access)
+
+    def spec(self, access: Access, stack: str | None = None, duration_seconds: int | None = None) -> AssumeRoleSpec:
+        """The AssumeRole a vend for this stack and access would make, in a verification session."""
+        stack = stack or self.stack
+        tags = {
+            TAG_ACCOUNT: self.account,
+            TAG_STACK: stack,
+            TAG_RUN: VERIFICATION_RUN,
+            TAG_PHASE: access.value,
+            TAG_INTEGRATION: self.integration_id,
+        }
+        return AssumeRoleSpec(
+            role_arn=self.role_arn,
+            external_id=self.external_id(access, stack),
+            session_name=f"runcreds-verify-{stack}"[:64],
+            duration_seconds=duration_seconds or self.duration_seconds,
+            region=self.region,
+            tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+        )
+
+
+@dataclass
+class Diagnosis:
+    code: str
+    message: str
+    target: Target
+    access: Access
+    principal: str
+    sts_code: str
+    sts_message: str
+    suggested_integration_patch: dict[str, Any] | None = None
+    missing_actions: list[str] | None = None
+    propagation_possible: bool = False
+
+    @property
+    def suggested_trust_policy(self) -> dict[str, Any]:
+        return trust_policy_for(self.principal, self.target.account, self.target.stack)
+
+    def body(self) -> dict[str, Any]:
+        """The 422 body (DiagnosisBody). No secret: STS refused, so there are no credentials."""
+        body: dict[str, Any] = {
+            "code": self.code,
+            "phase": self.access.value,
+            "stack": self.target.stack,
+            "external_id": self.target.external_id(self.access),
+            "principal": self.principal,
+            "role_arn": self.target.role_arn,
+            "sts_code": self.sts_code,
+            "sts_message": self.sts_message,
+            "suggested_trust_policy": self.suggested_trust_policy,
+        }
+        if self.suggested_integration_patch is not None:
+            body["suggested_integration_patch"] = self.suggested_integration_patch
+        if self.missing_actions is not None:
+            body["missing_actions"] = self.missing_actions
+        return body
+
+
+@dataclass
+class Verifier:
+    broker_role_arn: str
+    session_name: str
+
+    def _sts(self, region: str | None) -> STSClient:
+        return aws.broker_sts(self.broker_role_arn, self.session_name, region)
+
+    def attempt(
+        self, spec: AssumeRoleSpec, *, tags: bool = True, source_identity: bool = True
+    ) -> RoleRefusedError | None:
+        """None when STS let the broker in (the credentials are dropped unread); its refusal otherwise.
+        TransientAwsError (throttling, 5xx) propagates: that is no answer about the role."""
+        try:
+            assume_run_role(self._sts(spec.region), spec, tags=tags, source_identity=source_identity)
+        except RoleRefusedError as refusal:
+            return refusal
+        return None
+
+    def verify(
+        self,
+        target: Target,
+        access: Access,
+        deadline: float | None = None,
+        other_stacks: Iterable[str] = (),
+    ) -> Diagnosis | None:
+        """None when the role accepts the broker for this access. With a deadline (time.monotonic()), a
+        refusal that looks like an unknown or untrusted role is retried with backoff until then: a role
+        created or changed moments ago is refused by STS until IAM has propagated it."""
+        spec = target.spec(access)
+        refusal = self.attempt(spec)
+        if refusal is None:
+            return None
+        diagnosis = self.diagnose(target, access, refusal, other_stacks)
+        if deadline is None or not diagnosis.propagation_possible:
+            return diagnosis
+        pause = 0.25
+        while time.monotonic() + pause < deadline:
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
+            latest = self.attempt(spec)
+            if latest is None:
+                return None
+            if latest.code != "AccessDenied":
+                return self.diagnose(target, access, latest, other_stacks)
+        # Diagnose again: a role that became visible meanwhile may now show a narrower cause.
+        return self.diagnose(target, access, refusal, other_stacks)
+
+    # ------------------------------------------------------------------ diagnosis
+    def diagnose(
+        self, target: Target, access: Access, refusal: RoleRefusedError, other_stacks: Iterable[str] = ()
+    ) -> Diagnosis:
+        if refusal.code == "AccessDenied":
+            return self._access_denied(target, access, refusal, other_stacks)
+        if refusal.code == "RegionDisabledException":
+            return self._diagnosis(
+                target,
+                access,
+                refusal,
+                STS_REGION_DISABLED,
+                f"STS is not activated in region {target.region}, the integration's region, so the broker cannot "
+                "assume the role there. Activate the region's STS endpoint (IAM console, Account settings, "
+                "Security Token Service), or PATCH the integration's region to a region where STS is active "
+                "(null: the broker's own region).",
+                patch={"region": None},
+            )
+        if refusal.code == "ValidationError" and target.duration_seconds > CHAINING_CAP_SECONDS:
+            shorter = target.spec(access, duration_seconds=CHAINING_CAP_SECONDS)
+            if self.attempt(shorter) is None:
+                return self._duration(target, access, refusal)
+        return self._diagnosis(
+            target,
+            access,
+            refusal,
+            STS_REFUSED,
+            f"STS refused the broker for {access.value} access with {refusal.code}: {refusal.sts_message}",
+        )
+
+    def _access_denied(
+        self, target: Target, access: Access, refusal: RoleRefusedError, other_stacks: Iterable[str]
+    ) -> Diagnosis:
+        spec = target.spec(access)
+        if self.attempt(spec, tags=False, source_identity=False) is None:
+            return self._missing_actions(target, access, refusal)
+        candidates = [(access.other, target.stack)] + [
+            (access, stack) for stack in list(other_stacks)[:_MAX_OTHER_STACK_PROBES] if stack != target.stack
+        ]
+        for probe_access, probe_stack in candidates:
+            probe = target.spec(probe_access, stack=probe_stack)
+            if self.attempt(probe, tags=False, source_identity=False) is None:
+                return self._diagnosis(
+                    target,
+                    access,
+                    refusal,
+                    EXTERNAL_ID_MISMATCH,
+                    f"The role {target.role_arn} trusts the broker, but its sts:ExternalId condition does not "
+                    f"match {target.external_id(access)}, the external ID of {access.value} access to stack "
+                    f"{target.stack}: it does match {probe.external_id}, so it is narrower than this attachment "
+                    f'needs. Make the condition StringLike "{external_id_pattern(target.account, target.stack)}" '
+                    f'(or "{external_id_pattern(target.account)}" for every stack): see suggested_trust_policy.',
+                )
+        return self._diagnosis(
+            target,
+            access,
+            refusal,
+            ROLE_MISSING_OR_UNTRUSTED,
+            f"STS refused the broker ({self.broker_role_arn}) with AccessDenied for {access.value} access. AWS "
+            f"gives this same answer when the role {target.role_arn} does not exist and when its trust policy "
+            "does not let the broker in, so check both: that the role exists (name and account as in role_arn), "
+            f"and that its trust policy allows {self.broker_role_arn} sts:AssumeRole, sts:SetSourceIdentity and "
+            f'sts:TagSession when sts:ExternalId is StringLike "{external_id_pattern(target.account, target.stack)}" '
+            f"(suggested_trust_policy). {PROPAGATION_HINT}",
+            propagation_possible=True,
+        )
+
+    def _missing_actions(self, target: Target, access: Access, refusal: RoleRefusedError) -> Diagnosis:
+        spec = target.spec(access)
+        missing = []
+        if self.attempt(spec, tags=True, source_identity=False) is not None:
+            missing.append("sts:TagSession")
+        if self.attempt(spec, tags=False, source_identity=True) is not None:
+            missing.append("sts:SetSourceIdentity")
+        if not missing:  # each alone passes, both together not: name both
+            missing = ["sts:SetSourceIdentity", "sts:TagSession"]
+        codes: dict[tuple[str, ...], str] = {
+            ("sts:TagSession",): MISSING_TAG_SESSION,
+            ("sts:SetSourceIdentity",): MISSING_SET_SOURCE_IDENTITY,
+        }
+        code = codes.get(tuple(missing), MISSING_SESSION_ACTIONS)
+        purposes = {
+            "sts:TagSession": "runcreds tags every session with the account, stack, run, phase and integration",
+            "sts:SetSourceIdentity": "runcreds sets the run as the session's source identity",
+        }
+        return self._diagnosis(
+            target,
+            access,
+            refusal,
+            code,
+            f"The role {target.role_arn} trusts the broker for sts:AssumeRole but not for "
+            f"{' and '.join(missing)} ({'; '.join(purposes[a] for a in missing)}). Add {' and '.join(missing)} "
+            f"to the Action list of the trust statement for {self.broker_role_arn} (suggested_trust_policy). "
+            f"{PROPAGATION_HINT}",
+            missing=missing,
+        )
+
+    def _duration(self, target: Target, access: Access, refusal: RoleRefusedError) -> Diagnosis:
+        # STS answers ValidationError for both limits; its wording is the only thing telling them apart.
+        # The fix is the same: a broker session cannot outlive the one-hour cap on role chaining.
+        if "MaxSessionDuration" in refusal.sts_message:
+            return self._diagnosis(
+                target,
+                access,
+                refusal,
+                DURATION_EXCEEDS_MAX_SESSION,
+                f"duration_seconds {target.duration_seconds} is above the role's MaxSessionDuration. Set the "
+                f"integration's duration_seconds to {CHAINING_CAP_SECONDS} or less (suggested_integration_patch): "
+                "the broker assumes your role from its own role, and AWS caps such chained sessions at one hour "
+                "whatever MaxSessionDuration says. For longer sessions, raise MaxSessionDuration and use "
+                "assume_role_on_worker.",
+                patch={"duration_seconds": CHAINING_CAP_SECONDS},
+            )
+        return self._diagnosis(
+            target,
+            access,
+            refusal,
+            DURATION_EXCEEDS_CHAINING_CAP,
+            f"duration_seconds {target.duration_seconds} is above one hour, the cap AWS puts on role chaining: "
+            "the broker assumes your role from its own role. Set the integration's duration_seconds to "
+            f"{CHAINING_CAP_SECONDS} or less (suggested_integration_patch), or use assume_role_on_worker so that "
+            "the worker assumes the role with its own credentials.",
+            patch={"duration_seconds": CHAINING_CAP_SECONDS},
+        )
+
+    def _diagnosis(
+        self,
+        target: Target,
+        access: Access,
+        refusal: RoleRefusedError,
+        code: str,
+        message: str,
+        *,
+        patch: dict[str, Any] | None = None,
+        missing: list[str] | None = None,
+        propagation_possible: bool = False,
+    ) -> Diagnosis:
+        return Diagnosis(
+            code=code,
+            message=message,
+            target=target,
+            access=access,
+            principal=self.broker_role_arn,
+            sts_code=refusal.code,
+            sts_message=refusal.sts_message,
+            suggested_integration_patch=patch,
+            missing_actions=missing,
+            propagation_possible=propagation_possible,
+        )

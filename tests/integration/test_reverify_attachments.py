@@ -1,0 +1,87 @@
+"""Scheduled re-verification: a role that breaks after it was attached shows as broken, with the reason,
+and is announced on the runcreds bus; once fixed, the next run shows it ok again."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from runcreds.api_client import ApiClient
+from runcreds.local.stack import LocalStack
+from tests.support import Tenant, apply_trust_policy, attach, create_integration, events_for, load_event, trust_policy
+
+FAILED = "Attachment Verification Failed"
+
+
+def reverify(stack: LocalStack) -> dict[str, Any]:
+    result: dict[str, Any] = stack.functions["ReverifyAttachmentsFunction"].invoke(
+        load_event("schedule/reverify_attachments.json")
+    )
+    return result
+
+
+def attachments(api: ApiClient, tenant: Tenant) -> dict[str, dict[str, Any]]:
+    listed = api.get(f"/accounts/{tenant.account}/stacks/{tenant.stack}/integrations").body["attachments"]
+    return {a["integration_id"]: a for a in listed}
+
+
+def test_a_role_that_breaks_after_attach_is_marked_broken_and_announced(
+    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+) -> None:
+    # Given two verified attachments on a stack
+    healthy_role, breaking_role = make_role(f"{tenant.account}@*"), make_role(f"{tenant.account}@*")
+    healthy = create_integration(api, tenant, healthy_role)
+    breaking = create_integration(api, tenant, breaking_role)
+    for integration_id in (healthy, breaking):
+        assert attach(api, tenant, integration_id).status == 200
+    attached_at = attachments(api, tenant)[healthy]["checked_at"]
+    # and one role's trust policy later loses sts:TagSession
+    broker = stack.outputs["BrokerRoleArn"]
+    apply_trust_policy(
+        stack,
+        breaking_role,
+        trust_policy(broker, f"{tenant.account}@*", actions=("sts:AssumeRole", "sts:SetSourceIdentity")),
+    )
+
+    # When the scheduled re-verification runs
+    summary = reverify(stack)
+
+    # Then the broken attachment shows why, and the healthy one was checked again
+    assert summary["broken"] >= 1 and summary["ok"] >= 1
+    shown = attachments(api, tenant)
+    assert shown[breaking]["status"] == "broken"
+    assert shown[breaking]["status_code"] == "missing_tag_session"
+    assert "sts:TagSession" in shown[breaking]["status_reason"]
+    assert shown[healthy]["status"] == "ok" and shown[healthy]["checked_at"] > attached_at
+    # and exactly the broken one was announced, without secrets
+    (event,) = events_for(stack, tenant, FAILED)
+    assert (event["integration_id"], event["code"], event["phase"]) == (breaking, "missing_tag_session", "read")
+    assert event["previous_status"] == "ok" and event["role_arn"] == breaking_role
+    published = [e for e in stack.router.events(FAILED) if e["detail"]["account"] == tenant.account]
+    assert published[0]["source"] == "runcreds.broker"
+    assert "SecretAccessKey" not in str(published) and "SessionToken" not in str(published)
+
+    # When the role is fixed and the schedule runs again
+    apply_trust_policy(stack, breaking_role, trust_policy(broker, f"{tenant.account}@*"))
+    reverify(stack)
+
+    # Then it is ok again, and no new announcement was made for it
+    fixed = attachments(api, tenant)[breaking]
+    assert (fixed["status"], fixed["status_code"], fixed["status_reason"]) == ("ok", None, None)
+    assert len(events_for(stack, tenant, FAILED)) == 1
+
+
+def test_worker_mode_attachments_are_not_reverified(
+    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+) -> None:
+    # Given a worker-mode attachment whose role does not trust the broker (the worker assumes it)
+    worker_role = make_role(None, principal="arn:aws:iam::123456789012:role/ci-workers")
+    integration_id = create_integration(api, tenant, worker_role, assume_role_on_worker=True)
+    assert attach(api, tenant, integration_id).status == 200
+
+    # When the scheduled re-verification runs
+    reverify(stack)
+
+    # Then it is left unchecked, not marked broken, and nothing is announced
+    assert attachments(api, tenant)[integration_id]["status"] == "unchecked"
+    assert events_for(stack, tenant, FAILED) == []
