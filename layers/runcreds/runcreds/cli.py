@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+from runcreds import audit_cli
 from runcreds.log_safety import quiet_wire_logs
 from runcreds.models.events import RunPhase
 from runcreds.worker import CredentialsFetcher, RunCredentials, WorkerError
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="runcreds", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _worker_parser(sub)
+    audit_cli.add_parser(sub)
     _local_parser(sub)
     return parser
 
@@ -92,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "worker":
         return run_worker(args)
+    if args.command == "audit":
+        return audit_cli.run(args)
     from runcreds.local import commands  # moto is a local-only dependency
 
     return commands.run(args)
