@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from runcreds.api_client import ApiClient
+from runcreds.cli import main
 from runcreds.local.stack import LocalStack
 from tests.audit_support import (
     VendedSession,
@@ -263,3 +264,46 @@ def test_session_mappings_hold_no_secrets_and_the_vend_stays_at_six_requests(
 
 def _sessions_table(stack: LocalStack) -> str:
     return stack.functions["AuditIndexerFunction"].environment["RUNCREDS_AUDIT_SESSIONS_TABLE"]
+
+
+def test_the_cli_prints_the_runs_timeline_and_summary(
+    stack: LocalStack, tenant: Tenant, vend: Callable[..., VendedSession], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a run that wrote an S3 object, described a table and was refused an EC2 instance
+    session = vend(tenant)
+    forward(
+        stack,
+        [
+            as_session(record("access_denied_run_instances.json", at(3)), session),
+            as_session(record("direct_s3_put_object.json", at(1)), session),
+            as_session(record("odd_date_no_resources_describe_table.json", at(2)), session),
+        ],
+    )
+
+    # When the auditor runs `runcreds audit RUN_ID`, then asks for JSON
+    status = main(["audit", tenant.run_id, "--account", tenant.account, "--api-url", stack.outputs["ApiUrl"]])
+    text = capsys.readouterr().out
+    json_status = main(
+        ["audit", tenant.run_id, "--account", tenant.account, "--api-url", stack.outputs["ApiUrl"], "--json"]
+    )
+    as_json = json.loads(capsys.readouterr().out)
+
+    # Then the timeline is in time order with service, action, region, resource and error, and the summary adds up
+    assert status == 0 and json_status == 0
+    timeline = [line.split() for line in text.splitlines() if line.startswith("20")]
+    assert [row[1:4] for row in timeline] == [
+        ["s3", "PutObject", "us-east-1"],
+        ["dynamodb", "DescribeTable", "us-east-1"],
+        ["ec2", "RunInstances", "eu-west-1"],
+    ]
+    assert timeline[2][-1] == "Client.UnauthorizedOperation"
+    assert "  dynamodb: 1\n  ec2: 1\n  s3: 1" in text
+    assert "Errors: 1\n  Client.UnauthorizedOperation: 1" in text
+    assert "Resources written: 1\n  arn:aws:s3:::acme-state/networking-prod/terraform.tfstate" in text
+    assert [e["event_name"] for e in as_json["events"]] == ["PutObject", "DescribeTable", "RunInstances"]
+
+
+def test_the_cli_says_what_is_missing(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RUNCREDS_API_URL", raising=False)
+    assert main(["audit", "run-1", "--account", "acme"]) == 2
+    assert "RUNCREDS_API_URL" in capsys.readouterr().err
