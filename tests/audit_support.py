@@ -39,7 +39,8 @@ class VendedSession:
 def vended_access_key(stack: LocalStack, tenant: Tenant, phase: str) -> str | None:
     items = record_items(stack, tenant, phase)
     assert len(items) == 1, items
-    return items[0].get("access_key_id", {}).get("S")
+    key = items[0].get("access_key_id", {}).get("S")
+    return str(key) if key else None
 
 
 def at(minutes: float) -> str:

@@ -24,7 +24,7 @@ from tests.audit_support import (
     record,
     vended_access_key,
 )
-from tests.support import Tenant
+from tests.support import Tenant, load_event
 
 
 @pytest.fixture
@@ -307,3 +307,26 @@ def test_the_cli_says_what_is_missing(capsys: pytest.CaptureFixture[str], monkey
     monkeypatch.delenv("RUNCREDS_API_URL", raising=False)
     assert main(["audit", "run-1", "--account", "acme"]) == 2
     assert "RUNCREDS_API_URL" in capsys.readouterr().err
+
+
+def test_the_sample_sqs_batch_fails_only_its_malformed_record(stack: LocalStack) -> None:
+    # Given the events/ sample batch (`sam local invoke AuditIndexerFunction -e events/audit/sqs_batch.json`):
+    # a run session's call, the broker's AssumeRole, a malformed record and a foreign session's call
+    batch = load_event("audit/sqs_batch.json")
+
+    # When the indexer takes it (no run of this stack issued those sessions)
+    result = stack.functions["AuditIndexerFunction"].invoke(batch)
+
+    # Then only the malformed record is a batch item failure; the others are dropped as foreign
+    assert result == {"batchItemFailures": [{"itemIdentifier": batch["Records"][2]["messageId"]}]}
+
+
+@pytest.mark.parametrize(
+    ("sample", "status"),
+    [("api/run_audit.json", 200), ("api/stack_audit.json", 200), ("api/run_audit_tampered_token.json", 400)],
+)
+def test_the_audit_api_samples(stack: LocalStack, sample: str, status: int) -> None:
+    response = stack.functions["AuditApiFunction"].invoke(load_event(sample))
+    assert response["statusCode"] == status
+    body = json.loads(response["body"])
+    assert body["message"] if status >= 400 else body["events"] == []

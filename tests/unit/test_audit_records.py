@@ -16,7 +16,7 @@ from runcreds.models.audit import AUDIT_EVENT_FIELDS, SessionMapping, audit_even
 from runcreds.models.events import Phase
 from tests.support import EVENTS, load_event
 
-SAMPLES = sorted(p.name for p in (EVENTS / "audit").glob("*.json") if not p.name.startswith("malformed"))
+SAMPLES = sorted(p.name for p in (EVENTS / "audit").glob("*.json") if not p.name.startswith(("malformed", "sqs_")))
 MAPPING = SessionMapping(
     account="acme",
     stack="networking-prod",
