@@ -210,6 +210,7 @@ def test_bad_input_and_tampered_tokens_are_400_and_never_another_accounts_data(
     other = Tenant(account="someone-else", stack=tenant.stack, run_id=tenant.run_id)
 
     # When the token is replayed by another account, tampered with, or garbage; and limits are wrong
+    mark = stack.aws.calls.mark()
     stolen = api.get(f"/accounts/{other.account}/runs/{tenant.run_id}/audit", next_token=token)
     plain = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     plain["run_key"] = f"someone-else#{tenant.run_id}"
@@ -219,9 +220,11 @@ def test_bad_input_and_tampered_tokens_are_400_and_never_another_accounts_data(
     too_many = run_audit(api, tenant, limit="100000")
     inverted = api.get(f"/accounts/{tenant.account}/stacks/{tenant.stack}/audit", since=at(10), until=at(-10))
     bad_time = api.get(f"/accounts/{tenant.account}/stacks/{tenant.stack}/audit", since="last tuesday")
+    calls_for_bad_input = stack.aws.calls.since(mark)
     other_account = api.get(f"/accounts/{other.account}/runs/{tenant.run_id}/audit")
 
-    # Then each is a 400 that says what to do, and the other account sees nothing of this run
+    # Then each is a 400 that says what to do, made no AWS call, and the other account sees nothing of this run
+    assert calls_for_bad_input == []
     for response in (stolen, tampered, garbage, too_many, inverted, bad_time):
         assert response.status == 400, response.body
         assert response.message

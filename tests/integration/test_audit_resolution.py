@@ -182,3 +182,24 @@ def test_unprocessed_items_are_retried_until_written(stack: LocalStack) -> None:
         TableName=table, KeyConditionExpression="run_key = :r", ExpressionAttributeValues={":r": {"S": run}}
     )["Items"]
     assert len(found) == 10
+
+
+def test_an_hours_late_record_resolves_from_the_cache_and_a_fresh_lookup_alike(
+    stack: LocalStack, sessions: AuditSessionsStore
+) -> None:
+    # Given a session issued at T and resolved once, and a cold resolver
+    run_id = f"run-{uuid.uuid4().hex[:8]}"
+    issued = mapping(run_id, issued_at=1_000_000)
+    save(stack, sessions, issued)
+    clock = [1_000_000.0 + 6 * 3600]
+    warm = SessionResolver(sessions, OWN_ACCOUNT, clock=lambda: clock[0])
+    assert warm.resolve(detail(run_id, 1_000_100), CUSTOMER)
+
+    # When a record of T + 10 minutes arrives five hours after it happened
+    late = detail(run_id, 1_000_600)
+    from_cache = warm.resolve(late, CUSTOMER)
+    fresh = SessionResolver(sessions, OWN_ACCOUNT, clock=lambda: clock[0]).resolve(late, CUSTOMER)
+
+    # Then both find the run
+    assert from_cache and fresh
+    assert from_cache.mapping.run_id == fresh.mapping.run_id == run_id
