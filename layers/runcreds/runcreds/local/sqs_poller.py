@@ -23,7 +23,7 @@ _RECEIVE_MAX = 10
 
 
 class SqsPoller:
-    def __init__(self, sqs_client: Any, retry_after: int = 0, idle_wait: float = 0.05) -> None:
+    def __init__(self, sqs_client: Any, retry_after: int = 0, idle_wait: float = 0.2) -> None:
         self.sqs = sqs_client
         self.sqs.meta.events.register("before-sign.sqs.*", self._mark_internal)
         self.retry_after = retry_after
@@ -64,6 +64,8 @@ class SqsPoller:
                 MaxNumberOfMessages=min(_RECEIVE_MAX, source.batch_size - len(messages)),
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
+                # Long-poll for the first message (moto waits on a condition, not a busy loop).
+                WaitTimeSeconds=0 if messages else 1,
             ).get("Messages", [])
             messages.extend(received)
             if not received and (not messages or time.monotonic() >= deadline):
@@ -72,19 +74,18 @@ class SqsPoller:
 
     def _poll(self, source: SqsSource, url: str, function: LocalFunction) -> None:
         while not self._stopped.is_set():
-            messages: list[dict[str, Any]] = []
-            with self._lock:
-                self._busy += 1
             try:
                 messages = self._receive_batch(source, url)
                 if messages:
-                    self._invoke(source, url, function, messages)
-            except Exception:
-                time.sleep(self.idle_wait)
-            finally:
-                with self._lock:
-                    self._busy -= 1
-            if not messages:
+                    # Received messages count as in flight for drain() until deleted or made visible again.
+                    with self._lock:
+                        self._busy += 1
+                    try:
+                        self._invoke(source, url, function, messages)
+                    finally:
+                        with self._lock:
+                            self._busy -= 1
+            except Exception:  # keep polling: a dead poller would hang every drain()
                 self._stopped.wait(self.idle_wait)
 
     def _invoke(self, source: SqsSource, url: str, function: LocalFunction, messages: list[dict[str, Any]]) -> None:
