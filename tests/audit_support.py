@@ -83,9 +83,10 @@ def as_broker_assume_role(event: dict[str, Any], session: VendedSession) -> dict
     return event
 
 
-def forward(stack: LocalStack, events: list[dict[str, Any]]) -> None:
-    """What a customer account's forwarding rule does: the records arrive on the audit bus."""
-    bus = stack.outputs["AuditEventBusArn"].rsplit("/", 1)[-1]
+def forward(stack: LocalStack, events: list[dict[str, Any]], bus: str | None = None) -> None:
+    """What a customer account's forwarding rule does: the records arrive on the audit bus (or, with
+    bus="default", what CloudTrail does in the runcreds account itself)."""
+    bus = bus or stack.outputs["AuditEventBusArn"].rsplit("/", 1)[-1]
     events_client = stack.client("events")
     for start in range(0, len(events), 10):
         entries = [

@@ -333,3 +333,20 @@ def test_the_audit_api_samples(stack: LocalStack, sample: str, status: int) -> N
     assert response["statusCode"] == status
     body = json.loads(response["body"])
     assert body["message"] if status >= 400 else body["events"] == []
+
+
+def test_cloudtrail_of_the_runcreds_account_itself_is_indexed_from_the_default_bus(
+    stack: LocalStack, api: ApiClient, tenant: Tenant, vend: Callable[..., VendedSession]
+) -> None:
+    # Given the broker's own AssumeRole of a run, as CloudTrail puts it on the runcreds account's default bus
+    session = vend(tenant)
+    assume = as_broker_assume_role(record("broker_assume_role.json", at(0)), session)
+    unrelated = record("direct_s3_put_object.json", at(0))
+    unrelated["detail"]["userIdentity"]["type"] = "IAMUser"  # not a session: the rule does not match
+
+    # When it arrives there
+    forward(stack, [assume, unrelated], bus="default")
+
+    # Then the run's audit shows it
+    events = run_audit(api, tenant).body["events"]
+    assert [(e["event_source"], e["event_name"]) for e in events] == [("sts.amazonaws.com", "AssumeRole")]
