@@ -66,7 +66,7 @@ def render(run_id: str, events: list[dict[str, Any]]) -> str:
     rows = [("TIME", "SERVICE", "ACTION", "REGION", "RESOURCE", "ERROR"), *map(_row, events)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS) - 1)]
     for row in rows:
-        lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])) + "  " + row[-1])
+        lines.append(("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])) + "  " + row[-1]).rstrip())
     per_service = Counter(_service(e) for e in events)
     errors = Counter(str(e["error_code"]) for e in events if e.get("error_code"))
     written = sorted(
