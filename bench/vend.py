@@ -106,6 +106,7 @@ def main() -> int:
             region_name="us-east-1",
         ).client("sts", endpoint_url=endpoint)
         table, attachments = env["RUNCREDS_CREDENTIALS_TABLE"], env["RUNCREDS_ATTACHMENTS_TABLE"]
+        sessions = env["RUNCREDS_AUDIT_SESSIONS_TABLE"]
 
         def raw_vend(run_id: str) -> None:
             raw_ddb.query(
@@ -134,12 +135,23 @@ def main() -> int:
                 Plaintext=json.dumps({k: str(v) for k, v in creds.items()}).encode(),
                 EncryptionContext={"runcreds:run": run_id},
             )["CiphertextBlob"]
-            raw_ddb.put_item(
-                TableName=table,
-                Item={**key, "status": {"S": "ready"}, "ciphertext": {"B": blob}},
-                ConditionExpression="claim_token = :t",
-                ExpressionAttributeValues={":t": {"S": "t"}},
-            )
+            # The record and its audit session mappings, in one request (docs/audit.md).
+            mapping = {"scope": {"S": f"{account}#{name}#{run_id}#plan#{integration_id}"}, "run_id": {"S": run_id}}
+            items: list[Any] = [
+                {
+                    "Put": {
+                        "TableName": table,
+                        "Item": {**key, "status": {"S": "ready"}, "ciphertext": {"B": blob}},
+                        "ConditionExpression": "claim_token = :t",
+                        "ExpressionAttributeValues": {":t": {"S": "t"}},
+                    }
+                },
+                *(
+                    {"Put": {"TableName": sessions, "Item": {"session_key": {"S": k}, **mapping}}}
+                    for k in (f"akid#{creds['AccessKeyId']}", f"role#x#role#{run_id}", f"si#{run_id}")
+                ),
+            ]
+            raw_ddb.transact_write_items(TransactItems=items)
             raw_events.put_events(
                 Entries=[{"Source": "runcreds.broker", "DetailType": "Run Phase Credentials Ready",
                           "Detail": json.dumps({"run_id": run_id}), "EventBusName": env["RUNCREDS_EVENT_BUS_NAME"]}]

@@ -293,7 +293,7 @@ def test_a_warm_vend_makes_exactly_the_six_unavoidable_requests(
             ("dynamodb", "PutItem"),  # the claim
             ("sts", "AssumeRole"),
             ("kms", "Encrypt"),
-            ("dynamodb", "PutItem"),  # the record
+            ("dynamodb", "TransactWriteItems"),  # the record and its audit session mappings
             ("events", "PutEvents"),  # Run Phase Credentials Ready
         ]
     )

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from runcreds import admin_cli
+from runcreds import audit_cli
 from runcreds.log_safety import quiet_wire_logs
 from runcreds.models.events import RunPhase
 from runcreds.worker import CredentialsFetcher, RunCredentials, WorkerError
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _worker_parser(sub)
     admin_cli.add_parsers(sub)
+    audit_cli.add_parser(sub)
     _local_parser(sub)
     return parser
 
@@ -97,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_worker(args)
     if args.command in admin_cli.COMMANDS:
         return admin_cli.run(args)
+    if args.command == "audit":
+        return audit_cli.run(args)
     from runcreds.local import commands  # moto is a local-only dependency
 
     return commands.run(args)

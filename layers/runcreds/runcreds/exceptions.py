@@ -45,3 +45,7 @@ class RoleRefusedError(RuncredsError):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.sts_message = message
+
+
+class InvalidRequestError(RuncredsError, ValueError):
+    """A request the API cannot serve as asked (a tampered pagination token, an inverted time range): 400."""

@@ -26,6 +26,9 @@ class VendSettings(BrokerSettings):
     credentials_table: str = Field(alias="RUNCREDS_CREDENTIALS_TABLE", min_length=3)
     credentials_key_arn: str = Field(alias="RUNCREDS_CREDENTIALS_KEY_ARN", min_length=20)
     event_bus_name: str = Field(alias="RUNCREDS_EVENT_BUS_NAME", min_length=1)
+    # Session mappings for the audit index; written with the credential record when set.
+    audit_sessions_table: str | None = Field(None, alias="RUNCREDS_AUDIT_SESSIONS_TABLE", min_length=3)
+    audit_retention_days: int = Field(400, alias="RUNCREDS_AUDIT_RETENTION_DAYS", ge=1)
 
 
 class AttachSettings(BrokerSettings):
@@ -39,3 +42,14 @@ class AttachSettings(BrokerSettings):
 class ReverifySettings(BrokerSettings):
     attachments_table: str = Field(alias="RUNCREDS_ATTACHMENTS_TABLE", min_length=3)
     event_bus_name: str = Field(alias="RUNCREDS_EVENT_BUS_NAME", min_length=1)
+
+
+class AuditIndexerSettings(_Settings):
+    sessions_table: str = Field(alias="RUNCREDS_AUDIT_SESSIONS_TABLE", min_length=3)
+    index_table: str = Field(alias="RUNCREDS_AUDIT_INDEX_TABLE", min_length=3)
+    retention_days: int = Field(400, alias="RUNCREDS_AUDIT_RETENTION_DAYS", ge=1)
+    own_account_id: str | None = Field(None, alias="RUNCREDS_AWS_ACCOUNT_ID", pattern=r"^\d{12}$")
+
+
+class AuditApiSettings(_Settings):
+    index_table: str = Field(alias="RUNCREDS_AUDIT_INDEX_TABLE", min_length=3)

@@ -8,6 +8,7 @@ role once. A claim whose lease ran out (its invocation died) may be taken over b
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -68,20 +69,28 @@ class CredentialsStore:
             raise
         return True
 
-    def complete(self, record: CredentialRecord, token: str, ttl: int) -> None:
-        """Replace our claim with the finished record; refused if our lease was taken over."""
+    def complete(self, record: CredentialRecord, token: str, ttl: int, also_put: Sequence[dict[str, Any]] = ()) -> None:
+        """Replace our claim with the finished record; refused if our lease was taken over.
+
+        `also_put` (TransactWriteItems `Put`s, e.g. the audit session mappings) are written in the same
+        request, all or nothing: one request either way, so a vend stays at six AWS requests."""
         values = record.model_dump(mode="json", exclude={"ciphertext", "assume_role"})
         values.update(run_key=record.run.run_key, ttl=ttl)
         if record.ciphertext is not None:
             values["ciphertext"] = record.ciphertext
         if record.assume_role is not None:
             values["assume_role"] = record.assume_role.model_dump(mode="json")
-        self.client.put_item(
-            TableName=self.table_name,
-            Item=to_item(values),
-            ConditionExpression="claim_token = :token",
-            ExpressionAttributeValues=to_item({":token": token}),
-        )
+        put: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Item": to_item(values),
+            "ConditionExpression": "claim_token = :token",
+            "ExpressionAttributeValues": to_item({":token": token}),
+        }
+        if not also_put:
+            self.client.put_item(**put)
+            return
+        items: list[Any] = [{"Put": put}, *({"Put": p} for p in also_put)]
+        self.client.transact_write_items(TransactItems=items)
 
     def release(self, run: RunPhase, integration_id: str, token: str) -> None:
         """Give a claim back after a transient failure, so that the retry need not wait for the lease."""

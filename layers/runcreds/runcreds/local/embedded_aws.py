@@ -21,6 +21,9 @@ from werkzeug.serving import make_server
 from runcreds.local.strict_sts import LOCAL_SERVICE_HEADER, StrictSts, StsRefusal
 
 PutEventsHook = Callable[[bytes, bytes], None]
+# Requests the embedded stack makes for itself (the SQS poller playing Lambda's event source mapping)
+# carry this header and are not counted as calls of runcreds.
+INTERNAL_HEADER = "x-runcreds-local-internal"
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/")
 
 
@@ -63,7 +66,7 @@ class FrontDoor:
         if "x-www-form-urlencoded" in environ.get("CONTENT_TYPE", ""):
             params = dict(parse_qsl(body.decode(), keep_blank_values=True))
         action = target.rsplit(".", 1)[-1] if target else params.get("Action", environ.get("REQUEST_METHOD", ""))
-        if service:
+        if service and not environ.get("HTTP_" + INTERNAL_HEADER.upper().replace("-", "_")):
             self.calls.add(service, action)
 
         if service == "sts" and action == "AssumeRole":

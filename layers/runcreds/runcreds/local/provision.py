@@ -9,14 +9,14 @@ from typing import Any
 from runcreds.local.template import ACCOUNT_ID, PARTITION, REGION, Template
 
 # Types that exist only for AWS itself (policies attached elsewhere, the layer, the API whose local
-# stand-in is runcreds.local.api_gateway) need no local resource.
+# stand-in is runcreds.local.api_gateway) need no local resource. Resource policies (queue, bus) are
+# not enforced by moto, so they are not created either.
 _NOT_PROVISIONED = {
     "AWS::Serverless::LayerVersion",
     "AWS::Serverless::Api",
     "AWS::SQS::QueuePolicy",
     "AWS::Events::EventBusPolicy",
     "AWS::Serverless::Function",
-    "AWS::Events::Rule",
     "AWS::Lambda::Permission",
 }
 
@@ -74,8 +74,10 @@ class Provisioner:
             return {"Ref": name, "Arn": arn, "Name": name}
         if kind == "AWS::SQS::Queue":
             name = self.template.resolve(props.get("QueueName")) or self.name_for(logical_id)
-            url = self.client("sqs").create_queue(QueueName=name)["QueueUrl"]
+            url = self.client("sqs").create_queue(QueueName=name, Attributes=self._queue_attributes(props))["QueueUrl"]
             return {"Ref": url, "Arn": f"{arn_prefix}:sqs:{REGION}:{ACCOUNT_ID}:{name}", "QueueName": name}
+        if kind == "AWS::Events::Rule":
+            return self._rule(logical_id, props)
         if kind == "AWS::IAM::Role":
             return self._role(logical_id, props)
         if kind == "AWS::Serverless::Api":
@@ -84,6 +86,37 @@ class Provisioner:
             name = self.name_for(logical_id)
             return {"Ref": name, "Arn": f"{arn_prefix}:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"}
         raise NotImplementedError(f"the local stack cannot provision {kind} ({logical_id})")
+
+    def _queue_attributes(self, props: dict[str, Any]) -> dict[str, str]:
+        attributes: dict[str, str] = {
+            key: str(self.template.resolve(props[key]))
+            for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds")
+            if key in props
+        }
+        if redrive := props.get("RedrivePolicy"):
+            attributes["RedrivePolicy"] = json.dumps(self.template.resolve(redrive))
+        return attributes
+
+    def _rule(self, logical_id: str, props: dict[str, Any]) -> dict[str, str]:
+        """A rule with its targets; moto's EventBridge delivers to SQS targets itself."""
+        events = self.client("events")
+        name = self.template.resolve(props.get("Name")) or self.name_for(logical_id)
+        bus = str(self.template.resolve(props.get("EventBusName", "default")))
+        state = str(props.get("State", "ENABLED"))
+        arn = events.put_rule(
+            Name=name,
+            EventBusName=bus,
+            EventPattern=json.dumps(self.template.resolve(props["EventPattern"])),
+            # moto knows ENABLED and DISABLED only; ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS is ENABLED.
+            State="DISABLED" if state == "DISABLED" else "ENABLED",
+        )["RuleArn"]
+        targets = self.template.resolve(props.get("Targets", []))
+        for target in targets:
+            if ":sqs:" not in target["Arn"]:
+                raise NotImplementedError(f"the local stack delivers rule targets to SQS only ({logical_id})")
+        if targets:
+            events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": t["Id"], "Arn": t["Arn"]} for t in targets])
+        return {"Ref": name, "Arn": arn}
 
     def _table(self, name: str, props: dict[str, Any]) -> dict[str, str]:
         ddb = self.client("dynamodb")

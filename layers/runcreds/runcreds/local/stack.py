@@ -16,6 +16,7 @@ from runcreds.local.embedded_aws import EmbeddedAws
 from runcreds.local.event_router import EventRouter
 from runcreds.local.lambda_runtime import LocalFunction
 from runcreds.local.provision import Provisioner
+from runcreds.local.sqs_poller import SqsPoller
 from runcreds.local.strict_sts import LOCAL_SERVICE_HEADER
 from runcreds.local.template import REGION, FunctionSpec, Template, find_template
 
@@ -68,6 +69,7 @@ class LocalStack:
         self.functions: dict[str, LocalFunction] = {}
         self.outputs: dict[str, str] = {}
         self.router: EventRouter
+        self.sqs_poller: SqsPoller
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> LocalStack:
@@ -77,6 +79,7 @@ class LocalStack:
         Provisioner(self.template, self.client).provision_all()
         self.router = EventRouter(self.client("sqs"))
         self.aws.front_door.on_put_events = self.router.on_put_events
+        self.sqs_poller = SqsPoller(self.client("sqs"))
         for logical_id, spec in self.template.functions().items():
             function = LocalFunction(spec, self._environment(spec), self.logs)
             self.functions[logical_id] = function
@@ -84,12 +87,17 @@ class LocalStack:
                 self.router.add(rule, function)
             for route in spec.routes:
                 self.api.add(route, function)
+            for source in spec.sqs_sources:
+                self.sqs_poller.add(source, function)
+        self.sqs_poller.start()
         self.outputs = self.template.outputs()
         self.outputs["ApiUrl"] = self.api.url
         self.aws.strict_sts.propagation_delay = self.iam_propagation_delay
         return self
 
     def stop(self) -> None:
+        if hasattr(self, "sqs_poller"):
+            self.sqs_poller.stop()
         for function in self.functions.values():
             function.stop()
         if hasattr(self, "router"):

@@ -44,6 +44,16 @@ class EventRule:
 
 
 @dataclass
+class SqsSource:
+    """A function's SQS event source mapping, as the template declares it."""
+
+    queue_arn: str
+    batch_size: int = 10
+    batching_window: int = 0
+    report_batch_item_failures: bool = False
+
+
+@dataclass
 class ApiRoute:
     path: str
     method: str
@@ -59,6 +69,7 @@ class FunctionSpec:
     timeout: int
     rules: list[EventRule] = field(default_factory=list)
     routes: list[ApiRoute] = field(default_factory=list)
+    sqs_sources: list[SqsSource] = field(default_factory=list)
     max_retry_attempts: int = 2
     on_failure_queue_arn: str | None = None
     layer_dirs: list[Path] = field(default_factory=list)
@@ -170,6 +181,16 @@ class Template:
                     spec.rules.append(EventRule(f"{logical_id}{event_id}", bus, event_props["Pattern"]))
                 elif event["Type"] == "Api":
                     spec.routes.append(ApiRoute(event_props["Path"], event_props["Method"].upper()))
+                elif event["Type"] == "SQS":
+                    spec.sqs_sources.append(
+                        SqsSource(
+                            queue_arn=str(self.resolve(event_props["Queue"])),
+                            batch_size=int(event_props.get("BatchSize", 10)),
+                            batching_window=int(event_props.get("MaximumBatchingWindowInSeconds", 0)),
+                            report_batch_item_failures="ReportBatchItemFailures"
+                            in event_props.get("FunctionResponseTypes", []),
+                        )
+                    )
             specs[logical_id] = spec
         return specs
 

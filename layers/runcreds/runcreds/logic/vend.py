@@ -16,8 +16,10 @@ from pydantic import BaseModel, ValidationError
 
 from runcreds import aws
 from runcreds.dal.attachments import AttachmentsStore
+from runcreds.dal.audit_sessions import AuditSessionsStore
 from runcreds.dal.credentials import CredentialsStore
 from runcreds.exceptions import InvalidRunEventError, RoleRefusedError, TransientAwsError
+from runcreds.models.audit import SessionMapping
 from runcreds.models.entities import (
     AssumeRoleSpec,
     Attachment,
@@ -85,6 +87,7 @@ class Vendor:
         self.settings = settings
         self.attachments = AttachmentsStore(settings.attachments_table)
         self.records = CredentialsStore(settings.credentials_table)
+        self.sessions = AuditSessionsStore(settings.audit_sessions_table) if settings.audit_sessions_table else None
 
     def vend(self, run: RunPhase) -> VendOutcome:
         access = run.phase.access
@@ -136,7 +139,9 @@ class Vendor:
                 mode="worker",
                 assume_role=spec,
             )
-            self.records.complete(record, token, ttl=int(time.time()) + 86400)
+            self.records.complete(
+                record, token, ttl=int(time.time()) + 86400, also_put=self._session_mappings(run, attachment, spec)
+            )
             metrics.add_metric(name="WorkerInstructions", unit=MetricUnit.Count, value=1)
             return _ready(run, attachment, "worker", None)
 
@@ -167,10 +172,34 @@ class Vendor:
             expires_at=expires_at,
             assume_role=spec,
         )
-        self.records.complete(record, token, ttl=int(expires_at.timestamp()))
+        self.records.complete(
+            record,
+            token,
+            ttl=int(expires_at.timestamp()),
+            also_put=self._session_mappings(run, attachment, spec, credentials["AccessKeyId"]),
+        )
         metrics.add_metric(name="CredentialsVended", unit=MetricUnit.Count, value=1)
         logger.info("credentials vended", extra={"integration": attachment.integration_id, "expires_at": expires_at})
         return _ready(run, attachment, "broker", expires_at)
+
+    def _session_mappings(
+        self, run: RunPhase, attachment: Attachment, spec: AssumeRoleSpec, access_key_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The audit index's session mappings (docs/audit.md), written with the record. A worker-mode
+        session is known by role and session name and by source identity: the worker opens it."""
+        if self.sessions is None:
+            return []
+        mapping = SessionMapping(
+            **run.model_dump(),
+            integration_id=attachment.integration_id,
+            role_arn=spec.role_arn,
+            session_name=spec.session_name,
+            source_identity=spec.source_identity,
+            access_key_id=access_key_id,
+            mode="worker" if access_key_id is None else "broker",
+            issued_at=int(time.time()),
+        )
+        return self.sessions.puts_for(mapping, ttl=int(time.time()) + self.settings.audit_retention_days * 86400)
 
     def _record_refusal(
         self, run: RunPhase, attachment: Attachment, token: str, refusal: RoleRefusedError

@@ -1,0 +1,233 @@
+"""Audit benchmark on the embedded stack (moto server on 127.0.0.1), every ratio measured in this run:
+
+- indexer throughput ÷ raw BatchWriteItem of the same items (goal ≥ 0.8): the indexer's whole batch
+  path (parse, resolve the session, build and write the items) against only writing those items;
+- DynamoDB requests per 100 CloudTrail events (goal ≤ 4), in a warm container and a cold one;
+- one lookup page through the audit route's Lambda handler ÷ the raw Query it makes (goal ≤ 1.2).
+
+Run: `.venv/bin/python bench/audit.py [--events N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib
+import json
+import os
+import statistics
+import sys
+import time
+import uuid
+import warnings
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BATCH = 100
+ROUNDS = 3
+LOOKUPS = 8
+
+
+def _sample() -> dict[str, Any]:
+    return dict(json.loads((ROOT / "events/audit/direct_s3_put_object.json").read_text()))
+
+
+def _vend(stack: Any) -> tuple[str, str, str, str]:
+    """A run vended as in production: integration, attachment, run-phase event. Returns its identity."""
+    from runcreds.api_client import ApiClient
+    from tests.support import trust_policy
+
+    suffix = uuid.uuid4().hex[:8]
+    account, stack_name, run_id = f"bench-{suffix}", f"stack-{suffix}", f"01BENCH{suffix.upper()}"
+    role_arn = stack.client("iam").create_role(
+        RoleName=f"bench-{suffix}",
+        AssumeRolePolicyDocument=json.dumps(trust_policy(stack.outputs["BrokerRoleArn"], f"{account}@*")),
+    )["Role"]["Arn"]
+    api = ApiClient(stack.outputs["ApiUrl"], stack.session())
+    created = api.post(f"/accounts/{account}/integrations", {"name": "bench", "role_arn": role_arn})
+    attached = api.put(
+        f"/accounts/{account}/stacks/{stack_name}/integrations/{created.body['id']}", {"read": True, "write": True}
+    )
+    assert attached.status == 200, attached.body
+    stack.put_event("Run Phase Started", {"account": account, "stack": stack_name, "run_id": run_id, "phase": "apply"})
+    stack.router.drain()
+    item = stack.client("dynamodb").query(
+        TableName=stack.outputs["CredentialsTableName"],
+        KeyConditionExpression="run_key = :k",
+        ExpressionAttributeValues={":k": {"S": f"{account}#{stack_name}#{run_id}#apply"}},
+    )["Items"][0]
+    return account, run_id, role_arn, item["access_key_id"]["S"]
+
+
+def _records(count: int, run_id: str, role_arn: str, access_key_id: str) -> list[dict[str, Any]]:
+    base = _sample()
+    role_name = role_arn.rsplit("/", 1)[-1]
+    start = datetime.now(UTC) + timedelta(minutes=1)
+    records = []
+    for i in range(count):
+        event = copy.deepcopy(base)
+        detail = event["detail"]
+        detail["eventID"] = str(uuid.uuid4())
+        detail["eventTime"] = (start + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        identity = detail["userIdentity"]
+        identity.update(arn=f"arn:aws:sts::123456789012:assumed-role/{role_name}/{run_id}", accessKeyId=access_key_id)
+        identity["sessionContext"]["sourceIdentity"] = run_id
+        identity["sessionContext"]["sessionIssuer"].update(arn=role_arn, userName=role_name)
+        detail["requestParameters"]["key"] = f"networking-prod/objects/{i}.json"
+        records.append(event)
+    return records
+
+
+def _sqs_events(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Lambda's SQS events, BATCH records each, as the event source mapping would deliver them."""
+    return [
+        {
+            "Records": [
+                {
+                    "messageId": str(uuid.uuid4()),
+                    "receiptHandle": "bench",
+                    "body": json.dumps(r),
+                    "attributes": {"ApproximateReceiveCount": "1"},
+                    "messageAttributes": {},
+                    "md5OfBody": "",
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:bench",
+                    "awsRegion": "us-east-1",
+                }
+                for r in records[start : start + BATCH]
+            ]
+        }
+        for start in range(0, len(records), BATCH)
+    ]
+
+
+def _dynamodb_calls(stack: Any, mark: int) -> Counter[str]:
+    return Counter(action for service, action in stack.aws.calls.since(mark) if service == "dynamodb")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1000)
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    os.environ.update(
+        POWERTOOLS_TRACE_DISABLED="true",
+        POWERTOOLS_LOG_LEVEL="WARNING",
+        POWERTOOLS_SERVICE_NAME="bench",
+        POWERTOOLS_METRICS_NAMESPACE="bench",
+    )
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+
+    from runcreds.dal.audit_index import AuditIndexStore
+    from runcreds.local.stack import LocalStack
+    from runcreds.logic.audit_index import AuditIndexer
+    from runcreds.observability import metrics
+    from runcreds.settings import AuditIndexerSettings
+
+    started = time.perf_counter()
+    with LocalStack() as stack:
+        os.environ.update(stack.client_env())
+        env = stack.functions["AuditIndexerFunction"].environment
+        os.environ.update({k: v for k, v in env.items() if k.startswith("RUNCREDS_AUDIT")})
+        account, run_id, role_arn, access_key_id = _vend(stack)
+        records = _records(args.events, run_id, role_arn, access_key_id)
+        batches = _sqs_events(records)
+        settings = AuditIndexerSettings.from_env()
+        ddb = stack.client("dynamodb")
+        index = AuditIndexStore(settings.index_table, ddb)
+
+        # Cold container: a fresh indexer resolves the session once.
+        print(f"  setup {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        cold = AuditIndexer(settings)
+        mark = stack.aws.calls.mark()
+        for event in batches:
+            assert not cold.index_batch(event)["batchItemFailures"]
+        cold_calls = _dynamodb_calls(stack, mark)
+        items = [cold.item_for(r["body"]) for event in batches for r in event["Records"]]
+        assert all(items)
+
+        print(f"  cold pass {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        warm = AuditIndexer(settings)
+        warm.index_batch(batches[0])  # resolve the session: the container is warm from here on
+        indexer_times, raw_times = [], []
+        for _ in range(ROUNDS):
+            t0 = time.perf_counter()
+            index.write(items)  # type: ignore[arg-type]
+            raw_times.append(time.perf_counter() - t0)
+            mark = stack.aws.calls.mark()
+            t0 = time.perf_counter()
+            for event in batches:
+                warm.index_batch(event)
+            indexer_times.append(time.perf_counter() - t0)
+            warm_calls = _dynamodb_calls(stack, mark)
+
+        # Lookup: one page of 100 through the handler vs the Query it makes.
+        handler = importlib.import_module("functions.audit_api.audit_api_handler").lambda_handler
+        path = f"/accounts/{account}/runs/{run_id}/audit"
+        api_event = {
+            "resource": "/accounts/{account}/runs/{run_id}/audit",
+            "path": path,
+            "httpMethod": "GET",
+            "headers": {},
+            "multiValueHeaders": {},
+            "queryStringParameters": {"limit": "100"},
+            "multiValueQueryStringParameters": {"limit": ["100"]},
+            "pathParameters": {"account": account, "run_id": run_id},
+            "requestContext": {"requestId": "bench", "stage": "v1", "path": f"/v1{path}", "httpMethod": "GET"},
+            "body": None,
+            "isBase64Encoded": False,
+        }
+        context = type(
+            "Context",
+            (),
+            {
+                "function_name": "bench",
+                "memory_limit_in_mb": 512,
+                "invoked_function_arn": "arn:aws:lambda:us-east-1:123456789012:function:bench",
+                "aws_request_id": "bench",
+            },
+        )()
+        os.environ["RUNCREDS_AUDIT_INDEX_TABLE"] = settings.index_table
+        metrics.clear_metrics()  # the indexer's, from above: the handler would print them
+        assert handler(api_event, context)["statusCode"] == 200
+        handler_times, query_times = [], []
+        for _ in range(LOOKUPS):
+            t0 = time.perf_counter()
+            response = handler(api_event, context)
+            handler_times.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            ddb.query(
+                TableName=settings.index_table,
+                KeyConditionExpression="run_key = :run",
+                ExpressionAttributeValues={":run": {"S": f"{account}#{run_id}"}},
+                Limit=100,
+            )
+            query_times.append(time.perf_counter() - t0)
+        assert len(json.loads(response["body"])["events"]) == 100
+
+    n = len(records)
+    indexer_rate, raw_rate = n / min(indexer_times), n / min(raw_times)
+    ratio = indexer_rate / raw_rate
+    per_100_warm = sum(warm_calls.values()) * 100 / n
+    per_100_cold = sum(cold_calls.values()) * 100 / n
+    lookup_ratio = statistics.median(handler_times) / statistics.median(query_times)
+    print(f"audit benchmark: {n} CloudTrail events in batches of {BATCH}, embedded stack (moto), best of {ROUNDS}")
+    print(f"  indexer            {indexer_rate:8.0f} events/s")
+    print(f"  raw BatchWriteItem {raw_rate:8.0f} events/s")
+    print(f"  indexer ÷ raw                        {ratio:5.2f}   (goal ≥ 0.8)")
+    print(f"  DynamoDB requests per 100 events     {per_100_warm:5.2f}   (goal ≤ 4; warm: {dict(warm_calls)})")
+    print(f"    cold container                     {per_100_cold:5.2f}   ({dict(cold_calls)})")
+    print(
+        f"  lookup page handler ÷ raw Query      {lookup_ratio:5.2f}   (goal ≤ 1.2; medians "
+        f"{statistics.median(handler_times) * 1000:.1f} ms ÷ {statistics.median(query_times) * 1000:.1f} ms, "
+        f"pages of 100 of {n}; moto's Query dominates both)"
+    )
+    print(f"  wall time {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

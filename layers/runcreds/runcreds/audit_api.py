@@ -1,0 +1,127 @@
+"""The audit routes (CONTRACT §4): what did run X do, what happened on stack Y — one Query a page.
+
+A separate resolver from runcreds.api because it runs in its own function (AuditApiFunction) with a
+read-only role on the audit index. Errors are mapped here, the same way: 4xx with a `message`, bad
+input never a 5xx, and the account in the path bounds every Query (a pagination token is checked to
+belong to the same partition, so a tampered one is a 400, never another account's data).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from botocore.exceptions import BotoCoreError, ClientError
+
+from runcreds.dal.audit_index import AuditIndexStore, Page, decode_token, run_key, stack_key
+from runcreds.exceptions import InvalidRequestError
+from runcreds.models.audit import audit_event_view, parse_event_time
+from runcreds.observability import logger
+from runcreds.settings import AuditApiSettings
+
+SLUG = r"^[a-z0-9-]{1,63}$"
+RUN_ID = r"^[A-Za-z0-9_.=,+-]{2,128}$"
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+DEFAULT_STACK_WINDOW = timedelta(days=7)
+
+app = APIGatewayRestResolver(enable_validation=True)
+
+Account = Annotated[str, Path(pattern=SLUG, description="account slug")]
+Stack = Annotated[str, Path(pattern=SLUG, description="stack slug")]
+RunIdPath = Annotated[str, Path(pattern=RUN_ID, description="run ID")]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="events per page")]
+NextToken = Annotated[str | None, Query(min_length=1, max_length=4096, description="next_token of the previous page")]
+Timestamp = Annotated[str | None, Query(max_length=64, description="ISO 8601 time (UTC unless it says otherwise)")]
+
+
+def store() -> AuditIndexStore:
+    return AuditIndexStore(AuditApiSettings.from_env().index_table)
+
+
+def _error(status: int, message: str, **extra: Any) -> Response[dict[str, Any]]:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body={"message": message, **extra})
+
+
+@app.exception_handler(RequestValidationError)
+def _invalid_request(error: RequestValidationError) -> Response[dict[str, Any]]:
+    problems = [
+        {"location": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "invalid")}
+        for e in error.errors()
+    ]
+    summary = "; ".join(f"{p['location']}: {p['problem']}" for p in problems)
+    return _error(400, f"invalid request: {summary}", errors=problems)
+
+
+@app.exception_handler(InvalidRequestError)
+def _invalid(error: InvalidRequestError) -> Response[dict[str, Any]]:
+    return _error(400, str(error))
+
+
+@app.exception_handler(ClientError)
+def _aws_error(error: ClientError) -> Response[dict[str, Any]]:
+    code = error.response.get("Error", {}).get("Code", "")
+    logger.warning("audit index query failed", extra={"code": code})
+    if code == "ValidationException":  # only reachable with input we failed to reject ourselves
+        return _error(400, "invalid request: the audit index refused the query")
+    return _error(503, "the audit index is throttling or unavailable; retry in a few seconds")
+
+
+@app.exception_handler(BotoCoreError)
+def _aws_unreachable(error: BotoCoreError) -> Response[dict[str, Any]]:
+    logger.warning("audit index unreachable", extra={"error": type(error).__name__})
+    return _error(503, "the audit index is unavailable; retry in a few seconds")
+
+
+def _body(page: Page) -> dict[str, Any]:
+    return {"events": [audit_event_view(item) for item in page.items], "next_token": page.next_token}
+
+
+def _time_bound(value: str | None, name: str, default: datetime) -> str:
+    if value is None:
+        when = default
+    else:
+        try:
+            when = parse_event_time(value)
+        except ValueError:
+            raise InvalidRequestError(f"invalid {name}: give an ISO 8601 time such as 2026-01-31T12:00:00Z") from None
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@app.get("/accounts/<account>/runs/<run_id>/audit")
+def run_audit(
+    account: Account,
+    run_id: RunIdPath,
+    event_source: Annotated[str | None, Query(max_length=128, pattern=r"^[a-z0-9.-]+$")] = None,
+    errors_only: Annotated[bool, Query()] = False,
+    limit: Limit = DEFAULT_PAGE,
+    next_token: NextToken = None,
+) -> dict[str, Any]:
+    start = decode_token(next_token, {"run_key": run_key(account, run_id)}, account) if next_token else None
+    page = store().run_events(
+        account, run_id, limit, start_key=start, event_source=event_source, errors_only=errors_only
+    )
+    return _body(page)
+
+
+@app.get("/accounts/<account>/stacks/<stack>/audit")
+def stack_audit(
+    account: Account,
+    stack: Stack,
+    since: Timestamp = None,
+    until: Timestamp = None,
+    limit: Limit = DEFAULT_PAGE,
+    next_token: NextToken = None,
+) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    until_key = _time_bound(until, "until", now)
+    since_key = _time_bound(since, "since", parse_event_time(until_key) - DEFAULT_STACK_WINDOW)
+    if since_key > until_key:
+        raise InvalidRequestError("invalid time range: since must not be later than until")
+    start = decode_token(next_token, {"stack_key": stack_key(account, stack)}, account) if next_token else None
+    if start and not since_key <= start["event_key"]["S"] <= f"{until_key}~":
+        raise InvalidRequestError("invalid next_token: it belongs to another time range")
+    return _body(store().stack_events(account, stack, limit, since_key, until_key, start_key=start))

@@ -1,0 +1,160 @@
+"""The audit index: one item per CloudTrail eventID.
+
+Table key `run_key` = `<account>#<run id>`, `event_key` = `<event time, second precision, UTC>#<event ID>`:
+a run's events come back in time order from one Query, and a duplicate delivery of a record (same ID
+and time) overwrites itself. GSI `by-stack`: `stack_key` = `<account>#<stack>` with the same sort key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from runcreds import aws
+from runcreds.dal.items import from_item, to_item
+from runcreds.exceptions import InvalidRequestError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+STACK_INDEX = "by-stack"
+BATCH_WRITE_MAX = 25
+WRITE_ATTEMPTS = 6
+# A filtered page may need several Queries to fill; this bounds the latency of one page.
+MAX_QUERIES_PER_PAGE = 8
+EVENT_KEY = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z#[^\s]{1,128}$")
+
+
+def run_key(account: str, run_id: str) -> str:
+    return f"{account}#{run_id}"
+
+
+def stack_key(account: str, stack: str) -> str:
+    return f"{account}#{stack}"
+
+
+@dataclass
+class Page:
+    items: list[dict[str, Any]]
+    next_token: str | None
+
+
+def encode_token(last_key: dict[str, Any]) -> str:
+    plain = {k: v["S"] for k, v in sorted(last_key.items())}
+    return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_token(token: str, expected: dict[str, str], account: str) -> dict[str, Any]:
+    """The ExclusiveStartKey in `token`, if it is one this query could have produced: the same
+    partition, the same account, well-formed keys. Anything else is the caller's error (400)."""
+    invalid = InvalidRequestError("invalid next_token: pass the next_token of the previous page unchanged")
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        plain = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise invalid from None
+    wanted = {"run_key", "event_key", *expected}
+    if not isinstance(plain, dict) or set(plain) != wanted or not all(isinstance(v, str) for v in plain.values()):
+        raise invalid
+    if any(plain[k] != v for k, v in expected.items()) or not plain["run_key"].startswith(f"{account}#"):
+        raise invalid
+    if not EVENT_KEY.match(plain["event_key"]):
+        raise invalid
+    return {k: {"S": v} for k, v in plain.items()}
+
+
+class AuditIndexStore:
+    def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
+        self.table_name = table_name
+        self._client = client
+
+    @property
+    def client(self) -> DynamoDBClient:
+        return self._client or aws.dynamodb()
+
+    def write(self, items: list[dict[str, Any]], sleep: Any = time.sleep) -> list[int]:
+        """BatchWriteItem in 25s, retrying unprocessed items with backoff. Returns the positions (in
+        `items`) of the items still unwritten after every attempt."""
+        failed: list[int] = []
+        for start in range(0, len(items), BATCH_WRITE_MAX):
+            chunk = {i: to_item(items[i]) for i in range(start, min(start + BATCH_WRITE_MAX, len(items)))}
+            pending = list(chunk)
+            for attempt in range(WRITE_ATTEMPTS):
+                response = self.client.batch_write_item(
+                    RequestItems={self.table_name: [{"PutRequest": {"Item": chunk[i]}} for i in pending]}
+                )
+                unprocessed = response.get("UnprocessedItems", {}).get(self.table_name, [])
+                if not unprocessed:
+                    pending = []
+                    break
+                left = {json.dumps(u["PutRequest"]["Item"], sort_keys=True) for u in unprocessed}
+                pending = [i for i in pending if json.dumps(chunk[i], sort_keys=True) in left]
+                sleep(min(1.0, 0.05 * 2**attempt))
+            failed.extend(pending)
+        return failed
+
+    def _page(self, request: dict[str, Any], limit: int, filtered: bool) -> Page:
+        items: list[dict[str, Any]] = []
+        last_key: dict[str, Any] | None = None
+        for _ in range(MAX_QUERIES_PER_PAGE if filtered else 1):
+            response = self.client.query(**request, Limit=limit - len(items))
+            items.extend(from_item(item) for item in response["Items"])
+            last_key = response.get("LastEvaluatedKey")
+            if last_key is None or len(items) >= limit:
+                break
+            request["ExclusiveStartKey"] = last_key
+        return Page(items, encode_token(last_key) if last_key else None)
+
+    def run_events(
+        self,
+        account: str,
+        run_id: str,
+        limit: int,
+        start_key: dict[str, Any] | None = None,
+        event_source: str | None = None,
+        errors_only: bool = False,
+    ) -> Page:
+        filters: list[str] = []
+        values = {":run": run_key(account, run_id)}
+        if event_source:
+            filters.append("event_source = :source")
+            values[":source"] = event_source
+        if errors_only:
+            filters.append("attribute_exists(error_code)")
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "run_key = :run",
+            "ExpressionAttributeValues": to_item(values),
+        }
+        if filters:
+            request["FilterExpression"] = " AND ".join(filters)
+        if start_key:
+            request["ExclusiveStartKey"] = start_key
+        return self._page(request, limit, bool(filters))
+
+    def stack_events(
+        self,
+        account: str,
+        stack: str,
+        limit: int,
+        since: str,
+        until: str,
+        start_key: dict[str, Any] | None = None,
+    ) -> Page:
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": STACK_INDEX,
+            # `~` sorts after `#`, so the upper bound takes every event of the last second.
+            "KeyConditionExpression": "stack_key = :stack AND event_key BETWEEN :since AND :until",
+            "ExpressionAttributeValues": to_item(
+                {":stack": stack_key(account, stack), ":since": since, ":until": f"{until}~"}
+            ),
+        }
+        if start_key:
+            request["ExclusiveStartKey"] = start_key
+        return self._page(request, limit, False)

@@ -1,0 +1,78 @@
+"""Session mappings: which run phase a session belongs to, under every key a CloudTrail record names it by.
+
+Keys (`session_key`), each with the run phase and integration as sort key (`scope`):
+- `akid#<access key id>`: unique to one session (broker mode only: runcreds never sees a worker's key);
+- `role#<aws account>#<role name, lower case>#<session name>`: a session name alone is not unique (it is
+  the run ID, shared by a run's phases), but with the role it names one run, and the phase by time;
+- `si#<source identity>`: kept by AWS through role chaining, so it finds sessions runcreds never saw.
+They are written in the vend's TransactWriteItems together with the credential record.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from runcreds import aws
+from runcreds.dal.items import from_item, to_item
+from runcreds.models.audit import SessionMapping
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+
+def access_key_key(access_key_id: str) -> str:
+    return f"akid#{access_key_id}"
+
+
+def role_session_key(aws_account_id: str, role_name: str, session_name: str) -> str:
+    # IAM role names are unique per account whatever their case; CloudTrail may spell them either way.
+    return f"role#{aws_account_id}#{role_name.lower()}#{session_name}"
+
+
+def source_identity_key(source_identity: str) -> str:
+    return f"si#{source_identity}"
+
+
+def role_name_of(role_arn: str) -> str:
+    """`arn:aws:iam::111122223333:role/path/Name` → `Name` (paths are not part of an assumed-role ARN)."""
+    return role_arn.rsplit("/", 1)[-1]
+
+
+def keys_of(mapping: SessionMapping) -> list[str]:
+    keys = [
+        role_session_key(mapping.aws_account_id, role_name_of(mapping.role_arn), mapping.session_name),
+        source_identity_key(mapping.source_identity),
+    ]
+    if mapping.access_key_id:
+        keys.insert(0, access_key_key(mapping.access_key_id))
+    return keys
+
+
+class AuditSessionsStore:
+    def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
+        self.table_name = table_name
+        self._client = client
+
+    @property
+    def client(self) -> DynamoDBClient:
+        return self._client or aws.dynamodb()
+
+    def puts_for(self, mapping: SessionMapping, ttl: int) -> list[dict[str, Any]]:
+        """The TransactWriteItems `Put`s that record a session (unconditional: a retry writes the same)."""
+        values = mapping.model_dump(mode="json")
+        return [
+            {
+                "TableName": self.table_name,
+                "Item": to_item({"session_key": key, "scope": mapping.scope, **values, "ttl": ttl}),
+            }
+            for key in keys_of(mapping)
+        ]
+
+    def mappings(self, session_key: str) -> list[SessionMapping]:
+        paginator = self.client.get_paginator("query")
+        pages = paginator.paginate(
+            TableName=self.table_name,
+            KeyConditionExpression="session_key = :key",
+            ExpressionAttributeValues=to_item({":key": session_key}),
+        )
+        return [SessionMapping.model_validate(from_item(item)) for page in pages for item in page["Items"]]

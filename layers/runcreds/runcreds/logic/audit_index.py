@@ -1,0 +1,323 @@
+"""The audit indexer: SQS batches of CloudTrail records → the run they belong to → the audit index.
+
+Each record is resolved to the run session runcreds issued, through the session mappings written at
+vend time (runcreds.dal.audit_sessions), trying in turn:
+1. `userIdentity.accessKeyId` (the broker-mode session itself);
+2. `userIdentity.arn`, an assumed-role ARN: AWS account, role name and session name;
+3. `userIdentity.sessionContext.sourceIdentity` (kept by AWS through role chaining);
+4. for sts:AssumeRole records, `requestParameters.roleArn` + `roleSessionName`, then `sourceIdentity`.
+A mapping counts only if the record comes from the AWS account of the mapping's role or from runcreds'
+own account (EventBridge sets the envelope's `account`; nobody can forward another account's
+CloudTrail), and only if the session was issued before the event. Records of sessions runcreds did not
+issue are dropped and counted, never indexed. A record that cannot be parsed fails alone (SQS batch
+item failure → retried → dead-letter queue after maxReceiveCount).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from pydantic import ValidationError
+
+from runcreds.dal.audit_index import AuditIndexStore, run_key, stack_key
+from runcreds.dal.audit_sessions import (
+    AuditSessionsStore,
+    access_key_key,
+    role_name_of,
+    role_session_key,
+    source_identity_key,
+)
+from runcreds.models.audit import CloudTrailDetail, CloudTrailEvent, SessionMapping
+from runcreds.observability import logger, metrics
+from runcreds.settings import AuditIndexerSettings
+
+# A mapping fetched at T answers for events before T - skew: any session that made a call before then
+# was issued (and its mapping written, in the vend's transaction) before T.
+CLOCK_SKEW_SECONDS = 300
+REQUEST_PARAMETERS_MAX = 64 * 1024
+TEXT_MAX = 4096
+RESOURCES_MAX = 50
+_SECRET_WORDS = ("secret", "password", "passwd", "token", "privatekey", "credential")
+# Where the acted-on resource sits in requestParameters when CloudTrail's `resources` is missing.
+_RESOURCE_PARAMETERS = (
+    "bucketName",
+    "roleName",
+    "roleArn",
+    "functionName",
+    "tableName",
+    "queueUrl",
+    "topicArn",
+    "keyId",
+    "secretId",
+    "stackName",
+    "policyArn",
+    "userName",
+    "instanceId",
+    "clusterName",
+    "name",
+)
+
+
+class MalformedRecordError(ValueError):
+    """The SQS message is not a CloudTrail record this indexer can read."""
+
+
+@dataclass
+class Resolution:
+    mapping: SessionMapping
+    role_arn: str
+    session_name: str
+    source_identity: str | None
+
+
+@dataclass
+class _Cached:
+    fetched_at: float
+    mappings: list[SessionMapping]
+
+
+@dataclass
+class SessionResolver:
+    store: AuditSessionsStore
+    own_account: str | None
+    clock: Callable[[], float] = time.time
+    _cache: dict[str, _Cached] = field(default_factory=dict)
+
+    def _mappings(self, key: str, event_time: float) -> list[SessionMapping]:
+        cached = self._cache.get(key)
+        # An access key ID belongs to one session for ever; other keys gain mappings as runs go on.
+        if cached and (
+            (key.startswith("akid#") and cached.mappings) or event_time < cached.fetched_at - CLOCK_SKEW_SECONDS
+        ):
+            return cached.mappings
+        fetched_at = self.clock()
+        mappings = self.store.mappings(key)
+        if len(self._cache) > 50_000:
+            self._cache.clear()
+        self._cache[key] = _Cached(fetched_at, mappings)
+        return mappings
+
+    def _choose(self, key: str, detail: CloudTrailDetail, source_account: str) -> SessionMapping | None:
+        event_time = detail.event_time.timestamp()
+        candidates = [
+            m
+            for m in self._mappings(key, event_time)
+            if source_account in (m.aws_account_id, self.own_account) and m.issued_at <= event_time + CLOCK_SKEW_SECONDS
+        ]
+        if len({(m.account, m.run_id) for m in candidates}) > 1:
+            metrics.add_metric(name="AmbiguousSessions", unit=MetricUnit.Count, value=1)
+            logger.warning("a session key names several runs: not indexed", extra={"session_key": key})
+            return None
+        return max(candidates, key=lambda m: m.issued_at, default=None)
+
+    def resolve(self, detail: CloudTrailDetail, source_account: str) -> Resolution | None:
+        identity = detail.user_identity
+        context = identity.session_context
+        source_identity = context.source_identity if context else None
+        assumed = _assumed_role(identity.arn)
+        issuer_arn = context.session_issuer.arn if context and context.session_issuer else None
+        session_name = assumed[2] if assumed else None
+        keys = []
+        if identity.access_key_id:
+            keys.append(access_key_key(identity.access_key_id))
+        if assumed:
+            keys.append(role_session_key(*assumed))
+        if source_identity:
+            keys.append(source_identity_key(source_identity))
+        for key in keys:
+            if mapping := self._choose(key, detail, source_account):
+                role_arn = issuer_arn or _role_arn_of(assumed) or mapping.role_arn
+                return Resolution(mapping, role_arn, session_name or mapping.session_name, source_identity)
+        if detail.is_assume_role:
+            return self._resolve_assume_role(detail, source_account)
+        return None
+
+    def _resolve_assume_role(self, detail: CloudTrailDetail, source_account: str) -> Resolution | None:
+        params = detail.request_parameters or {}
+        role_arn, session = params.get("roleArn"), params.get("roleSessionName")
+        source_identity = params.get("sourceIdentity")
+        keys = []
+        if isinstance(role_arn, str) and isinstance(session, str) and role_arn.count(":") >= 5:
+            keys.append(role_session_key(role_arn.split(":")[4], role_name_of(role_arn), session))
+        if isinstance(source_identity, str):
+            keys.append(source_identity_key(source_identity))
+        for key in keys:
+            if mapping := self._choose(key, detail, source_account):
+                return Resolution(
+                    mapping,
+                    role_arn if isinstance(role_arn, str) else mapping.role_arn,
+                    session if isinstance(session, str) else mapping.session_name,
+                    source_identity if isinstance(source_identity, str) else None,
+                )
+        return None
+
+
+def _assumed_role(arn: str | None) -> tuple[str, str, str] | None:
+    """`arn:aws:sts::111122223333:assumed-role/RoleName/session` → (account, role name, session)."""
+    if not arn or ":assumed-role/" not in arn:
+        return None
+    parts = arn.split(":", 5)
+    path = parts[5].split("/") if len(parts) == 6 else []
+    if len(path) < 3 or not parts[4]:
+        return None
+    return parts[4], path[1], "/".join(path[2:])
+
+
+def _role_arn_of(assumed: tuple[str, str, str] | None) -> str | None:
+    return f"arn:aws:iam::{assumed[0]}:role/{assumed[1]}" if assumed else None
+
+
+def _clip(text: str | None, limit: int = TEXT_MAX) -> str | None:
+    return text if text is None or len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _scrub(value: Any) -> Any:
+    """requestParameters without anything named like a secret (CloudTrail redacts most; not all)."""
+    if isinstance(value, dict):
+        return {
+            k: "HIDDEN_BY_RUNCREDS" if any(w in k.lower().replace("_", "") for w in _SECRET_WORDS) else _scrub(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def _resource_of(detail: CloudTrailDetail, arns: list[str]) -> str | None:
+    if arns:
+        return arns[0]
+    params = detail.request_parameters or {}
+    for name in _RESOURCE_PARAMETERS:
+        value = params.get(name)
+        if isinstance(value, str) and value:
+            return _clip(value, 1024)
+    return None
+
+
+def index_item(
+    event: CloudTrailEvent, resolution: Resolution, retention_days: int, now: float | None = None
+) -> dict[str, Any] | None:
+    """The index item of a resolved record: bounded in size (well under DynamoDB's 400 KB), no secrets.
+    None when the record is older than the retention (it would expire on arrival)."""
+    detail, mapping = event.detail, resolution.mapping
+    when = detail.event_time
+    ttl = int(when.timestamp()) + retention_days * 86400
+    if ttl <= (now if now is not None else time.time()):
+        return None
+    event_time = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    arns = [_clip(r.arn, 1024) or "" for r in (detail.resources or []) if r.arn][:RESOURCES_MAX]
+    item: dict[str, Any] = {
+        "run_key": run_key(mapping.account, mapping.run_id),
+        "event_key": f"{event_time}#{detail.event_id}",
+        "stack_key": stack_key(mapping.account, mapping.stack),
+        "event_id": detail.event_id,
+        "event_time": event_time,
+        "event_source": detail.event_source,
+        "event_name": detail.event_name,
+        "aws_region": detail.aws_region,
+        "aws_account_id": detail.recipient_account_id or event.source_account,
+        "role_arn": resolution.role_arn,
+        "session_name": resolution.session_name,
+        "source_identity": resolution.source_identity,
+        "run_id": mapping.run_id,
+        "error_code": _clip(detail.error_code, 256),
+        "error_message": _clip(detail.error_message),
+        "read_only": detail.read_only
+        if detail.read_only is not None
+        else detail.event_name.startswith(("Get", "List", "Describe", "Head")),
+        "resources": arns,
+        "resource": _resource_of(detail, arns),
+        "source_ip": _clip(detail.source_ip, 256),
+        "user_agent": _clip(detail.user_agent, 1024),
+        "account": mapping.account,
+        "stack": mapping.stack,
+        "phase": mapping.phase.value,
+        "integration_id": mapping.integration_id,
+        "ttl": ttl,
+    }
+    if detail.request_parameters is not None:
+        text = json.dumps(_scrub(detail.request_parameters), separators=(",", ":"), default=str)
+        if len(text.encode()) > REQUEST_PARAMETERS_MAX:
+            text = text.encode()[:REQUEST_PARAMETERS_MAX].decode(errors="ignore")
+            item["request_parameters_truncated"] = True
+        item["request_parameters"] = text
+    return {k: v for k, v in item.items() if v is not None and v != []} | {"resources": arns}
+
+
+def parse_record(body: str) -> CloudTrailEvent:
+    try:
+        return CloudTrailEvent.model_validate_json(body)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}" for e in error.errors()[:5]
+        )
+        raise MalformedRecordError(f"not a CloudTrail record: {problems}") from None
+
+
+class AuditIndexer:
+    """Kept per warm container (see `indexer_for`): its resolver's cache saves a Query per session."""
+
+    def __init__(self, settings: AuditIndexerSettings) -> None:
+        self.settings = settings
+        self.index = AuditIndexStore(settings.index_table)
+        self.resolver = SessionResolver(AuditSessionsStore(settings.sessions_table), settings.own_account_id)
+
+    def item_for(self, body: str) -> dict[str, Any] | None:
+        event = parse_record(body)
+        resolution = self.resolver.resolve(event.detail, event.source_account)
+        if resolution is None:
+            metrics.add_metric(name="ForeignSessionsDropped", unit=MetricUnit.Count, value=1)
+            return None
+        item = index_item(event, resolution, self.settings.retention_days)
+        if item is None:
+            metrics.add_metric(name="ExpiredOnArrival", unit=MetricUnit.Count, value=1)
+        return item
+
+    def index_batch(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Lambda's SQS event → `batchItemFailures`: the records that failed, and only those."""
+        items: dict[str, dict[str, Any]] = {}  # message ID → item
+
+        def record_handler(record: SQSRecord) -> None:
+            if (item := self.item_for(record.body)) is not None:
+                items[record.message_id] = item
+
+        processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+        with processor(records=event.get("Records", []), handler=record_handler):
+            processor.process()
+        failures = [f["itemIdentifier"] for f in processor.response()["batchItemFailures"]]
+        if failures:
+            metrics.add_metric(name="MalformedRecords", unit=MetricUnit.Count, value=len(failures))
+        unwritten = self.write(items)
+        metrics.add_metric(name="AuditEventsIndexed", unit=MetricUnit.Count, value=len(items) - len(unwritten))
+        return {"batchItemFailures": [{"itemIdentifier": m} for m in [*failures, *unwritten]]}
+
+    def write(self, items: dict[str, dict[str, Any]]) -> list[str]:
+        """Writes the items (one per key: BatchWriteItem refuses duplicate keys in a request); returns the
+        message IDs whose item could not be written."""
+        by_key: dict[tuple[str, str], dict[str, Any]] = {}
+        messages: dict[tuple[str, str], list[str]] = {}
+        for message_id, item in items.items():
+            key = (item["run_key"], item["event_key"])
+            by_key[key] = item
+            messages.setdefault(key, []).append(message_id)
+        keys = list(by_key)
+        failed = self.index.write([by_key[k] for k in keys])
+        return [m for i in failed for m in messages[keys[i]]]
+
+
+@cache
+def indexer_for(settings: AuditIndexerSettings) -> AuditIndexer:
+    return AuditIndexer(settings)
+
+
+def handle_sqs_batch(event: dict[str, Any], settings: AuditIndexerSettings) -> dict[str, Any]:
+    return indexer_for(settings).index_batch(event)

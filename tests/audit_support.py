@@ -1,0 +1,103 @@
+"""Helpers of the audit tests: CloudTrail records from events/audit/, re-addressed to a test's run."""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from runcreds.identity import session_name_for
+from runcreds.local.stack import LocalStack
+from runcreds.local.template import ACCOUNT_ID
+from tests.support import Tenant, load_event, record_items
+
+
+@dataclass(frozen=True)
+class VendedSession:
+    """What a test knows of a session runcreds issued: as CloudTrail would name it."""
+
+    tenant: Tenant
+    role_arn: str
+    access_key_id: str | None
+
+    @property
+    def session_name(self) -> str:
+        return session_name_for(self.tenant.run_id)
+
+    @property
+    def role_name(self) -> str:
+        return self.role_arn.rsplit("/", 1)[-1]
+
+    @property
+    def assumed_role_arn(self) -> str:
+        return f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{self.role_name}/{self.session_name}"
+
+
+def vended_access_key(stack: LocalStack, tenant: Tenant, phase: str) -> str | None:
+    items = record_items(stack, tenant, phase)
+    assert len(items) == 1, items
+    key = items[0].get("access_key_id", {}).get("S")
+    return str(key) if key else None
+
+
+def at(minutes: float) -> str:
+    return (datetime.now(UTC) + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def record(sample: str, event_time: str | None = None, event_id: str | None = None) -> dict[str, Any]:
+    """A sample from events/audit/ with a fresh eventID and a recent time (so that it follows the vend)."""
+    event = copy.deepcopy(load_event(f"audit/{sample}"))
+    detail = event["detail"]
+    if "eventID" in detail:
+        detail["eventID"] = event_id or str(uuid.uuid4())
+    if event_time is not None:
+        detail["eventTime"] = event_time
+    return event
+
+
+def as_session(event: dict[str, Any], session: VendedSession, access_key_id: str | None = None) -> dict[str, Any]:
+    """The record, made by the run's own session (direct call)."""
+    identity = event["detail"]["userIdentity"]
+    identity["arn"] = session.assumed_role_arn
+    identity["accessKeyId"] = access_key_id or session.access_key_id or "ASIAWORKEROPENEDSESS"
+    identity["principalId"] = f"AROAQCUSTOMERROLE0001:{session.session_name}"
+    issuer = identity["sessionContext"]["sessionIssuer"]
+    issuer.update(arn=session.role_arn, userName=session.role_name)
+    identity["sessionContext"]["sourceIdentity"] = session.session_name
+    return event
+
+
+def as_chained(event: dict[str, Any], session: VendedSession) -> dict[str, Any]:
+    """The record, made by a second role the run's session assumed (only the source identity is ours)."""
+    event["detail"]["userIdentity"]["sessionContext"]["sourceIdentity"] = session.session_name
+    event["detail"]["userIdentity"]["accessKeyId"] = f"ASIA{uuid.uuid4().hex[:16].upper()}"
+    return event
+
+
+def as_broker_assume_role(event: dict[str, Any], session: VendedSession) -> dict[str, Any]:
+    params = event["detail"]["requestParameters"]
+    params.update(roleArn=session.role_arn, roleSessionName=session.session_name, sourceIdentity=session.session_name)
+    return event
+
+
+def forward(stack: LocalStack, events: list[dict[str, Any]], bus: str | None = None) -> None:
+    """What a customer account's forwarding rule does: the records arrive on the audit bus (or, with
+    bus="default", what CloudTrail does in the runcreds account itself)."""
+    bus = bus or stack.outputs["AuditEventBusArn"].rsplit("/", 1)[-1]
+    events_client = stack.client("events")
+    for start in range(0, len(events), 10):
+        entries = [
+            {
+                "Source": e["source"],
+                "DetailType": e["detail-type"],
+                "Detail": json.dumps(e["detail"]),
+                "EventBusName": bus,
+            }
+            for e in events[start : start + 10]
+        ]
+        response = events_client.put_events(Entries=entries)
+        assert not response["FailedEntryCount"], response
+    stack.sqs_poller.drain()

@@ -1,0 +1,196 @@
+"""CloudTrail records as the indexer reads them, and the index items it makes of them."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runcreds.dal.audit_index import decode_token, encode_token
+from runcreds.exceptions import InvalidRequestError
+from runcreds.logic.audit_index import MalformedRecordError, Resolution, index_item, parse_record
+from runcreds.models.audit import AUDIT_EVENT_FIELDS, SessionMapping, audit_event_view, parse_event_time
+from runcreds.models.events import Phase
+from tests.support import EVENTS, load_event
+
+SAMPLES = sorted(p.name for p in (EVENTS / "audit").glob("*.json") if not p.name.startswith(("malformed", "sqs_")))
+MAPPING = SessionMapping(
+    account="acme",
+    stack="networking-prod",
+    run_id="01DSJ63P40BAZY4VW8BXXG7M4K",
+    phase=Phase.APPLY,
+    integration_id="01JABCDEFGHJKMNPQRSTVWXYZ0",
+    role_arn="arn:aws:iam::123456789012:role/customer-deployer",
+    session_name="01DSJ63P40BAZY4VW8BXXG7M4K",
+    source_identity="01DSJ63P40BAZY4VW8BXXG7M4K",
+    access_key_id="ASIAQRUNSESSION00001",
+    mode="broker",
+    issued_at=0,
+)
+
+
+def resolution() -> Resolution:
+    return Resolution(MAPPING, MAPPING.role_arn, MAPPING.session_name, MAPPING.source_identity)
+
+
+def body(sample: str, **detail: Any) -> str:
+    event = load_event(f"audit/{sample}")
+    event["detail"].update(detail)
+    return json.dumps(event)
+
+
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_every_sample_record_parses_into_a_bounded_item_with_every_contract_field(sample: str) -> None:
+    # Given a CloudTrail sample modelled on AWS's documentation
+    event = parse_record(body(sample))
+
+    # When the indexer makes its item
+    item = index_item(event, resolution(), retention_days=400, now=0)
+
+    # Then the item has every field the audit routes promise and stays far below DynamoDB's 400 KB
+    assert item is not None
+    assert set(AUDIT_EVENT_FIELDS) <= set(audit_event_view(item))
+    assert item["event_key"] == f"{item['event_time']}#{event.detail.event_id}"
+    assert len(json.dumps(item)) < 200 * 1024
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-25T21:05:07Z", "2026-11-25T21:05:07"),
+        ("2026-11-25 21:05:07.123456789+0000", "2026-11-25T21:05:07"),
+        ("2026-11-25T22:05:07+01:00", "2026-11-25T21:05:07"),
+        ("2026-11-25T21:05:07", "2026-11-25T21:05:07"),
+        ("Wed, 25 Nov 2026 21:05:07 GMT", "2026-11-25T21:05:07"),
+        (1795640707000, "2026-11-25T21:05:07"),
+    ],
+)
+def test_odd_date_formats_are_read_as_utc(text: Any, expected: str) -> None:
+    assert parse_event_time(text).replace(microsecond=0) == datetime.fromisoformat(expected).replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "detail",
+    [
+        {"eventID": None},
+        {"eventTime": "sometime yesterday"},
+        {"eventSource": ""},
+        {"userIdentity": "root"},
+        {"resources": "arn:aws:s3:::not-a-list"},
+    ],
+)
+def test_a_record_cloudtrail_would_not_write_is_malformed(detail: dict[str, Any]) -> None:
+    with pytest.raises(MalformedRecordError):
+        parse_record(body("direct_s3_put_object.json", **detail))
+
+
+def test_malformed_sample_and_non_json_bodies_are_malformed() -> None:
+    for text in ((EVENTS / "audit/malformed_missing_event_id.json").read_text(), "not json", "[]"):
+        with pytest.raises(MalformedRecordError):
+            parse_record(text)
+
+
+def test_null_response_elements_and_missing_resources_still_index() -> None:
+    # Given an AccessDenied record: responseElements null, no resources
+    event = parse_record(body("access_denied_run_instances.json"))
+
+    # When it is indexed
+    item = index_item(event, resolution(), retention_days=400, now=0)
+
+    # Then the error is kept, resources are empty, and the resource is found in requestParameters or absent
+    assert item is not None
+    assert item["error_code"] == "Client.UnauthorizedOperation"
+    assert "not authorized" in item["error_message"]
+    assert item["resources"] == []
+    assert item["read_only"] is False
+
+
+def test_the_assume_role_session_token_and_secret_named_parameters_never_reach_the_item() -> None:
+    # Given an AssumeRole record (CloudTrail logs the new session's token) and a parameter named like a secret
+    event = parse_record(
+        body(
+            "broker_assume_role.json",
+            requestParameters={
+                "roleArn": MAPPING.role_arn,
+                "clientSecret": "hunter2hunter2",
+                "nested": [{"Password": "p"}],
+            },
+        )
+    )
+
+    # When it is indexed
+    item = index_item(event, resolution(), retention_days=400, now=0)
+
+    # Then neither the token nor the secret values are anywhere in the item
+    text = json.dumps(item)
+    assert "IQoJb3JpZ2lu" not in text
+    assert "hunter2" not in text and '"p"' not in text
+    assert MAPPING.role_arn in item["request_parameters"]  # type: ignore[index]
+
+
+def test_oversized_request_parameters_are_trimmed_below_the_item_limit() -> None:
+    # Given requestParameters of ~1 MB
+    event = parse_record(
+        body("large_request_parameters_put_parameter.json", requestParameters={"value": "v" * 1_000_000})
+    )
+
+    # When indexed
+    item = index_item(event, resolution(), retention_days=400, now=0)
+
+    # Then they are cut to 64 KB, marked so, and the item fits DynamoDB
+    assert item is not None
+    assert item["request_parameters_truncated"] is True
+    assert len(item["request_parameters"].encode()) <= 64 * 1024
+    assert len(json.dumps(item).encode()) < 400 * 1024
+
+
+def test_retention_sets_the_ttl_and_records_older_than_it_are_not_kept() -> None:
+    event = parse_record(body("direct_s3_put_object.json", eventTime="2026-01-01T00:00:00Z"))
+    start = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp())
+
+    kept = index_item(event, resolution(), retention_days=400, now=start + 86400)
+    expired = index_item(event, resolution(), retention_days=400, now=start + 401 * 86400)
+
+    assert kept is not None and kept["ttl"] == start + 400 * 86400
+    assert expired is None
+
+
+def test_a_page_token_round_trips_and_any_tampering_is_refused() -> None:
+    # Given the token of a run's page
+    last_key = {"run_key": {"S": "acme#run-1"}, "event_key": {"S": "2026-11-25T21:05:07Z#abc"}}
+    token = encode_token(last_key)
+    expected = {"run_key": "acme#run-1"}
+
+    # Then it decodes to the same key for the same query ...
+    assert decode_token(token, expected, "acme") == last_key
+    # ... and is refused for another run, another account, garbage, or a forged key
+    forged = encode_token({"run_key": {"S": "acme#run-1"}, "event_key": {"S": "not-a-time"}})
+    extra = encode_token({**last_key, "stack_key": {"S": "acme#x"}})
+    for bad, want, account in (
+        (token, {"run_key": "acme#run-2"}, "acme"),
+        (token, {"run_key": "acme#run-1"}, "evil"),
+        ("%%%", expected, "acme"),
+        (forged, expected, "acme"),
+        (extra, expected, "acme"),
+        (token[:-3], expected, "acme"),
+    ):
+        with pytest.raises(InvalidRequestError):
+            decode_token(bad, want, account)
+
+
+def test_samples_directory_covers_each_robustness_case() -> None:
+    names = {p.name for p in Path(EVENTS / "audit").glob("*.json")}
+    assert {
+        "direct_s3_put_object.json",
+        "chained_role_create_role.json",
+        "access_denied_run_instances.json",
+        "duplicate_create_role.json",
+        "foreign_session_delete_object.json",
+        "broker_assume_role.json",
+        "odd_date_no_resources_describe_table.json",
+        "large_request_parameters_put_parameter.json",
+        "malformed_missing_event_id.json",
+    } <= names
