@@ -60,7 +60,7 @@ build: $(SAM_VENV)/.installed
 
 # The committed OpenAPI document, generated from the resolver; tests/unit/test_openapi.py fails when stale.
 openapi: $(VENV)/.installed-dev
-	$(PY) -m runcreds.api > docs/openapi.json
+	$(PY) -m runcreds.openapi > docs/openapi.json
 
 unit: $(VENV)/.installed-dev
 	$(VENV)/bin/pytest tests/unit

@@ -12,15 +12,19 @@ import schemathesis
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from hypothesis import HealthCheck, settings
-from schemathesis.specs.openapi.checks import unsupported_method
+from schemathesis.specs.openapi.checks import positive_data_acceptance, unsupported_method
 
 from runcreds.local.stack import LocalStack
 from runcreds.local.template import REGION
 from tests.support import ROOT
 
-MAX_EXAMPLES = 12  # per operation: 8 operations finish in well under a minute on 2 cores
+MAX_EXAMPLES = 12  # per operation: 10 operations finish in well under a minute on 2 cores
 # Excluded: `unsupported_method` expects 405 for an undeclared method (TRACE ...). API Gateway REST answers
 # 403 "Missing Authentication Token" before the request reaches runcreds; the local gateway does the same.
+# `positive_data_acceptance` is excluded for requests carrying a value whose validity a schema cannot say:
+# a next_token is opaque (only one a previous page returned is valid) and since/until must parse as times
+# and be in order. Every other check still runs on those requests.
+SEMANTIC_QUERY = frozenset({"next_token", "since", "until"})
 
 
 class SigV4(requests.auth.AuthBase):
@@ -64,4 +68,7 @@ def test_the_api_conforms_to_its_openapi_document(
 
     # Then the API never fails with a 5xx, and its answer is the one documented
     assert response.status_code < 500, response.text
-    case.validate_response(response, excluded_checks=[unsupported_method])
+    excluded = [unsupported_method]
+    if SEMANTIC_QUERY & set(case.query or {}):
+        excluded.append(positive_data_acceptance)
+    case.validate_response(response, excluded_checks=excluded)

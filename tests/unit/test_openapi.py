@@ -6,7 +6,7 @@ import json
 
 from samtranslator.yaml_helper import yaml_parse
 
-from runcreds.api import openapi_json
+from runcreds.openapi import openapi_json
 from tests.support import ROOT
 
 COMMITTED = ROOT / "docs" / "openapi.json"

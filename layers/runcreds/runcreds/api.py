@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
-from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
+from runcreds import http
 from runcreds.exceptions import (
     ConflictError,
     InvalidRequestError,
@@ -23,8 +22,6 @@ from runcreds.models.api import (
     AttachmentList,
     AttachmentOut,
     AttachRequest,
-    DiagnosisBody,
-    ErrorBody,
     IntegrationCreate,
     IntegrationList,
     IntegrationOut,
@@ -38,8 +35,6 @@ from runcreds.settings import AttachSettings
 SLUG = r"^[a-z0-9-]{1,63}$"
 INTEGRATION_ID = r"^[0-9A-Z]{26}$"
 ROLE_ARN = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+$"
-TITLE = "runcreds attach API"
-VERSION = "1"
 
 app = APIGatewayRestResolver(enable_validation=True)
 
@@ -56,70 +51,35 @@ def service() -> AttachService:
     return AttachService(AttachSettings.from_env(), time_left=time_left)
 
 
-def _json(model: type[Any], description: str) -> OpenAPIResponse:
-    return {"description": description, "content": {content_types.APPLICATION_JSON: {"model": model}}}
-
-
-def _responses(success: int, model: type[Any] | None, description: str, *errors: int) -> dict[int, OpenAPIResponse]:
-    texts = {
-        400: "invalid request: `message` says what and `errors` where",
-        404: "no such integration or attachment in this account (or no such route)",
-        409: "conflicts with the current state (`message` says how to resolve it)",
-        415: "the body is not application/json",
-        503: "AWS throttled or failed: retry in a few seconds",
-    }
-    # Every route may answer 400 (bad input) and 404 (a path no route matches, or an unknown resource).
-    responses: dict[int, OpenAPIResponse] = {
-        success: _json(model, description) if model is not None else {"description": description},
-        400: _json(ErrorBody, texts[400]),
-        404: _json(ErrorBody, texts[404]),
-    }
-    for code in errors:
-        if code == 422:
-            responses[422] = _json(DiagnosisBody, "the role refused the broker: the diagnosis says what to change")
-        else:
-            responses[code] = _json(ErrorBody, texts[code])
-    return responses
-
-
-def _error(status: int, message: str, **extra: Any) -> Response[dict[str, Any]]:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body={"message": message, **extra})
-
-
 @app.exception_handler(RequestValidationError)
-def _invalid_request(error: RequestValidationError) -> Response[dict[str, Any]]:
-    problems = [
-        {"location": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "invalid")}
-        for e in error.errors()
-    ]
-    summary = "; ".join(f"{p['location']}: {p['problem']}" for p in problems)
-    return _error(400, f"invalid request: {summary}", errors=problems)
+def _invalid_request(validation_error: RequestValidationError) -> Response[dict[str, Any]]:
+    return http.invalid_request(validation_error)
 
 
 @app.exception_handler(InvalidRequestError)
 def _bad_request(error: InvalidRequestError) -> Response[dict[str, Any]]:
-    return _error(400, str(error))
+    return http.error(400, str(error))
 
 
 @app.exception_handler(NotFoundError)
 def _not_found(error: NotFoundError) -> Response[dict[str, Any]]:
-    return _error(404, str(error))
+    return http.error(404, str(error))
 
 
 @app.exception_handler(ConflictError)
 def _conflict(error: ConflictError) -> Response[dict[str, Any]]:
-    return _error(409, str(error))
+    return http.error(409, str(error))
 
 
 @app.exception_handler(VerificationFailedError)
 def _verification_failed(error: VerificationFailedError) -> Response[dict[str, Any]]:
-    return _error(422, str(error), **error.diagnosis)
+    return http.error(422, str(error), **error.diagnosis)
 
 
 @app.exception_handler(TransientAwsError)
 def _transient(error: TransientAwsError) -> Response[dict[str, Any]]:
     logger.warning("transient AWS failure", extra={"error": str(error)})
-    return _error(503, "AWS is throttling or unavailable; retry in a few seconds")
+    return http.error(503, "AWS is throttling or unavailable; retry in a few seconds")
 
 
 def _integration(integration: Integration) -> IntegrationOut:
@@ -134,7 +94,7 @@ def _attachment(attachment: Attachment) -> AttachmentOut:
 @app.post(
     "/accounts/<account>/integrations",
     summary="Create an integration (a customer role runcreds may assume)",
-    responses=_responses(201, IntegrationOut, "the integration, with its id", 415, 503),
+    responses=http.responses(201, IntegrationOut, "the integration, with its id", 415, 503),
 )
 def create_integration(account: Account, body: Annotated[IntegrationCreate, Body()]) -> Response[IntegrationOut]:
     created = service().create_integration(account, body)
@@ -144,7 +104,7 @@ def create_integration(account: Account, body: Annotated[IntegrationCreate, Body
 @app.get(
     "/accounts/<account>/integrations",
     summary="List the account's integrations",
-    responses=_responses(200, IntegrationList, "the integrations", 503),
+    responses=http.responses(200, IntegrationList, "the integrations", 503),
 )
 def list_integrations(
     account: Account,
@@ -156,7 +116,7 @@ def list_integrations(
 @app.get(
     "/accounts/<account>/integrations/<integration_id>",
     summary="Show an integration",
-    responses=_responses(200, IntegrationOut, "the integration", 404, 503),
+    responses=http.responses(200, IntegrationOut, "the integration", 404, 503),
 )
 def get_integration(account: Account, integration_id: IntegrationIdPath) -> IntegrationOut:
     return _integration(service().integrations.get(account, integration_id))
@@ -165,7 +125,7 @@ def get_integration(account: Account, integration_id: IntegrationIdPath) -> Inte
 @app.patch(
     "/accounts/<account>/integrations/<integration_id>",
     summary="Change an integration (every attachment follows; attached stacks are verified first)",
-    responses=_responses(200, IntegrationOut, "the changed integration", 409, 415, 422, 503),
+    responses=http.responses(200, IntegrationOut, "the changed integration", 409, 415, 422, 503),
 )
 def update_integration(
     account: Account, integration_id: IntegrationIdPath, body: Annotated[IntegrationUpdate, Body()]
@@ -176,7 +136,7 @@ def update_integration(
 @app.delete(
     "/accounts/<account>/integrations/<integration_id>",
     summary="Delete an integration that is attached to no stack",
-    responses=_responses(204, None, "deleted", 404, 409, 503),
+    responses=http.responses(204, None, "deleted", 404, 409, 503),
 )
 def delete_integration(account: Account, integration_id: IntegrationIdPath) -> Response[str]:
     service().delete_integration(account, integration_id)
@@ -186,7 +146,7 @@ def delete_integration(account: Account, integration_id: IntegrationIdPath) -> R
 @app.get(
     "/accounts/<account>/integrations/<integration_id>/trust-policy",
     summary="The trust policy the integration's role needs",
-    responses=_responses(200, TrustPolicyDocument, "an IAM trust policy document", 404, 503),
+    responses=http.responses(200, TrustPolicyDocument, "an IAM trust policy document", 404, 503),
 )
 def get_trust_policy(
     account: Account,
@@ -205,7 +165,7 @@ def get_trust_policy(
 @app.put(
     "/accounts/<account>/stacks/<stack>/integrations/<integration_id>",
     summary="Attach an integration to a stack (verified: the broker assumes the role as a vend would)",
-    responses=_responses(200, AttachmentOut, "the attachment", 415, 422, 503),
+    responses=http.responses(200, AttachmentOut, "the attachment", 415, 422, 503),
 )
 def attach_integration(
     account: Account, stack: Stack, integration_id: IntegrationIdPath, body: Annotated[AttachRequest, Body()]
@@ -216,7 +176,7 @@ def attach_integration(
 @app.get(
     "/accounts/<account>/stacks/<stack>/integrations",
     summary="The stack's attachments, with their verification status",
-    responses=_responses(200, AttachmentList, "the attachments", 503),
+    responses=http.responses(200, AttachmentList, "the attachments", 503),
 )
 def list_attachments(account: Account, stack: Stack) -> AttachmentList:
     return AttachmentList(attachments=[_attachment(a) for a in service().list_attachments(account, stack)])
@@ -225,7 +185,7 @@ def list_attachments(account: Account, stack: Stack) -> AttachmentList:
 @app.delete(
     "/accounts/<account>/stacks/<stack>/integrations/<integration_id>",
     summary="Detach an integration from a stack",
-    responses=_responses(204, None, "detached", 404, 503),
+    responses=http.responses(204, None, "detached", 404, 503),
 )
 def detach_integration(account: Account, stack: Stack, integration_id: IntegrationIdPath) -> Response[str]:
     service().detach(account, stack, integration_id)
@@ -246,54 +206,3 @@ def resolve(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 "isBase64Encoded": False,
             }
     return app.resolve(event, context)
-
-
-def openapi_document() -> dict[str, Any]:
-    """The OpenAPI document of this API as committed in docs/openapi.json (`make openapi`)."""
-    from aws_lambda_powertools.event_handler.openapi.models import Server, ServerVariable
-
-    document: dict[str, Any] = json.loads(
-        app.get_openapi_json_schema(
-            title=TITLE,
-            version=VERSION,
-            description=(
-                "Integrations (customer roles) and their attachments to stacks (docs/attach.md). Every request "
-                "is signed with AWS Signature Version 4 for the execute-api service: API Gateway checks it against "
-                "IAM (AWS_IAM authorizer) before the request reaches runcreds."
-            ),
-            servers=[
-                Server(
-                    url="https://{api_id}.execute-api.{region}.amazonaws.com/v1",
-                    description="the stack's ApiUrl output",
-                    variables={
-                        "api_id": ServerVariable(default="abc123", description="the RuncredsApi ID"),
-                        "region": ServerVariable(default="us-east-1", description="the stack's region"),
-                    },
-                )
-            ],
-        )
-    )
-    # Powertools documents its own 422 (HTTPValidationError) on every route; this API answers invalid
-    # input with 400 (ErrorBody) and uses 422 only for a refused verification, declared per route.
-    for operations in document.get("paths", {}).values():
-        for operation in operations.values():
-            response = operation.get("responses", {}).get("422", {})
-            schema = response.get("content", {}).get(content_types.APPLICATION_JSON, {}).get("schema", {})
-            if schema.get("$ref", "").endswith("/HTTPValidationError"):
-                del operation["responses"]["422"]
-            # 204 has no body (Powertools documents the handler's Response[str] as one).
-            operation.get("responses", {}).get("204", {}).pop("content", None)
-    schemas = document.get("components", {}).get("schemas", {})
-    text = json.dumps(document["paths"])
-    for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
-        if f'/{name}"' not in text:
-            schemas.pop(name, None)
-    return document
-
-
-def openapi_json() -> str:
-    return json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"
-
-
-if __name__ == "__main__":  # `make openapi`
-    sys.stdout.write(openapi_json())

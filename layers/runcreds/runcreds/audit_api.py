@@ -11,13 +11,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from botocore.exceptions import BotoCoreError, ClientError
 
+from runcreds import http
 from runcreds.dal.audit_index import AuditIndexStore, Page, decode_token, run_key, stack_key
 from runcreds.exceptions import InvalidRequestError
+from runcreds.models.api import AuditEventOut, AuditPage
 from runcreds.models.audit import audit_event_view, parse_event_time
 from runcreds.observability import logger
 from runcreds.settings import AuditApiSettings
@@ -42,23 +44,14 @@ def store() -> AuditIndexStore:
     return AuditIndexStore(AuditApiSettings.from_env().index_table)
 
 
-def _error(status: int, message: str, **extra: Any) -> Response[dict[str, Any]]:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body={"message": message, **extra})
-
-
 @app.exception_handler(RequestValidationError)
-def _invalid_request(error: RequestValidationError) -> Response[dict[str, Any]]:
-    problems = [
-        {"location": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "invalid")}
-        for e in error.errors()
-    ]
-    summary = "; ".join(f"{p['location']}: {p['problem']}" for p in problems)
-    return _error(400, f"invalid request: {summary}", errors=problems)
+def _invalid_request(validation_error: RequestValidationError) -> Response[dict[str, Any]]:
+    return http.invalid_request(validation_error)
 
 
 @app.exception_handler(InvalidRequestError)
 def _invalid(error: InvalidRequestError) -> Response[dict[str, Any]]:
-    return _error(400, str(error))
+    return http.error(400, str(error))
 
 
 @app.exception_handler(ClientError)
@@ -66,18 +59,20 @@ def _aws_error(error: ClientError) -> Response[dict[str, Any]]:
     code = error.response.get("Error", {}).get("Code", "")
     logger.warning("audit index query failed", extra={"code": code})
     if code == "ValidationException":  # only reachable with input we failed to reject ourselves
-        return _error(400, "invalid request: the audit index refused the query")
-    return _error(503, "the audit index is throttling or unavailable; retry in a few seconds")
+        return http.error(400, "invalid request: the audit index refused the query")
+    return http.error(503, "the audit index is throttling or unavailable; retry in a few seconds")
 
 
 @app.exception_handler(BotoCoreError)
 def _aws_unreachable(error: BotoCoreError) -> Response[dict[str, Any]]:
     logger.warning("audit index unreachable", extra={"error": type(error).__name__})
-    return _error(503, "the audit index is unavailable; retry in a few seconds")
+    return http.error(503, "the audit index is unavailable; retry in a few seconds")
 
 
-def _body(page: Page) -> dict[str, Any]:
-    return {"events": [audit_event_view(item) for item in page.items], "next_token": page.next_token}
+def _body(page: Page) -> AuditPage:
+    return AuditPage(
+        events=[AuditEventOut.model_validate(audit_event_view(item)) for item in page.items], next_token=page.next_token
+    )
 
 
 def _time_bound(value: str | None, name: str, default: datetime) -> str:
@@ -91,7 +86,12 @@ def _time_bound(value: str | None, name: str, default: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@app.get("/accounts/<account>/runs/<run_id>/audit")
+@app.get(
+    "/accounts/<account>/runs/<run_id>/audit",
+    summary="What did this run do in AWS?",
+    description="Every CloudTrail record of the run's sessions, in every customer account, in time order.",
+    responses=http.responses(200, AuditPage, "a page of the run's events", 503),
+)
 def run_audit(
     account: Account,
     run_id: RunIdPath,
@@ -99,7 +99,7 @@ def run_audit(
     errors_only: Annotated[bool, Query()] = False,
     limit: Limit = DEFAULT_PAGE,
     next_token: NextToken = None,
-) -> dict[str, Any]:
+) -> AuditPage:
     start = decode_token(next_token, {"run_key": run_key(account, run_id)}, account) if next_token else None
     page = store().run_events(
         account, run_id, limit, start_key=start, event_source=event_source, errors_only=errors_only
@@ -107,7 +107,12 @@ def run_audit(
     return _body(page)
 
 
-@app.get("/accounts/<account>/stacks/<stack>/audit")
+@app.get(
+    "/accounts/<account>/stacks/<stack>/audit",
+    summary="What did this stack's runs do in AWS?",
+    description="CloudTrail records of all the stack's runs between since and until (default: the last 7 days).",
+    responses=http.responses(200, AuditPage, "a page of the stack's events", 503),
+)
 def stack_audit(
     account: Account,
     stack: Stack,
@@ -115,7 +120,7 @@ def stack_audit(
     until: Timestamp = None,
     limit: Limit = DEFAULT_PAGE,
     next_token: NextToken = None,
-) -> dict[str, Any]:
+) -> AuditPage:
     now = datetime.now(UTC)
     until_key = _time_bound(until, "until", now)
     since_key = _time_bound(since, "since", parse_event_time(until_key) - DEFAULT_STACK_WINDOW)

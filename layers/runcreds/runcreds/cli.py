@@ -13,8 +13,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from runcreds import admin_cli
-from runcreds import audit_cli
+from runcreds import admin_cli, audit_cli
 from runcreds.log_safety import quiet_wire_logs
 from runcreds.models.events import RunPhase
 from runcreds.worker import CredentialsFetcher, RunCredentials, WorkerError

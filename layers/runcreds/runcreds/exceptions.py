@@ -13,8 +13,9 @@ class NotFoundError(RuncredsError):
     pass
 
 
-class InvalidRequestError(RuncredsError):
-    """A request that is well-formed but cannot be served as asked (400); nothing was written."""
+class InvalidRequestError(RuncredsError, ValueError):
+    """A request that is well-formed but cannot be served as asked (a phase-scoped policy without a stack,
+    a tampered pagination token, an inverted time range): 400; nothing was written."""
 
 
 class ConflictError(RuncredsError):
@@ -45,7 +46,3 @@ class RoleRefusedError(RuncredsError):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.sts_message = message
-
-
-class InvalidRequestError(RuncredsError, ValueError):
-    """A request the API cannot serve as asked (a tampered pagination token, an inverted time range): 400."""

@@ -170,3 +170,36 @@ class DiagnosisBody(BaseModel):
     suggested_trust_policy: TrustPolicyDocument
     suggested_integration_patch: dict[str, Any] | None = None
     missing_actions: list[str] | None = None
+
+
+class AuditEventOut(BaseModel):
+    """One CloudTrail record of a run (CONTRACT §4's fields first, then where in runcreds it belongs)."""
+
+    event_id: str
+    event_time: str = Field(description="UTC, ISO 8601 (the index's sort order)")
+    event_source: str = Field(description="e.g. s3.amazonaws.com")
+    event_name: str = Field(description="the API action, e.g. PutObject")
+    aws_region: str | None
+    aws_account_id: str | None = Field(description="the AWS account the call was made in")
+    role_arn: str | None = Field(description="the role whose session made the call")
+    session_name: str | None
+    source_identity: str | None = Field(description="kept through role chaining")
+    run_id: str
+    error_code: str | None
+    error_message: str | None
+    read_only: bool
+    resources: list[str] = Field(description="ARNs CloudTrail named")
+    source_ip: str | None
+    user_agent: str | None
+    account: str
+    stack: str
+    phase: str
+    integration_id: str
+    resource: str | None = Field(description="the main resource acted on, when one can be named")
+    request_parameters: str | None = Field(description="the call's parameters as JSON, secrets scrubbed")
+    request_parameters_truncated: bool = Field(False, description="request_parameters was cut at 64 KB")
+
+
+class AuditPage(BaseModel):
+    events: list[AuditEventOut] = Field(description="in event time order")
+    next_token: str | None = Field(description="pass as next_token for the next page; null on the last page")

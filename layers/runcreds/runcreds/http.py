@@ -1,0 +1,53 @@
+"""What the two HTTP resolvers (runcreds.api, runcreds.audit_api) share: error bodies and their OpenAPI.
+
+Every error is JSON with a `message` (ErrorBody); invalid input is a 400 that says what and where, never
+Powertools' 422, which this API keeps for refused verifications (DiagnosisBody).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+
+from runcreds.models.api import DiagnosisBody, ErrorBody
+
+ERROR_TEXTS = {
+    400: "invalid request: `message` says what and `errors` where",
+    404: "no such integration or attachment in this account (or no such route)",
+    409: "conflicts with the current state (`message` says how to resolve it)",
+    415: "the body is not application/json",
+    422: "the role refused the broker: the diagnosis says what to change",
+    503: "AWS throttled or failed: retry in a few seconds",
+}
+
+
+def json_response(model: type[Any], description: str) -> OpenAPIResponse:
+    return {"description": description, "content": {content_types.APPLICATION_JSON: {"model": model}}}
+
+
+def responses(success: int, model: type[Any] | None, description: str, *errors: int) -> dict[int, OpenAPIResponse]:
+    """A route's documented responses. Every route may answer 400 (bad input) and 404 (a path no route
+    matches, or an unknown resource)."""
+    documented: dict[int, OpenAPIResponse] = {
+        success: json_response(model, description) if model is not None else {"description": description},
+    }
+    for code in (400, 404, *errors):
+        documented[code] = json_response(DiagnosisBody if code == 422 else ErrorBody, ERROR_TEXTS[code])
+    return documented
+
+
+def error(status: int, message: str, **extra: Any) -> Response[dict[str, Any]]:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body={"message": message, **extra})
+
+
+def invalid_request(validation_error: RequestValidationError) -> Response[dict[str, Any]]:
+    """Powertools' request validation failure as a 400 naming each problem's location."""
+    problems = [
+        {"location": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "invalid")}
+        for e in validation_error.errors()
+    ]
+    summary = "; ".join(f"{p['location']}: {p['problem']}" for p in problems)
+    return error(400, f"invalid request: {summary}", errors=problems)
