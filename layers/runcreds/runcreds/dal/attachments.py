@@ -8,13 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from runcreds import aws
-from runcreds.dal.items import from_item, to_item
+from runcreds.dal.items import TableStore, from_item, to_item
 from runcreds.exceptions import NotFoundError
 from runcreds.models.entities import Attachment, VerificationStatus
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+    pass
 
 
 def stack_key(account: str, stack: str) -> str:
@@ -25,15 +24,7 @@ def integration_key(account: str, integration_id: str) -> str:
     return f"{account}#{integration_id}"
 
 
-class AttachmentsStore:
-    def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
-        self.table_name = table_name
-        self._client = client
-
-    @property
-    def client(self) -> DynamoDBClient:
-        return self._client or aws.dynamodb()
-
+class AttachmentsStore(TableStore):
     def put(self, attachment: Attachment) -> Attachment:
         values = attachment.model_dump(mode="json")
         values["stack_key"] = stack_key(attachment.account, attachment.stack)

@@ -15,12 +15,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from runcreds import aws
-from runcreds.dal.items import from_item, to_item
+from runcreds.dal.items import TableStore, from_item, to_item
 from runcreds.exceptions import InvalidRequestError
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+    pass
 
 STACK_INDEX = "by-stack"
 BATCH_WRITE_MAX = 25
@@ -68,15 +67,7 @@ def decode_token(token: str, expected: dict[str, str], account: str) -> dict[str
     return {k: {"S": v} for k, v in plain.items()}
 
 
-class AuditIndexStore:
-    def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
-        self.table_name = table_name
-        self._client = client
-
-    @property
-    def client(self) -> DynamoDBClient:
-        return self._client or aws.dynamodb()
-
+class AuditIndexStore(TableStore):
     def write(self, items: list[dict[str, Any]], sleep: Any = time.sleep) -> list[int]:
         """BatchWriteItem in 25s, retrying unprocessed items with backoff. Returns the positions (in
         `items`) of the items still unwritten after every attempt."""

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from runcreds import aws
-from runcreds.dal.items import from_item, to_item
+from runcreds.dal.items import TableStore, from_item, to_item
 from runcreds.models.audit import SessionMapping
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+    pass
 
 
 def access_key_key(access_key_id: str) -> str:
@@ -48,15 +47,7 @@ def keys_of(mapping: SessionMapping) -> list[str]:
     return keys
 
 
-class AuditSessionsStore:
-    def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
-        self.table_name = table_name
-        self._client = client
-
-    @property
-    def client(self) -> DynamoDBClient:
-        return self._client or aws.dynamodb()
-
+class AuditSessionsStore(TableStore):
     def puts_for(self, mapping: SessionMapping, ttl: int) -> list[dict[str, Any]]:
         """The TransactWriteItems `Put`s that record a session (unconditional: a retry writes the same)."""
         values = mapping.model_dump(mode="json")

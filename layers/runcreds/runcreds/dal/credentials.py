@@ -13,13 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from runcreds import aws
-from runcreds.dal.items import from_item, to_item
+from runcreds.dal.items import TableStore, from_item, to_item
 from runcreds.models.entities import CredentialRecord, RecordStatus
 from runcreds.models.events import RunPhase
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+    pass
 
 CLAIM_LEASE_SECONDS = 60
 # Records that carry no credentials (failures, worker instructions, tombstones) outlive the phase
@@ -31,15 +30,7 @@ def _conditional_failed(error: ClientError) -> bool:
     return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
 
 
-class CredentialsStore:
-    def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
-        self.table_name = table_name
-        self._client = client
-
-    @property
-    def client(self) -> DynamoDBClient:
-        return self._client or aws.dynamodb()
-
+class CredentialsStore(TableStore):
     def _key(self, run: RunPhase, integration_id: str) -> dict[str, Any]:
         return to_item({"run_key": run.run_key, "integration_id": integration_id})
 

@@ -8,24 +8,15 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import ClientError
 from pydantic import TypeAdapter
 
-from runcreds import aws
-from runcreds.dal.items import from_item, to_item
+from runcreds.dal.items import TableStore, from_item, to_item
 from runcreds.exceptions import ConflictError, NotFoundError
 from runcreds.models.entities import Integration
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+    pass
 
 
-class IntegrationsStore:
-    def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
-        self.table_name = table_name
-        self._client = client
-
-    @property
-    def client(self) -> DynamoDBClient:
-        return self._client or aws.dynamodb()
-
+class IntegrationsStore(TableStore):
     def create(self, integration: Integration) -> Integration:
         try:
             self.client.put_item(

@@ -1,4 +1,5 @@
-"""`make demo`: one run's plan and apply receiving phase-scoped credentials from the embedded stack."""
+"""`make demo`: one run's plan and apply receiving phase-scoped credentials from the embedded stack, and
+the audit of what the run did."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from runcreds.api_client import ApiClient
 from runcreds.local.stack import LocalStack
+from runcreds.local.template import find_template
 
 ACCOUNT, STACK, RUN_ID = "acme", "networking-prod", "01DSJ63P40BAZY4VW8BXXG7M4K"
 
@@ -44,13 +46,63 @@ def trust_policy(broker_role_arn: str, external_id_pattern: str) -> dict[str, An
     }
 
 
-def worker_cli(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
-    """The worker's command line, as a worker runs it: a separate process with the AWS environment."""
+def runcreds_cli(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
+    """The command line, as a worker or an auditor runs it: a separate process with the AWS environment."""
     runcreds = Path(sys.executable).with_name("runcreds")
     env = {"PATH": os.environ.get("PATH", ""), **stack.client_env()}
     return subprocess.run(  # noqa: S603 - our own console script
-        [str(runcreds), "worker", *args], env=env, capture_output=True, text=True, check=False
+        [str(runcreds), *args], env=env, capture_output=True, text=True, check=False
     )
+
+
+def worker_cli(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
+    return runcreds_cli(stack, "worker", *args)
+
+
+def cloudtrail_record(sample: str, role_arn: str, access_key_id: str, event_id: str) -> dict[str, Any]:
+    """A sample of events/audit/ as the customer's CloudTrail would write it for the run's session."""
+    event: dict[str, Any] = json.loads((find_template().parent / "events" / "audit" / sample).read_text())
+    identity = event["detail"]["userIdentity"]
+    role_name = role_arn.rsplit("/", 1)[-1]
+    identity["arn"] = f"arn:aws:sts::{role_arn.split(':')[4]}:assumed-role/{role_name}/{RUN_ID}"
+    identity["accessKeyId"] = access_key_id
+    identity["sessionContext"]["sessionIssuer"].update(arn=role_arn, userName=role_name)
+    event["detail"].update(eventID=event_id, eventTime=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    return event
+
+
+def audit_run(stack: LocalStack, role_arn: str) -> None:
+    step("The customer's CloudTrail forwards the apply session's calls to the audit bus")
+    record = stack.client("dynamodb").query(
+        TableName=stack.outputs["CredentialsTableName"],
+        KeyConditionExpression="run_key = :k",
+        ExpressionAttributeValues={":k": {"S": f"{ACCOUNT}#{STACK}#{RUN_ID}#apply"}},
+    )["Items"][0]
+    access_key_id = record["access_key_id"]["S"]
+    records = [
+        cloudtrail_record(sample, role_arn, access_key_id, f"demo-{n}")
+        for n, sample in enumerate(("direct_s3_put_object.json", "access_denied_run_instances.json"))
+    ]
+    bus = stack.outputs["AuditEventBusArn"].rsplit("/", 1)[-1]
+    stack.client("events").put_events(
+        Entries=[
+            {
+                "Source": r["source"],
+                "DetailType": r["detail-type"],
+                "Detail": json.dumps(r["detail"]),
+                "EventBusName": bus,
+            }
+            for r in records
+        ]
+    )
+    stack.sqs_poller.drain()
+    show("forwarded", ", ".join(f"{r['detail']['eventSource']} {r['detail']['eventName']}" for r in records))
+
+    step(f"An auditor asks: runcreds audit {RUN_ID} --account {ACCOUNT}")
+    audit = runcreds_cli(stack, "audit", RUN_ID, "--account", ACCOUNT, "--api-url", stack.outputs["ApiUrl"])
+    print("  " + (audit.stdout or audit.stderr).rstrip().replace("\n", "\n  "))
+    if audit.returncode != 0 or "PutObject" not in audit.stdout:
+        raise SystemExit("the audit did not find the run's calls")
 
 
 def run_phase(stack: LocalStack, phase: str) -> None:
@@ -149,17 +201,28 @@ def main() -> int:
         )
         show(f"{attached.status}", attached.body)
 
-        step("A role that trusts another external ID cannot be attached")
-        other = iam.create_role(
-            RoleName="acme-wrong-external-id",
-            AssumeRolePolicyDocument=json.dumps(trust_policy(broker, "someone-else@*")),
-        )["Role"]["Arn"]
-        wrong = api.post(f"/accounts/{ACCOUNT}/integrations", {"name": "wrong", "role_arn": other}).body["id"]
-        refused = api.put(f"/accounts/{ACCOUNT}/stacks/{STACK}/integrations/{wrong}", {"read": True, "write": False})
+        step("A role whose trust policy forgets sts:TagSession: the attach says exactly what to change")
+        forgetful = trust_policy(broker, f"{ACCOUNT}@*")
+        forgetful["Statement"][0]["Action"] = ["sts:AssumeRole", "sts:SetSourceIdentity"]
+        other = iam.create_role(RoleName="acme-no-tag-session", AssumeRolePolicyDocument=json.dumps(forgetful))["Role"][
+            "Arn"
+        ]
+        second = api.post(f"/accounts/{ACCOUNT}/integrations", {"name": "no-tags", "role_arn": other}).body["id"]
+        route = f"/accounts/{ACCOUNT}/stacks/{STACK}/integrations/{second}"
+        refused = api.put(route, {"read": True, "write": False})
         show(f"{refused.status} {refused.body.get('code')}", refused.message)
+        suggested = refused.body.get("suggested_trust_policy")
+        show("suggested_trust_policy", suggested)
+        iam.update_assume_role_policy(RoleName="acme-no-tag-session", PolicyDocument=json.dumps(suggested))
+        retried = api.put(route, {"read": True, "write": False})
+        show(f"with the suggested policy applied: {retried.status}", f"status={retried.body.get('status')}")
+        if (refused.status, retried.status) != (422, 200):
+            raise SystemExit("the diagnosis did not lead to a working trust policy")
+        api.delete(route)
 
         run_phase(stack, "plan")
         run_phase(stack, "apply")
+        audit_run(stack, role_arn)
 
         step("The orchestrator publishes 'Run Phase Finished' for the apply")
         stack.put_event("Run Phase Finished", {"account": ACCOUNT, "stack": STACK, "run_id": RUN_ID, "phase": "apply"})

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
-from runcreds.models.events import Phase
+from runcreds.models.entities import IntegrationPhase
 
 CLOUDTRAIL_DETAIL_TYPE = "AWS API Call via CloudTrail"
 _DATETIME = TypeAdapter(datetime)
@@ -106,17 +106,10 @@ class CloudTrailEvent(EventBridgeModel):
         return self.account or self.detail.recipient_account_id or self.detail.user_identity.account_id or ""
 
 
-class SessionMapping(BaseModel):
+class SessionMapping(IntegrationPhase):
     """One session runcreds issued (or told a worker to open), and the run phase it belongs to. Holds
     no secret: the access key ID identifies a session, it does not authenticate one."""
 
-    model_config = ConfigDict(extra="ignore")
-
-    account: str
-    stack: str
-    run_id: str
-    phase: Phase
-    integration_id: str
     role_arn: str
     session_name: str
     source_identity: str

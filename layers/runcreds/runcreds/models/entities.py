@@ -164,9 +164,8 @@ class RecordStatus(StrEnum):
     FINISHED = "finished"
 
 
-class CredentialRecord(BaseModel):
-    """One integration's credentials for one run phase, as the worker finds them. The secret parts
-    exist only inside `ciphertext`, encrypted under the run's encryption context."""
+class IntegrationPhase(BaseModel):
+    """What a credential record and a session mapping both belong to: one integration in one run phase."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -175,6 +174,12 @@ class CredentialRecord(BaseModel):
     run_id: str
     phase: Phase
     integration_id: str
+
+
+class CredentialRecord(IntegrationPhase):
+    """One integration's credentials for one run phase, as the worker finds them. The secret parts
+    exist only inside `ciphertext`, encrypted under the run's encryption context."""
+
     status: RecordStatus
     mode: str | None = None
     ciphertext: bytes | None = None
