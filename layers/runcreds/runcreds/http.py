@@ -16,7 +16,7 @@ from runcreds.models.api import DiagnosisBody, ErrorBody
 
 ERROR_TEXTS = {
     400: "invalid request: `message` says what and `errors` where",
-    404: "no such integration or attachment in this account (or no such route)",
+    404: "no such integration, attachment or route in this account",
     409: "conflicts with the current state (`message` says how to resolve it)",
     415: "the body is not application/json",
     422: "the role refused the broker: the diagnosis says what to change",
