@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from itertools import islice
+from typing import Any
 
 from botocore.exceptions import ClientError
 
 from runcreds.dal.items import TableStore, from_item, to_item
 from runcreds.exceptions import NotFoundError
 from runcreds.models.entities import Attachment, VerificationStatus
-
-if TYPE_CHECKING:
-    pass
 
 
 def stack_key(account: str, stack: str) -> str:
@@ -43,19 +41,8 @@ class AttachmentsStore(TableStore):
 
     def list_for_stack(self, account: str, stack: str) -> list[Attachment]:
         """One Query: what a vend reads. Consistent, so an attachment made a moment ago counts."""
-        items: list[Attachment] = []
-        request: dict[str, object] = {
-            "TableName": self.table_name,
-            "KeyConditionExpression": "stack_key = :key",
-            "ExpressionAttributeValues": to_item({":key": stack_key(account, stack)}),
-            "ConsistentRead": True,
-        }
-        while True:
-            response = self.client.query(**request)  # type: ignore[arg-type]
-            items.extend(Attachment.model_validate(from_item(item)) for item in response["Items"])
-            if "LastEvaluatedKey" not in response:
-                return items
-            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        items = self.query("stack_key", stack_key(account, stack), ConsistentRead=True)
+        return [Attachment.model_validate(item) for item in items]
 
     def get(self, account: str, stack: str, integration_id: str) -> Attachment:
         response = self.client.get_item(
@@ -69,21 +56,9 @@ class AttachmentsStore(TableStore):
 
     def stacks_of(self, account: str, integration_id: str, limit: int | None = None) -> list[str]:
         """The stacks an integration is attached to (GSI by-integration: eventually consistent)."""
-        stacks: list[str] = []
-        request: dict[str, Any] = {
-            "TableName": self.table_name,
-            "IndexName": "by-integration",
-            "KeyConditionExpression": "integration_key = :key",
-            "ExpressionAttributeValues": to_item({":key": integration_key(account, integration_id)}),
-        }
-        if limit:
-            request["Limit"] = limit
-        while True:
-            response = self.client.query(**request)
-            stacks.extend(str(from_item(item)["stack"]) for item in response["Items"])
-            if "LastEvaluatedKey" not in response or (limit and len(stacks) >= limit):
-                return stacks[:limit] if limit else stacks
-            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        page = {"Limit": limit} if limit else {}
+        items = self.query("integration_key", integration_key(account, integration_id), "by-integration", **page)
+        return [str(item["stack"]) for item in islice(items, limit)]
 
     def update_fields(self, account: str, stack: str, integration_id: str, values: dict[str, Any]) -> bool:
         """SET (or REMOVE, for None) these attributes of an existing attachment; False if it is gone."""

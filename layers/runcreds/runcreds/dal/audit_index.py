@@ -13,13 +13,10 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from runcreds.dal.items import TableStore, from_item, to_item
 from runcreds.exceptions import InvalidRequestError
-
-if TYPE_CHECKING:
-    pass
 
 STACK_INDEX = "by-stack"
 BATCH_WRITE_MAX = 25

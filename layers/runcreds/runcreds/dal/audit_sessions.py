@@ -10,13 +10,10 @@ They are written in the vend's TransactWriteItems together with the credential r
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from runcreds.dal.items import TableStore, from_item, to_item
+from runcreds.dal.items import TableStore, to_item
 from runcreds.models.audit import SessionMapping
-
-if TYPE_CHECKING:
-    pass
 
 
 def access_key_key(access_key_id: str) -> str:
@@ -60,10 +57,4 @@ class AuditSessionsStore(TableStore):
         ]
 
     def mappings(self, session_key: str) -> list[SessionMapping]:
-        paginator = self.client.get_paginator("query")
-        pages = paginator.paginate(
-            TableName=self.table_name,
-            KeyConditionExpression="session_key = :key",
-            ExpressionAttributeValues=to_item({":key": session_key}),
-        )
-        return [SessionMapping.model_validate(from_item(item)) for page in pages for item in page["Items"]]
+        return [SessionMapping.model_validate(item) for item in self.query("session_key", session_key)]

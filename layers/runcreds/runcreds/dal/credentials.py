@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from botocore.exceptions import ClientError
 
 from runcreds.dal.items import TableStore, from_item, to_item
 from runcreds.models.entities import CredentialRecord, RecordStatus
 from runcreds.models.events import RunPhase
-
-if TYPE_CHECKING:
-    pass
 
 CLAIM_LEASE_SECONDS = 60
 # Records that carry no credentials (failures, worker instructions, tombstones) outlive the phase

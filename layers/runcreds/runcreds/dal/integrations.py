@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 from pydantic import TypeAdapter
@@ -11,9 +10,6 @@ from pydantic import TypeAdapter
 from runcreds.dal.items import TableStore, from_item, to_item
 from runcreds.exceptions import ConflictError, NotFoundError
 from runcreds.models.entities import Integration
-
-if TYPE_CHECKING:
-    pass
 
 
 class IntegrationsStore(TableStore):
@@ -41,13 +37,7 @@ class IntegrationsStore(TableStore):
         return Integration.model_validate(from_item(response["Item"]))
 
     def list(self, account: str) -> list[Integration]:
-        paginator = self.client.get_paginator("query")
-        pages = paginator.paginate(
-            TableName=self.table_name,
-            KeyConditionExpression="account = :account",
-            ExpressionAttributeValues=to_item({":account": account}),
-        )
-        return [Integration.model_validate(from_item(item)) for page in pages for item in page["Items"]]
+        return [Integration.model_validate(item) for item in self.query("account", account)]
 
     def replace(self, integration: Integration, previous_updated_at: datetime | None) -> Integration:
         """Write a changed integration, unless someone else changed it since we read it (optimistic lock)."""

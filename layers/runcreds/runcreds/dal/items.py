@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -46,3 +47,21 @@ class TableStore:
     @property
     def client(self) -> DynamoDBClient:
         return self._client or aws.dynamodb()
+
+    def query(self, key: str, value: str, index: str | None = None, **options: Any) -> Iterator[dict[str, Any]]:
+        """Every item whose partition key `key` is `value`, page after page, as plain values. Pages are
+        fetched as the caller iterates: stop early and no further page is read."""
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "#key = :key",
+            "ExpressionAttributeNames": {"#key": key},
+            "ExpressionAttributeValues": to_item({":key": value}),
+            **({"IndexName": index} if index else {}),
+            **options,
+        }
+        while True:
+            response = self.client.query(**request)
+            yield from (from_item(item) for item in response["Items"])
+            if "LastEvaluatedKey" not in response:
+                return
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
