@@ -7,11 +7,14 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 
 from runcreds.api_client import ApiClient
+from runcreds.dal.attachments import AttachmentsStore
 from runcreds.local.stack import LocalStack
+from runcreds.models.entities import Attachment
 from tests.conftest import VERIFY_RETRY_SECONDS
 from tests.support import Tenant, attach, create_integration, trust_policy
 
@@ -74,3 +77,35 @@ def test_a_role_that_stays_refused_answers_with_the_diagnosis_and_the_propagatio
     assert refused.body["code"] == "role_missing_or_untrusted"
     assert "IAM changes can take up to a minute" in refused.message
     assert float(VERIFY_RETRY_SECONDS) - 2 <= elapsed < 29
+
+
+@pytest.mark.usefixtures("propagation_delay")
+def test_after_propagation_the_stacks_already_attached_still_name_a_too_narrow_external_id(
+    stack: LocalStack, api: ApiClient, tenant: Tenant
+) -> None:
+    # Given an integration attached to stack A, whose role is (re)created trusting stack A only
+    name = f"fresh-{uuid.uuid4().hex[:10]}"
+    role_arn = f"arn:aws:iam::123456789012:role/{name}"
+    integration_id = create_integration(api, tenant, role_arn)
+    attachments = AttachmentsStore(stack.template.ref("AttachmentsTable"), stack.client("dynamodb"))
+    attachments.put(
+        Attachment(
+            account=tenant.account,
+            stack=tenant.stack,
+            integration_id=integration_id,
+            read=True,
+            write=True,
+            role_arn=role_arn,
+            duration_seconds=3600,
+            attached_at=datetime.now(UTC),
+        )
+    )
+    document = trust_policy(stack.outputs["BrokerRoleArn"], f"{tenant.account}@*@{tenant.stack}@*")
+    stack.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(document))
+
+    # When it is attached to stack B while the role is still propagating
+    refused = attach(api, tenant, integration_id, stack=f"{tenant.stack}-b")
+
+    # Then, once the role is visible, the probe through stack A names the external ID as the cause
+    assert refused.status == 422, refused.body
+    assert refused.body["code"] == "external_id_mismatch", refused.body

@@ -91,7 +91,6 @@ class AttachService:
         return updated
 
     def delete_integration(self, account: str, integration_id: str) -> None:
-        self.integrations.get(account, integration_id)
         stacks = self.attachments.stacks_of(account, integration_id, limit=_DELETE_BLOCKERS_SHOWN)
         if stacks:
             raise ConflictError(

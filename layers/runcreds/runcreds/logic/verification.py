@@ -8,7 +8,7 @@ this integration uses, so that the answer names what to change instead of repeat
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -166,20 +166,21 @@ class Verifier:
         refusal = self.attempt(spec)
         if refusal is None:
             return None
-        diagnosis = self.diagnose(target, access, refusal, other_stacks)
+        stacks = _ReadOnce(other_stacks)  # each diagnosis probes the same stacks; read them at most once
+        diagnosis = self.diagnose(target, access, refusal, stacks)
         if deadline is None or not diagnosis.propagation_possible:
             return diagnosis
-        pause = 0.25
+        pause, retried = 0.25, False
         while time.monotonic() + pause < deadline:
             time.sleep(pause)
-            pause = min(pause * 2, 2.0)
+            pause, retried = min(pause * 2, 2.0), True
             latest = self.attempt(spec)
             if latest is None:
                 return None
             if latest.code != "AccessDenied":
-                return self.diagnose(target, access, latest, other_stacks)
+                return self.diagnose(target, access, latest, stacks)
         # Diagnose again: a role that became visible meanwhile may now show a narrower cause.
-        return self.diagnose(target, access, refusal, other_stacks)
+        return self.diagnose(target, access, refusal, stacks) if retried else diagnosis
 
     # ------------------------------------------------------------------ diagnosis
     def diagnose(
@@ -330,3 +331,16 @@ class Verifier:
             missing_actions=missing,
             propagation_possible=propagation_possible,
         )
+
+
+class _ReadOnce(Iterable[str]):
+    """An iterable that reads its source (a lazy Query) on first use and replays it after."""
+
+    def __init__(self, source: Iterable[str]) -> None:
+        self._source = source
+        self._items: list[str] | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        if self._items is None:
+            self._items = list(self._source)
+        return iter(self._items)

@@ -51,10 +51,6 @@ class Integration(BaseModel):
     created_at: datetime
     updated_at: datetime | None = None
 
-    @property
-    def mode(self) -> str:
-        return "worker" if self.assume_role_on_worker else "broker"
-
     def vend_fields(self) -> dict[str, Any]:
         """What an attachment copies from its integration (see Attachment)."""
         return {name: getattr(self, name) for name in VEND_FIELDS}
