@@ -56,7 +56,6 @@ def test_the_audit_roles_are_least_privilege() -> None:
         "sqs:ReceiveMessage",
         "sqs:DeleteMessage",
         "sqs:GetQueueAttributes",
-        "sqs:ChangeMessageVisibility",
         "dynamodb:Query",
         "dynamodb:BatchWriteItem",
     }

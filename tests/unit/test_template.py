@@ -11,6 +11,13 @@ import pytest
 
 from runcreds.api import app
 from runcreds.local.template import Template
+from runcreds.settings import (
+    AttachSettings,
+    AuditApiSettings,
+    AuditIndexerSettings,
+    ReverifySettings,
+    VendSettings,
+)
 from tests.support import EVENTS, ROOT
 
 TEMPLATE = Template(ROOT / "template.yaml")
@@ -82,3 +89,24 @@ def test_the_layer_is_built_for_the_lambda_runtime() -> None:
     for line in requirements.splitlines():
         if line and not line.startswith("#"):
             assert f'"{line}"' in pyproject, f"{line} differs between the layer and pyproject.toml"
+
+
+@pytest.mark.parametrize(
+    ("logical_id", "settings"),
+    [
+        ("VendCredentialsFunction", VendSettings),
+        ("AttachApiFunction", AttachSettings),
+        ("ReverifyAttachmentsFunction", ReverifySettings),
+        ("AuditIndexerFunction", AuditIndexerSettings),
+        ("AuditApiFunction", AuditApiSettings),
+    ],
+)
+def test_each_function_is_given_exactly_the_runcreds_settings_it_reads(logical_id: str, settings: type[Any]) -> None:
+    # Given the function's environment (Globals merged with its own) and the settings model its handler reads
+    own = functions()[logical_id]["Properties"].get("Environment", {}).get("Variables", {})
+    shared = TEMPLATE.body["Globals"]["Function"]["Environment"]["Variables"]
+    given = {name for name in {**shared, **own} if name.startswith("RUNCREDS_")}
+    read = {field.alias for field in settings.model_fields.values() if (field.alias or "").startswith("RUNCREDS_")}
+
+    # Then it is given every setting it reads, and no other function's table, key or bus
+    assert given == read
