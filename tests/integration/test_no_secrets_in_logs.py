@@ -11,7 +11,7 @@ import pytest
 from runcreds.api_client import ApiClient
 from runcreds.cli import main
 from runcreds.local.stack import LocalStack
-from tests.support import trust_policy
+from tests.support import Tenant, attach, create_integration, trust_policy
 
 DEBUG = {"POWERTOOLS_LOG_LEVEL": "DEBUG", "AWS_LAMBDA_LOG_LEVEL": "DEBUG", "POWERTOOLS_DEBUG": "true"}
 
@@ -34,15 +34,11 @@ def test_no_secret_reaches_any_log(
         AssumeRolePolicyDocument=json.dumps(trust_policy(stack.outputs["BrokerRoleArn"], f"{account}@*")),
     )["Role"]["Arn"]
     api = ApiClient(stack.outputs["ApiUrl"], stack.session())
-    integration_id = api.post(f"/accounts/{account}/integrations", {"name": "n", "role_arn": role}).body["id"]
-    assert (
-        api.put(
-            f"/accounts/{account}/stacks/{name}/integrations/{integration_id}", {"read": True, "write": True}
-        ).status
-        == 200
-    )
+    tenant = Tenant(account, name, run_id)
+    assert attach(api, tenant, create_integration(api, tenant, role)).status == 200
 
     secrets: list[str] = []
+    stderr_lines: list[str] = []
     for phase in ("plan", "apply"):
         stack.put_event("Run Phase Started", {"account": account, "stack": name, "run_id": run_id, "phase": phase})
         stack.router.drain()
@@ -64,17 +60,22 @@ def test_no_secret_reaches_any_log(
             ]
         )
         assert status == 0
-        process = json.loads(capsys.readouterr().out)
+        captured = capsys.readouterr()
+        stderr_lines += captured.err.splitlines()
+        process = json.loads(captured.out)
         secrets += [process["SecretAccessKey"], process["SessionToken"]]
         stack.put_event("Run Phase Finished", {"account": account, "stack": name, "run_id": run_id, "phase": phase})
         stack.router.drain()
 
     function_lines = [line for _, line in stack.logs.lines]
     process_lines = [record.getMessage() for record in caplog.records]
-    everything = function_lines + process_lines
-    # The capture is real: the functions logged at DEBUG, botocore included
+    everything = function_lines + process_lines + stderr_lines
+    # The capture is real: the functions and the worker logged at DEBUG, botocore included
     assert any('"level":"DEBUG"' in line for line in function_lines)
     assert any(line.startswith("DEBUG:botocore") for line in function_lines)
-    for secret in secrets:
-        assert not [line for line in everything if secret in line]
-    assert not [line for line in everything if "Plaintext" in line or "SecretAccessKey" in line]
+    assert any(record.name.startswith("botocore") and record.levelno == logging.DEBUG for record in caplog.records)
+    # Counted, never shown: a failure message must not print the secret it found
+    leaks = sum(secret in line for secret in secrets for line in everything)
+    assert leaks == 0, f"{leaks} log lines carry a vended secret"
+    wire = sum("Plaintext" in line or "SecretAccessKey" in line for line in everything)
+    assert wire == 0, f"{wire} log lines carry a KMS plaintext or a SecretAccessKey field"

@@ -74,7 +74,7 @@ def test_a_role_that_does_not_exist_is_refused(stack: LocalStack) -> None:
 
 def test_tags_and_source_identity_need_their_actions(stack: LocalStack, role: Callable[..., str]) -> None:
     arn = role(trust_policy(CALLER, None, actions=("sts:AssumeRole",)))
-    assert assume(stack, arn)
+    assert assume(stack, arn)["Credentials"]["AccessKeyId"]
     code, message = refusal(stack, arn, Tags=[{"Key": "runcreds:run", "Value": "r"}])
     assert (code, "sts:TagSession" in message) == ("AccessDenied", True)
     code, message = refusal(stack, arn, SourceIdentity="run-1")
@@ -87,7 +87,7 @@ def test_durations_follow_sts_rules(stack: LocalStack, role: Callable[..., str])
     assert refusal(stack, arn, DurationSeconds=43201)[0] == "ValidationError"
     code, message = refusal(stack, arn, DurationSeconds=7201)
     assert code == "ValidationError" and "MaxSessionDuration" in message
-    assert assume(stack, arn, DurationSeconds=7200)
+    assert assume(stack, arn, DurationSeconds=7200)["Credentials"]["AccessKeyId"]
 
 
 def test_role_chaining_is_capped_at_one_hour(stack: LocalStack, role: Callable[..., str]) -> None:
@@ -102,7 +102,7 @@ def test_role_chaining_is_capped_at_one_hour(stack: LocalStack, role: Callable[.
     sts = stack.client("sts", chained_session)
     with pytest.raises(ClientError, match="1 hour session limit"):
         sts.assume_role(RoleArn=second, RoleSessionName="run-1", DurationSeconds=3601)
-    assert sts.assume_role(RoleArn=second, RoleSessionName="run-1", DurationSeconds=3600)
+    assert sts.assume_role(RoleArn=second, RoleSessionName="run-1", DurationSeconds=3600)["Credentials"]["AccessKeyId"]
 
 
 def test_session_names_follow_sts_rules(stack: LocalStack, role: Callable[..., str]) -> None:
@@ -117,7 +117,7 @@ def test_conditions_on_request_tags_are_enforced(stack: LocalStack, role: Callab
     document = trust_policy(CALLER, None)
     document["Statement"][0]["Condition"] = {"StringEquals": {"aws:RequestTag/runcreds:stack": "net"}}
     arn = role(document)
-    assert assume(stack, arn, Tags=[{"Key": "runcreds:stack", "Value": "net"}])
+    assert assume(stack, arn, Tags=[{"Key": "runcreds:stack", "Value": "net"}])["Credentials"]["AccessKeyId"]
     assert refusal(stack, arn, Tags=[{"Key": "runcreds:stack", "Value": "other"}])[0] == "AccessDenied"
 
 

@@ -52,7 +52,8 @@ def test_env_prints_export_lines(
         "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN",
         "TF_VAR_runcreds_run_id",
     }  # fmt: skip
-    assert exported["AWS_SESSION_TOKEN"] == exported["AWS_SECURITY_TOKEN"]
+    same_token = exported["AWS_SESSION_TOKEN"] == exported["AWS_SECURITY_TOKEN"]
+    assert same_token, "AWS_SECURITY_TOKEN differs from AWS_SESSION_TOKEN"
     assert exported["TF_VAR_runcreds_run_id"] == tenant.run_id
 
 

@@ -201,6 +201,11 @@ class StrictSts:
     def clear_faults(self) -> None:
         self._faults.clear()
 
+    @property
+    def pending_faults(self) -> int:
+        """Injected faults not yet answered (0: every one of them reached STS)."""
+        return len(self._faults)
+
     def check(self, params: dict[str, str], authorization: str, service_header: str | None) -> None:
         if self._faults and not service_header:
             raise self._faults.pop()
