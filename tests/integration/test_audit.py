@@ -219,13 +219,17 @@ def test_bad_input_and_tampered_tokens_are_400_and_never_another_accounts_data(
     garbage = run_audit(api, tenant, next_token="!!not-a-token!!")
     too_many = run_audit(api, tenant, limit="100000")
     inverted = api.get(f"/accounts/{tenant.account}/stacks/{tenant.stack}/audit", since=at(10), until=at(-10))
-    bad_time = api.get(f"/accounts/{tenant.account}/stacks/{tenant.stack}/audit", since="last tuesday")
+    stack_route = f"/accounts/{tenant.account}/stacks/{tenant.stack}/audit"
+    bad_time = api.get(stack_route, since="last tuesday")
+    before_utc = api.get(stack_route, since="0001-01-01T00:00:00+01:00")
+    year_one = api.get(stack_route, until="0001-01-02T00:00:00Z")
+    nested = run_audit(api, tenant, next_token=base64.urlsafe_b64encode(b"[" * 3000).decode().rstrip("="))
     calls_for_bad_input = stack.aws.calls.since(mark)
     other_account = api.get(f"/accounts/{other.account}/runs/{tenant.run_id}/audit")
 
     # Then each is a 400 that says what to do, made no AWS call, and the other account sees nothing of this run
     assert calls_for_bad_input == []
-    for response in (stolen, tampered, garbage, too_many, inverted, bad_time):
+    for response in (stolen, tampered, garbage, too_many, inverted, bad_time, before_utc, year_one, nested):
         assert response.status == 400, response.body
         assert response.message
     assert other_account.status == 200

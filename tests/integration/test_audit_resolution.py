@@ -203,3 +203,23 @@ def test_an_hours_late_record_resolves_from_the_cache_and_a_fresh_lookup_alike(
     # Then both find the run
     assert from_cache and fresh
     assert from_cache.mapping.run_id == fresh.mapping.run_id == run_id
+
+
+def test_a_plan_call_just_before_the_apply_session_was_issued_stays_the_plans(
+    stack: LocalStack, sessions: AuditSessionsStore
+) -> None:
+    # Given a run whose plan session was issued at t and whose apply session was issued at t + 200 s
+    run_id = f"run-{uuid.uuid4().hex[:8]}"
+    resolver = SessionResolver(sessions, OWN_ACCOUNT, clock=lambda: 2_000_000.0)
+    save(
+        stack,
+        sessions,
+        mapping(run_id, phase=Phase.PLAN, issued_at=1_000_000),
+        mapping(run_id, phase=Phase.APPLY, issued_at=1_000_200),
+    )
+
+    # When a record of the run's role session made at t + 100 s (known by role and session name) arrives
+    resolved = resolver.resolve(detail(run_id, 1_000_100), CUSTOMER)
+
+    # Then it belongs to the plan: the apply session did not exist yet
+    assert resolved and resolved.mapping.phase is Phase.PLAN

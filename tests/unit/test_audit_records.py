@@ -131,6 +131,29 @@ def test_the_assume_role_session_token_and_secret_named_parameters_never_reach_t
     assert MAPPING.role_arn in item["request_parameters"]  # type: ignore[index]
 
 
+def test_secrets_given_as_name_and_value_pairs_are_hidden_and_their_neighbours_kept() -> None:
+    # Given parameters that carry a secret as {name, value} (ECS task environments, CloudFormation
+    # parameters, SSM-style lists): the key is innocent, the sibling name says what the value is
+    event = parse_record(
+        body(
+            "direct_s3_put_object.json",
+            requestParameters={
+                "environment": [{"name": "DB_PASSWORD", "value": "hunter2hunter2"}, {"name": "REGION", "value": "eu"}],
+                "parameters": [{"parameterKey": "AdminPassword", "parameterValue": "s3cr3tvalue"}],
+                "tags": [{"Key": "ApiToken", "Value": "tok-123456"}],
+            },
+        )
+    )
+
+    # When it is indexed
+    item = index_item(event, resolution(), retention_days=400, now=0)
+
+    # Then the secret values are gone, and the harmless pair is intact
+    text = str(item["request_parameters"])  # type: ignore[index]
+    assert "hunter2" not in text and "s3cr3t" not in text and "tok-123456" not in text
+    assert '{"name":"REGION","value":"eu"}' in text
+
+
 def test_oversized_request_parameters_are_trimmed_below_the_item_limit() -> None:
     # Given requestParameters of ~1 MB
     event = parse_record(

@@ -75,14 +75,20 @@ def _body(page: Page) -> AuditPage:
     )
 
 
-def _time_bound(value: str | None, name: str, default: datetime) -> str:
+def _time_bound(value: str | None, name: str, default: datetime) -> datetime:
     if value is None:
-        when = default
-    else:
-        try:
-            when = parse_event_time(value)
-        except ValueError:
-            raise InvalidRequestError(f"invalid {name}: give an ISO 8601 time such as 2026-01-31T12:00:00Z") from None
+        return default
+    try:
+        when = parse_event_time(value)
+    except ValueError:
+        when = None
+    if when is None or not 1970 <= when.year <= 9999:
+        raise InvalidRequestError(f"invalid {name}: give an ISO 8601 time such as 2026-01-31T12:00:00Z")
+    return when
+
+
+def _time_key(when: datetime) -> str:
+    """The index's sort-key form of a time (event keys start with it)."""
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -121,9 +127,9 @@ def stack_audit(
     limit: Limit = DEFAULT_PAGE,
     next_token: NextToken = None,
 ) -> AuditPage:
-    now = datetime.now(UTC)
-    until_key = _time_bound(until, "until", now)
-    since_key = _time_bound(since, "since", parse_event_time(until_key) - DEFAULT_STACK_WINDOW)
+    until_time = _time_bound(until, "until", datetime.now(UTC))
+    since_time = _time_bound(since, "since", max(until_time - DEFAULT_STACK_WINDOW, datetime(1970, 1, 1, tzinfo=UTC)))
+    since_key, until_key = _time_key(since_time), _time_key(until_time)
     if since_key > until_key:
         raise InvalidRequestError("invalid time range: since must not be later than until")
     start = decode_token(next_token, {"stack_key": stack_key(account, stack)}, account) if next_token else None

@@ -52,7 +52,7 @@ def decode_token(token: str, expected: dict[str, str], account: str) -> dict[str
     try:
         padded = token + "=" * (-len(token) % 4)
         plain = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
-    except (ValueError, UnicodeDecodeError, binascii.Error):
+    except (ValueError, UnicodeDecodeError, binascii.Error, RecursionError):
         raise invalid from None
     wanted = {"run_key", "event_key", *expected}
     if not isinstance(plain, dict) or set(plain) != wanted or not all(isinstance(v, str) for v in plain.values()):

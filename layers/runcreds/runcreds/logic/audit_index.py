@@ -43,10 +43,18 @@ from runcreds.settings import AuditIndexerSettings
 # A mapping fetched at T answers for events before T - skew: any session that made a call before then
 # was issued (and its mapping written, in the vend's transaction) before T.
 CLOCK_SKEW_SECONDS = 300
+# A session's calls come after its issue; `issued_at` is taken (in whole seconds) just after STS answered,
+# so its own AssumeRole record may precede it by the call's latency. Wider would hand a plan's late calls to
+# an apply issued moments after them.
+ISSUE_SKEW_SECONDS = 5
 REQUEST_PARAMETERS_MAX = 64 * 1024
 TEXT_MAX = 4096
 RESOURCES_MAX = 50
 _SECRET_WORDS = ("secret", "password", "passwd", "token", "privatekey", "credential")
+HIDDEN = "HIDDEN_BY_RUNCREDS"
+# Lists of {name, value} pairs (ECS environments, CloudFormation parameters, tags, ...).
+_PAIR_NAMES = ("name", "Name", "key", "Key", "parameterKey", "ParameterKey", "parameterName", "ParameterName")
+_PAIR_VALUES = ("value", "Value", "parameterValue", "ParameterValue")
 # Where the acted-on resource sits in requestParameters when CloudTrail's `resources` is missing.
 _RESOURCE_PARAMETERS = (
     "bucketName",
@@ -111,7 +119,7 @@ class SessionResolver:
         candidates = [
             m
             for m in self._mappings(key, event_time)
-            if source_account in (m.aws_account_id, self.own_account) and m.issued_at <= event_time + CLOCK_SKEW_SECONDS
+            if source_account in (m.aws_account_id, self.own_account) and m.issued_at <= event_time + ISSUE_SKEW_SECONDS
         ]
         if len({(m.account, m.run_id) for m in candidates}) > 1:
             metrics.add_metric(name="AmbiguousSessions", unit=MetricUnit.Count, value=1)
@@ -180,11 +188,17 @@ def _clip(text: str | None, limit: int = TEXT_MAX) -> str | None:
     return text if text is None or len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _secret_named(name: object) -> bool:
+    return isinstance(name, str) and any(w in name.lower().replace("_", "") for w in _SECRET_WORDS)
+
+
 def _scrub(value: Any) -> Any:
-    """requestParameters without anything named like a secret (CloudTrail redacts most; not all)."""
+    """requestParameters without anything named like a secret (CloudTrail redacts most; not all): a key
+    named so, or the value of a {name: ..., value: ...} pair whose name says so."""
     if isinstance(value, dict):
+        pair_names_a_secret = any(_secret_named(value.get(k)) for k in _PAIR_NAMES)
         return {
-            k: "HIDDEN_BY_RUNCREDS" if any(w in k.lower().replace("_", "") for w in _SECRET_WORDS) else _scrub(v)
+            k: HIDDEN if _secret_named(k) or (pair_names_a_secret and k in _PAIR_VALUES) else _scrub(v)
             for k, v in value.items()
         }
     if isinstance(value, list):

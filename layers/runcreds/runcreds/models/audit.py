@@ -33,7 +33,10 @@ def parse_event_time(value: Any) -> datetime:
             parsed = _DATETIME.validate_python(value.strip() if isinstance(value, str) else value)
         except ValidationError:
             raise ValueError(f"unrecognised date {str(value)[:40]!r}") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    try:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first representable UTC time
+        raise ValueError(f"date out of range {str(value)[:40]!r}") from None
 
 
 EventTime = Annotated[datetime, BeforeValidator(parse_event_time)]
