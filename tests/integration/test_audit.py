@@ -346,11 +346,14 @@ def test_cloudtrail_of_the_runcreds_account_itself_is_indexed_from_the_default_b
     session = vend(tenant)
     assume = as_broker_assume_role(record("broker_assume_role.json", at(0)), session)
     unrelated = record("direct_s3_put_object.json", at(0))
-    unrelated["detail"]["userIdentity"]["type"] = "IAMUser"  # not a session: the rule does not match
+    unrelated["detail"]["userIdentity"]["sessionContext"].pop("sourceIdentity")  # a function's own session
 
-    # When it arrives there
+    # When both arrive there
+    delivered_before = sum(i["records"] for i in stack.sqs_poller.invocations)
     forward(stack, [assume, unrelated], bus="default")
+    delivered = sum(i["records"] for i in stack.sqs_poller.invocations) - delivered_before
 
-    # Then the run's audit shows it
+    # Then only the run's record reached the indexer, and the run's audit shows it
+    assert delivered == 1
     events = run_audit(api, tenant).body["events"]
     assert [(e["event_source"], e["event_name"]) for e in events] == [("sts.amazonaws.com", "AssumeRole")]

@@ -87,6 +87,13 @@ def test_a_record_cloudtrail_would_not_write_is_malformed(detail: dict[str, Any]
         parse_record(body("direct_s3_put_object.json", **detail))
 
 
+def test_a_record_not_published_by_an_aws_service_is_malformed() -> None:
+    event = json.loads(body("direct_s3_put_object.json"))
+    event["source"] = "forged.cloudtrail"
+    with pytest.raises(MalformedRecordError):
+        parse_record(json.dumps(event))
+
+
 def test_malformed_sample_and_non_json_bodies_are_malformed() -> None:
     for text in ((EVENTS / "audit/malformed_missing_event_id.json").read_text(), "not json", "[]"):
         with pytest.raises(MalformedRecordError):

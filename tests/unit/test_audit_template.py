@@ -3,11 +3,16 @@ an indexer wired as the issue asks, and a read-only API role."""
 
 from __future__ import annotations
 
+import copy
+import json
 from typing import Any
+
+import pytest
+from moto.events.models import EventPattern
 
 from runcreds.audit_api import app
 from runcreds.local.template import Template
-from tests.support import ROOT
+from tests.support import ROOT, load_event
 
 TEMPLATE = Template(ROOT / "template.yaml")
 
@@ -63,3 +68,39 @@ def test_the_audit_roles_are_least_privilege() -> None:
 
 def test_retention_is_a_parameter_defaulting_to_400_days() -> None:
     assert TEMPLATE.body["Parameters"]["AuditRetentionDays"]["Default"] == 400
+
+
+def _own_function_session(sample: str) -> dict[str, Any]:
+    """The record as made by one of runcreds' own functions: Lambda's session has no source identity."""
+    event = copy.deepcopy(load_event(f"audit/{sample}"))
+    event["detail"]["userIdentity"]["sessionContext"].pop("sourceIdentity", None)
+    event["detail"].get("requestParameters", {}).pop("sourceIdentity", None)
+    return event
+
+
+def _forged(sample: str) -> dict[str, Any]:
+    event = copy.deepcopy(load_event(f"audit/{sample}"))
+    event["source"] = "forged.cloudtrail"
+    return event
+
+
+@pytest.mark.parametrize(
+    ("event", "delivered"),
+    [
+        (load_event("audit/direct_s3_put_object.json"), True),  # a run session in this account
+        (load_event("audit/chained_role_create_role.json"), True),  # chained: only the source identity
+        (load_event("audit/broker_assume_role.json"), True),  # the broker opening a run session
+        (_own_function_session("direct_s3_put_object.json"), False),  # a function's own call
+        (_own_function_session("broker_assume_role.json"), False),  # Lambda or a function assuming a role
+        (_forged("direct_s3_put_object.json"), False),  # not published by an AWS service
+    ],
+)
+def test_the_default_bus_rule_takes_run_sessions_only(event: dict[str, Any], delivered: bool) -> None:
+    pattern = EventPattern.load(json.dumps(_resource("AuditDefaultBusRule")["Properties"]["EventPattern"]))
+    assert pattern.matches_event(event) is delivered  # type: ignore[arg-type]
+
+
+def test_the_audit_bus_rule_takes_only_events_aws_services_published() -> None:
+    pattern = EventPattern.load(json.dumps(_resource("AuditBusRule")["Properties"]["EventPattern"]))
+    assert pattern.matches_event(load_event("audit/direct_s3_put_object.json"))  # type: ignore[arg-type]
+    assert not pattern.matches_event(_forged("direct_s3_put_object.json"))  # type: ignore[arg-type]

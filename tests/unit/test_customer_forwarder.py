@@ -48,3 +48,9 @@ def pattern(chained: bool) -> EventPattern:
 def test_the_forwarding_rule_matches_run_sessions_only(sample: str, chained: bool, forwarded: bool) -> None:
     event = load_event(f"audit/{sample}")
     assert pattern(chained).matches_event(event) is forwarded  # type: ignore[arg-type]
+
+
+def test_an_event_put_by_anyone_but_an_aws_service_is_not_forwarded() -> None:
+    event = load_event("audit/direct_s3_put_object.json")
+    event["source"] = "forged.cloudtrail"
+    assert pattern(chained=True).matches_event(event) is False  # type: ignore[arg-type]

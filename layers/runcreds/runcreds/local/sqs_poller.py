@@ -1,16 +1,18 @@
 """Lambda's SQS event source mapping for the embedded stack, from the template's `SQS` events.
 
-One poller thread per mapping gathers up to BatchSize messages (within the batching window), invokes
-the function with Lambda's SQS event, and then does what Lambda does with the answer: with
+One poller thread per mapping long-polls for a first message, takes what else is queued up to BatchSize,
+invokes the function with Lambda's SQS event, and then does what Lambda does with the answer: with
 ReportBatchItemFailures it deletes every message but the reported ones; a function error deletes none.
 Messages left undeleted are received again, and moto's redrive policy moves them to the dead-letter
-queue after maxReceiveCount receives. The one liberty: failed messages become visible again after
-`retry_after` seconds instead of the queue's VisibilityTimeout, so that tests need not wait minutes.
+queue after maxReceiveCount receives. Two liberties, so that tests need not wait: the batching window
+is not waited out (a batch is what is queued when its first message arrives), and failed messages are
+visible again at once instead of after the queue's VisibilityTimeout.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from typing import Any
@@ -20,14 +22,15 @@ from runcreds.local.lambda_runtime import FunctionError, LocalFunction
 from runcreds.local.template import REGION, SqsSource
 
 _RECEIVE_MAX = 10
+_RETRY_AFTER = 0  # seconds before a failed message is visible again
+_AFTER_ERROR = 0.2  # seconds a poller pauses after its own failure
+_log = logging.getLogger(__name__)
 
 
 class SqsPoller:
-    def __init__(self, sqs_client: Any, retry_after: int = 0, idle_wait: float = 0.2) -> None:
+    def __init__(self, sqs_client: Any) -> None:
         self.sqs = sqs_client
         self.sqs.meta.events.register("before-sign.sqs.*", self._mark_internal)
-        self.retry_after = retry_after
-        self.idle_wait = idle_wait
         self.invocations: list[dict[str, Any]] = []
         self._mappings: list[tuple[SqsSource, str, LocalFunction]] = []
         self._threads: list[threading.Thread] = []
@@ -57,7 +60,6 @@ class SqsPoller:
     # ------------------------------------------------------------------ polling
     def _receive_batch(self, source: SqsSource, url: str) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
-        deadline = time.monotonic() + min(source.batching_window, 0.2)  # a short window: tests are impatient
         while len(messages) < source.batch_size and not self._stopped.is_set():
             received = self.sqs.receive_message(
                 QueueUrl=url,
@@ -67,9 +69,9 @@ class SqsPoller:
                 # Long-poll for the first message (moto waits on a condition, not a busy loop).
                 WaitTimeSeconds=0 if messages else 1,
             ).get("Messages", [])
-            messages.extend(received)
-            if not received and (not messages or time.monotonic() >= deadline):
+            if not received:
                 break
+            messages.extend(received)
         return messages
 
     def _poll(self, source: SqsSource, url: str, function: LocalFunction) -> None:
@@ -86,7 +88,8 @@ class SqsPoller:
                         with self._lock:
                             self._busy -= 1
             except Exception:  # keep polling: a dead poller would hang every drain()
-                self._stopped.wait(self.idle_wait)
+                _log.exception("SQS poller of %s failed; polling again", source.queue_arn.rsplit(":", 1)[-1])
+                self._stopped.wait(_AFTER_ERROR)
 
     def _invoke(self, source: SqsSource, url: str, function: LocalFunction, messages: list[dict[str, Any]]) -> None:
         event = {"Records": [_lambda_record(m, source.queue_arn) for m in messages]}
@@ -113,7 +116,7 @@ class SqsPoller:
             self.sqs.change_message_visibility_batch(
                 QueueUrl=url,
                 Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": self.retry_after}
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": _RETRY_AFTER}
                     for i, m in enumerate(chunk)
                 ],
             )

@@ -51,7 +51,6 @@ class LocalStack:
         echo_logs: bool = False,
         overrides: dict[str, str] | None = None,
         stack_name: str = "runcreds-local",
-        iam_propagation_delay: float = 0.0,
         parameters: dict[str, str] | None = None,
     ) -> None:
         self.template = Template(template_path or find_template(), stack_name)
@@ -61,8 +60,6 @@ class LocalStack:
             raise KeyError(f"template.yaml has no parameters {sorted(unknown)}")
         self.template.parameters.update(parameters or {})
         self.aws = EmbeddedAws(port)
-        # Customer roles younger than this are refused by STS (0: off); set once the stack's own roles exist.
-        self.iam_propagation_delay = iam_propagation_delay
         self.api = LocalApiGateway(api_port)
         self.logs = LogBook(echo_logs)
         self.overrides = overrides or {}
@@ -92,7 +89,6 @@ class LocalStack:
         self.sqs_poller.start()
         self.outputs = self.template.outputs()
         self.outputs["ApiUrl"] = self.api.url
-        self.aws.strict_sts.propagation_delay = self.iam_propagation_delay
         return self
 
     def stop(self) -> None:

@@ -183,12 +183,9 @@ def _params_list(params: dict[str, str], prefix: str) -> Iterable[tuple[str, str
 class StrictSts:
     """Decides an AssumeRole before moto sees it; `check` raises StsRefusal as STS would."""
 
-    def __init__(
-        self, disabled_regions: Iterable[str] = DEFAULT_DISABLED_REGIONS, propagation_delay: float = 0.0
-    ) -> None:
+    def __init__(self, disabled_regions: Iterable[str] = DEFAULT_DISABLED_REGIONS) -> None:
         self.disabled_regions = set(disabled_regions)
-        self._delay_since = datetime.now(UTC)
-        self.propagation_delay = propagation_delay
+        self.propagation_delay = 0.0  # off; tests switch it on after the stack's own roles exist
         self.refusals: list[StsRefusal] = []
         self._faults: list[StsRefusal] = []
 

@@ -100,6 +100,9 @@ class CloudTrailEvent(EventBridgeModel):
     """A CloudTrail record as an EventBridge rule delivers it (directly or forwarded from a customer bus)."""
 
     detail_type: Literal["AWS API Call via CloudTrail"] = Field(alias="detail-type")
+    # AWS services publish as aws.<service>; PutEvents refuses that prefix to anyone else, so a forged
+    # "CloudTrail record" from a forwarding account cannot carry it.
+    source: Annotated[str, StringConstraints(pattern=r"^aws\.[a-z0-9-]+$")]
     detail: CloudTrailDetail
     # EventBridge sets it to the account the event came from; moto's SQS delivery leaves it out.
     account: str | None = None  # type: ignore[assignment]
