@@ -7,7 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 from runcreds.api_client import ApiClient
+from runcreds.dal.attachments import AttachmentsStore
 from runcreds.local.stack import LocalStack
+from runcreds.models.entities import VerificationStatus, utcnow
 from tests.support import Tenant, apply_trust_policy, attach, create_integration, events_for, load_event, trust_policy
 
 FAILED = "Attachment Verification Failed"
@@ -85,3 +87,27 @@ def test_worker_mode_attachments_are_not_reverified(
     # Then it is left unchecked, not marked broken, and nothing is announced
     assert attachments(api, tenant)[integration_id]["status"] == "unchecked"
     assert events_for(stack, tenant, FAILED) == []
+
+
+def test_a_verdict_on_an_attachment_changed_meanwhile_is_not_recorded(
+    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+) -> None:
+    # Given an attachment as the re-verification read it (its role since deleted, say)
+    integration_id = create_integration(api, tenant, make_role(f"{tenant.account}@*"))
+    assert attach(api, tenant, integration_id).status == 200
+    store = AttachmentsStore(stack.template.ref("AttachmentsTable"), stack.client("dynamodb"))
+    as_read = store.get(tenant.account, tenant.stack, integration_id)
+    # and, while it was verifying, the customer PATCHed the integration to a new, working role
+    fixed_role = make_role(f"{tenant.account}@*")
+    path = f"/accounts/{tenant.account}/integrations/{integration_id}"
+    assert api.patch(path, {"role_arn": fixed_role}).status == 200
+
+    # When the re-verification records its verdict on the attachment it read
+    recorded = store.record_status(as_read, VerificationStatus.BROKEN, utcnow(), "role_missing_or_untrusted", "gone")
+
+    # Then nothing is written: the PATCH's newer answer stands
+    assert recorded is False
+    current = store.get(tenant.account, tenant.stack, integration_id)
+    assert (current.status, current.role_arn) == (VerificationStatus.OK, fixed_role)
+    # while a verdict on the attachment as it is now is recorded
+    assert store.record_status(current, VerificationStatus.OK, utcnow()) is True

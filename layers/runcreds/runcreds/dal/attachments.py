@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 
 from runcreds.dal.items import TableStore, from_item, to_item
 from runcreds.exceptions import NotFoundError
-from runcreds.models.entities import Attachment, VerificationStatus
+from runcreds.models.entities import VEND_FIELDS, Attachment, VerificationStatus
 
 
 def stack_key(account: str, stack: str) -> str:
@@ -60,11 +60,22 @@ class AttachmentsStore(TableStore):
         items = self.query("integration_key", integration_key(account, integration_id), "by-integration", **page)
         return [str(item["stack"]) for item in islice(items, limit)]
 
-    def update_fields(self, account: str, stack: str, integration_id: str, values: dict[str, Any]) -> bool:
-        """SET (or REMOVE, for None) these attributes of an existing attachment; False if it is gone."""
+    def update_fields(
+        self,
+        account: str,
+        stack: str,
+        integration_id: str,
+        values: dict[str, Any],
+        unless_changed: dict[str, Any] | None = None,
+    ) -> bool:
+        """SET (or REMOVE, for None) these attributes of an existing attachment; False if it is gone, or
+        if any attribute of `unless_changed` no longer has the value given there (None: absent)."""
         sets = {k: v for k, v in values.items() if v is not None}
         removes = [k for k, v in values.items() if v is None]
-        names = {f"#{k}": k for k in values}
+        was = unless_changed or {}
+        names = {f"#{k}": k for k in (*values, *was)}
+        conditions = ["attribute_exists(stack_key)"]
+        conditions += [f"#{k} = :was_{k}" if v is not None else f"attribute_not_exists(#{k})" for k, v in was.items()]
         expression = ""
         if sets:
             expression += "SET " + ", ".join(f"#{k} = :{k}" for k in sets)
@@ -74,11 +85,12 @@ class AttachmentsStore(TableStore):
             "TableName": self.table_name,
             "Key": to_item({"stack_key": stack_key(account, stack), "integration_id": integration_id}),
             "UpdateExpression": expression.strip(),
-            "ConditionExpression": "attribute_exists(stack_key)",
+            "ConditionExpression": " AND ".join(conditions),
             "ExpressionAttributeNames": names,
         }
-        if sets:
-            request["ExpressionAttributeValues"] = to_item({f":{k}": v for k, v in sets.items()})
+        expected = {f":was_{k}": v for k, v in was.items() if v is not None}
+        if sets or expected:
+            request["ExpressionAttributeValues"] = to_item({**{f":{k}": v for k, v in sets.items()}, **expected})
         try:
             self.client.update_item(**request)
         except ClientError as error:
@@ -95,6 +107,9 @@ class AttachmentsStore(TableStore):
         code: str | None = None,
         reason: str | None = None,
     ) -> bool:
+        """The outcome of verifying `attachment` as it was read; False (nothing written) if it is gone or
+        was changed since (a PATCH of its vend fields, a new attach): that newer answer stands."""
+        read = attachment.model_dump(mode="json", include={*VEND_FIELDS, "read", "write", "attached_at"})
         return self.update_fields(
             attachment.account,
             attachment.stack,
@@ -105,6 +120,7 @@ class AttachmentsStore(TableStore):
                 "status_code": code,
                 "status_reason": reason,
             },
+            unless_changed=read,
         )
 
     def scan_broker_mode(self) -> Iterator[Attachment]:

@@ -61,21 +61,26 @@ class Reverifier:
     def run(self) -> ReverifyOutcome:
         outcome = ReverifyOutcome()
         failures: list[VerificationFailedDetail] = []
-        for attachment in self.attachments.scan_broker_mode():
-            try:
-                recorded, failure = self.reverify(attachment)
-            except TransientAwsError:
-                # No answer about the role: its status stays as it was; the next run tries again.
-                outcome.transient.append(f"{attachment.account}/{attachment.stack}/{attachment.integration_id}")
-                continue
-            if not recorded:
-                outcome.skipped += 1  # detached while we verified
-            elif failure is None:
-                outcome.ok += 1
-            else:
-                outcome.broken += 1
-                failures.append(failure)
-        self._announce(failures)
+        try:
+            for attachment in self.attachments.scan_broker_mode():
+                try:
+                    recorded, failure = self.reverify(attachment)
+                except TransientAwsError:
+                    # No answer about the role: its status stays as it was; the next run tries again.
+                    outcome.transient.append(f"{attachment.account}/{attachment.stack}/{attachment.integration_id}")
+                    continue
+                if not recorded:
+                    outcome.skipped += 1  # detached, changed or verified anew while we verified
+                elif failure is None:
+                    outcome.ok += 1
+                else:
+                    outcome.broken += 1
+                    failures.append(failure)
+                    if len(failures) == _PUT_EVENTS_BATCH:  # announced as found: a later failure loses none
+                        self._announce(failures)
+                        failures = []
+        finally:
+            self._announce(failures)
         metrics.add_metric(name="AttachmentsVerified", unit=MetricUnit.Count, value=outcome.ok)
         metrics.add_metric(name="AttachmentsBroken", unit=MetricUnit.Count, value=outcome.broken)
         logger.info("re-verification finished", extra=outcome.summary())
@@ -124,12 +129,12 @@ class Reverifier:
             }
             for failure in failures
         ]
-        for start in range(0, len(entries), _PUT_EVENTS_BATCH):
-            batch = entries[start : start + _PUT_EVENTS_BATCH]
-            response = aws.events().put_events(Entries=batch)  # type: ignore[arg-type]
-            if response.get("FailedEntryCount"):
-                # The statuses are recorded and the API shows them; a lost announcement is logged.
-                logger.error("could not publish verification failures", extra={"failed": response["FailedEntryCount"]})
+        if not entries:
+            return
+        response = aws.events().put_events(Entries=entries)  # type: ignore[arg-type]
+        if response.get("FailedEntryCount"):
+            # The statuses are recorded and the API shows them; a lost announcement is logged.
+            logger.error("could not publish verification failures", extra={"failed": response["FailedEntryCount"]})
 
 
 def handle_schedule(settings: ReverifySettings) -> dict[str, Any]:
