@@ -33,6 +33,7 @@ def test_create_get_and_list_integrations(api: ApiClient, tenant: Tenant, make_r
         ({"name": "x", "role_arn": "arn:aws:iam::123456789012:role/r", "duration_seconds": 899}, "duration_seconds"),
         ({"name": "x", "role_arn": "arn:aws:iam::123456789012:role/r", "duration_seconds": 43201}, "duration_seconds"),
         ({"name": "x", "role_arn": "arn:aws:iam::123456789012:role/r", "region": "Mars"}, "region"),
+        ({"name": "x", "role_arn": "arn:aws:iam::123456789012:role/r", "region": "zz-nowhere-9"}, "region"),
         ({"name": "x", "role_arn": "arn:aws:iam::123456789012:role/r", "surprise": 1}, "surprise"),
         ({"role_arn": "arn:aws:iam::123456789012:role/r"}, "name"),
     ],

@@ -112,6 +112,7 @@ def test_successive_patches_each_apply(api: ApiClient, tenant: Tenant, make_role
         ({"duration_seconds": 60}, "duration_seconds"),
         ({"colour": "blue"}, "colour"),
         ({"role_arn": "arn:aws:iam::123:role/short-account"}, "role_arn"),
+        ({"region": "zz-nowhere-9"}, "unknown AWS region"),
     ],
 )
 def test_bad_patches_are_400_with_no_write_and_no_aws_call(

@@ -30,6 +30,17 @@ def _session() -> boto3.Session:
 
 
 @cache
+def known_regions() -> frozenset[str]:
+    """Every region this botocore knows STS in, in every partition (aws, aws-cn, aws-us-gov, ...)."""
+    session = _session()
+    return frozenset(
+        region
+        for partition in session.get_available_partitions()
+        for region in session.get_available_regions("sts", partition_name=partition)
+    )
+
+
+@cache
 def dynamodb() -> DynamoDBClient:
     return _session().client("dynamodb", config=CLIENT_CONFIG)
 

@@ -5,9 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
-from pydantic.json_schema import SkipJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    StringConstraints,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue, SkipJsonSchema
 
+from runcreds import aws
 from runcreds.models.entities import (
     DEFAULT_DURATION,
     MAX_DURATION,
@@ -28,6 +38,26 @@ def _integral(value: Any) -> Any:
 
 
 Duration = Annotated[int, Field(ge=MIN_DURATION, le=MAX_DURATION), BeforeValidator(_integral)]
+
+
+def _known_region(region: str) -> str:
+    """A region STS has an endpoint in: a typo would otherwise be an endpoint that never answers (503s)."""
+    if region not in aws.known_regions():
+        raise ValueError(f"unknown AWS region {region!r}: give a region such as eu-west-1, or null")
+    return region
+
+
+class _KnownRegionsSchema:
+    """Lists the known regions in the JSON schema, which is only built for the OpenAPI document: the
+    endpoint data is not loaded at import."""
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["enum"] = sorted(aws.known_regions())
+        return schema
+
+
+KnownRegion = Annotated[Region, AfterValidator(_known_region), _KnownRegionsSchema()]
 Labels = Annotated[list[Label], Field(max_length=50)]
 
 
@@ -38,7 +68,7 @@ class IntegrationCreate(BaseModel):
     name: Name
     role_arn: RoleArn
     duration_seconds: Duration = DEFAULT_DURATION
-    region: Region | None = None
+    region: KnownRegion | None = None
     assume_role_on_worker: bool = False
     labels: Labels = Field(default_factory=list)
 
@@ -53,7 +83,7 @@ class IntegrationUpdate(BaseModel):
     name: Name | SkipJsonSchema[None] = None
     role_arn: RoleArn | SkipJsonSchema[None] = None
     duration_seconds: Duration | SkipJsonSchema[None] = None
-    region: Region | None = None
+    region: KnownRegion | None = None
     assume_role_on_worker: bool | SkipJsonSchema[None] = None
     labels: Labels | SkipJsonSchema[None] = None
 
