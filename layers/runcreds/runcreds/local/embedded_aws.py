@@ -21,7 +21,7 @@ from werkzeug.serving import make_server
 from runcreds.local.strict_sts import LOCAL_SERVICE_HEADER, StrictSts, StsRefusal
 
 PutEventsHook = Callable[[bytes, bytes], None]
-# Requests the embedded stack makes for itself (the SQS poller playing Lambda's event source mapping)
+# Requests the embedded stack makes for itself (Lambda's event source mappings and destinations, see `internal`)
 # carry this header and are not counted as calls of runcreds.
 INTERNAL_HEADER = "x-runcreds-local-internal"
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/")
@@ -112,3 +112,14 @@ class EmbeddedAws(ThreadedMotoServer):
     def endpoint_url(self) -> str:
         host, port = self.get_host_and_port()
         return f"http://{host}:{port}"
+
+
+def internal(client: Any) -> Any:
+    """The client, marked as the embedded stack's own plumbing (what Lambda's event sources and
+    destinations would do): its requests are not counted in `calls`."""
+
+    def mark(request: Any, **_kwargs: Any) -> None:
+        request.headers[INTERNAL_HEADER] = "1"
+
+    client.meta.events.register("before-sign.*.*", mark)
+    return client

@@ -17,7 +17,6 @@ import threading
 import time
 from typing import Any
 
-from runcreds.local.embedded_aws import INTERNAL_HEADER
 from runcreds.local.lambda_runtime import FunctionError, LocalFunction
 from runcreds.local.template import REGION, SqsSource
 
@@ -29,18 +28,13 @@ _log = logging.getLogger(__name__)
 
 class SqsPoller:
     def __init__(self, sqs_client: Any) -> None:
-        self.sqs = sqs_client
-        self.sqs.meta.events.register("before-sign.sqs.*", self._mark_internal)
+        self.sqs = sqs_client  # an `internal` client: the poller's requests are Lambda's, not the function's
         self.invocations: list[dict[str, Any]] = []
         self._mappings: list[tuple[SqsSource, str, LocalFunction]] = []
         self._threads: list[threading.Thread] = []
         self._busy = 0
         self._lock = threading.Lock()
         self._stopped = threading.Event()
-
-    @staticmethod
-    def _mark_internal(request: Any, **_kwargs: Any) -> None:
-        request.headers[INTERNAL_HEADER] = "1"
 
     def add(self, source: SqsSource, function: LocalFunction) -> None:
         url = self.sqs.get_queue_url(QueueName=source.queue_arn.rsplit(":", 1)[-1])["QueueUrl"]

@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 
 from runcreds.local.api_gateway import LocalApiGateway
-from runcreds.local.embedded_aws import EmbeddedAws
+from runcreds.local.embedded_aws import EmbeddedAws, internal
 from runcreds.local.event_router import EventRouter
 from runcreds.local.lambda_runtime import LocalFunction
 from runcreds.local.provision import Provisioner
@@ -74,9 +74,9 @@ class LocalStack:
         self.aws.start()
         self.api.start()
         Provisioner(self.template, self.client).provision_all()
-        self.router = EventRouter(self.client("sqs"))
+        self.router = EventRouter(internal(self.client("sqs")))
         self.aws.front_door.on_put_events = self.router.on_put_events
-        self.sqs_poller = SqsPoller(self.client("sqs"))
+        self.sqs_poller = SqsPoller(internal(self.client("sqs")))
         for logical_id, spec in self.template.functions().items():
             function = LocalFunction(spec, self._environment(spec), self.logs)
             self.functions[logical_id] = function
