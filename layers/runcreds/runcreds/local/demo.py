@@ -12,8 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from runcreds.api_client import ApiClient
+from runcreds.dal.credentials import CredentialsStore
 from runcreds.local.stack import LocalStack
 from runcreds.local.template import find_template
+from runcreds.logic.trust_policy import trust_policy_for
+from runcreds.models.events import Phase, RunPhase
 
 ACCOUNT, STACK, RUN_ID = "acme", "networking-prod", "01DSJ63P40BAZY4VW8BXXG7M4K"
 
@@ -32,18 +35,8 @@ def show(label: str, value: Any) -> None:
     print(f"  {label}: " + rendered.replace("\n", "\n  "))
 
 
-def trust_policy(broker_role_arn: str, external_id_pattern: str) -> dict[str, Any]:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"AWS": broker_role_arn},
-                "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"],
-                "Condition": {"StringLike": {"sts:ExternalId": external_id_pattern}},
-            }
-        ],
-    }
+def run_phase_of(phase: str) -> RunPhase:
+    return RunPhase(account=ACCOUNT, stack=STACK, run_id=RUN_ID, phase=Phase(phase))
 
 
 def runcreds_cli(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
@@ -73,28 +66,15 @@ def cloudtrail_record(sample: str, role_arn: str, access_key_id: str, event_id: 
 
 def audit_run(stack: LocalStack, role_arn: str) -> None:
     step("The customer's CloudTrail forwards the apply session's calls to the audit bus")
-    record = stack.client("dynamodb").query(
-        TableName=stack.outputs["CredentialsTableName"],
-        KeyConditionExpression="run_key = :k",
-        ExpressionAttributeValues={":k": {"S": f"{ACCOUNT}#{STACK}#{RUN_ID}#apply"}},
-    )["Items"][0]
-    access_key_id = record["access_key_id"]["S"]
+    store = CredentialsStore(stack.outputs["CredentialsTableName"], stack.client("dynamodb"))
+    (record,) = store.records(run_phase_of("apply"))
     records = [
-        cloudtrail_record(sample, role_arn, access_key_id, f"demo-{n}")
+        cloudtrail_record(sample, role_arn, str(record.access_key_id), f"demo-{n}")
         for n, sample in enumerate(("direct_s3_put_object.json", "access_denied_run_instances.json"))
     ]
-    bus = stack.outputs["AuditEventBusArn"].rsplit("/", 1)[-1]
-    stack.client("events").put_events(
-        Entries=[
-            {
-                "Source": r["source"],
-                "DetailType": r["detail-type"],
-                "Detail": json.dumps(r["detail"]),
-                "EventBusName": bus,
-            }
-            for r in records
-        ]
-    )
+    audit_bus = stack.outputs["AuditEventBusArn"].rsplit("/", 1)[-1]
+    for r in records:
+        stack.put_event(r["detail-type"], r["detail"], source=r["source"], bus=audit_bus)
     stack.sqs_poller.drain()
     show("forwarded", ", ".join(f"{r['detail']['eventSource']} {r['detail']['eventName']}" for r in records))
 
@@ -159,7 +139,7 @@ def run_phase(stack: LocalStack, phase: str) -> None:
     record = stack.client("dynamodb").get_item(
         TableName=stack.outputs["CredentialsTableName"],
         Key={
-            "run_key": {"S": f"{ACCOUNT}#{STACK}#{RUN_ID}#{phase}"},
+            "run_key": {"S": run_phase_of(phase).run_key},
             "integration_id": {"S": ready[-1]["detail"]["integration_id"]},
         },
     )["Item"]
@@ -184,7 +164,7 @@ def main() -> int:
 
         step("The customer creates a role whose trust policy trusts the runcreds broker")
         iam = stack.client("iam")
-        policy = trust_policy(broker, f"{ACCOUNT}@*@{STACK}@*")
+        policy = trust_policy_for(broker, ACCOUNT, STACK)
         role_arn = iam.create_role(RoleName="acme-networking-deployer", AssumeRolePolicyDocument=json.dumps(policy))[
             "Role"
         ]["Arn"]
@@ -202,7 +182,7 @@ def main() -> int:
         show(f"{attached.status}", attached.body)
 
         step("A role whose trust policy forgets sts:TagSession: the attach says exactly what to change")
-        forgetful = trust_policy(broker, f"{ACCOUNT}@*")
+        forgetful = trust_policy_for(broker, ACCOUNT)
         forgetful["Statement"][0]["Action"] = ["sts:AssumeRole", "sts:SetSourceIdentity"]
         other = iam.create_role(RoleName="acme-no-tag-session", AssumeRolePolicyDocument=json.dumps(forgetful))["Role"][
             "Arn"

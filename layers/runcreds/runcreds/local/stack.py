@@ -141,7 +141,10 @@ class LocalStack:
             "RUNCREDS_CREDENTIALS_TABLE": self.outputs["CredentialsTableName"],
         }
 
-    def put_event(self, detail_type: str, detail: dict[str, Any], source: str = "runcreds.runs") -> None:
+    def put_event(
+        self, detail_type: str, detail: dict[str, Any], source: str = "runcreds.runs", bus: str | None = None
+    ) -> None:
+        """PutEvents onto the run bus (the orchestrator's), or onto `bus`."""
         import json
 
         response = self.client("events").put_events(
@@ -150,7 +153,7 @@ class LocalStack:
                     "Source": source,
                     "DetailType": detail_type,
                     "Detail": json.dumps(detail),
-                    "EventBusName": self.outputs["RunEventBusName"],
+                    "EventBusName": bus or self.outputs["RunEventBusName"],
                 }
             ]
         )
