@@ -17,6 +17,7 @@ from runcreds.exceptions import (
     TransientAwsError,
     VerificationFailedError,
 )
+from runcreds.http import Account, Stack
 from runcreds.logic.attach import AttachService
 from runcreds.models.api import (
     AttachmentList,
@@ -28,19 +29,14 @@ from runcreds.models.api import (
     IntegrationUpdate,
     TrustPolicyDocument,
 )
-from runcreds.models.entities import Attachment, Integration
+from runcreds.models.entities import INTEGRATION_ID_PATTERN, ROLE_ARN_PATTERN, Attachment, Integration
+from runcreds.models.events import SLUG_PATTERN
 from runcreds.observability import logger
 from runcreds.settings import AttachSettings
 
-SLUG = r"^[a-z0-9-]{1,63}$"
-INTEGRATION_ID = r"^[0-9A-Z]{26}$"
-ROLE_ARN = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+$"
-
 app = APIGatewayRestResolver(enable_validation=True)
 
-Account = Annotated[str, Path(pattern=SLUG, description="account slug")]
-Stack = Annotated[str, Path(pattern=SLUG, description="stack slug")]
-IntegrationIdPath = Annotated[str, Path(pattern=INTEGRATION_ID, description="integration ID")]
+IntegrationIdPath = Annotated[str, Path(pattern=INTEGRATION_ID_PATTERN, description="integration ID")]
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 PhaseName = Literal["plan", "apply", "destroy", "task", "drift", "read", "write"]
 
@@ -151,10 +147,11 @@ def delete_integration(account: Account, integration_id: IntegrationIdPath) -> R
 def get_trust_policy(
     account: Account,
     integration_id: IntegrationIdPath,
-    stack: Annotated[str | None, Query(pattern=SLUG, description="narrow to one stack")] = None,
+    stack: Annotated[str | None, Query(pattern=SLUG_PATTERN, description="narrow to one stack")] = None,
     phase: Annotated[PhaseName | None, Query(description="narrow to a stack's read or write phases")] = None,
     worker_role_arn: Annotated[
-        str | None, Query(pattern=ROLE_ARN, max_length=2048, description="worker-mode integrations: the principal")
+        str | None,
+        Query(pattern=ROLE_ARN_PATTERN, max_length=2048, description="worker-mode integrations: the principal"),
     ] = None,
 ) -> TrustPolicyDocument:
     document = service().trust_policy(account, integration_id, stack, phase, worker_role_arn)

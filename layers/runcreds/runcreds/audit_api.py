@@ -19,22 +19,20 @@ from botocore.exceptions import BotoCoreError, ClientError
 from runcreds import http
 from runcreds.dal.audit_index import AuditIndexStore, Page, decode_token, run_key, stack_key
 from runcreds.exceptions import InvalidRequestError
+from runcreds.http import Account, Stack
 from runcreds.models.api import AuditEventOut, AuditPage
 from runcreds.models.audit import audit_event_view, parse_event_time
+from runcreds.models.events import RUN_ID_PATTERN
 from runcreds.observability import logger
 from runcreds.settings import AuditApiSettings
 
-SLUG = r"^[a-z0-9-]{1,63}$"
-RUN_ID = r"^[A-Za-z0-9_.=,+-]{2,128}$"
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 DEFAULT_STACK_WINDOW = timedelta(days=7)
 
 app = APIGatewayRestResolver(enable_validation=True)
 
-Account = Annotated[str, Path(pattern=SLUG, description="account slug")]
-Stack = Annotated[str, Path(pattern=SLUG, description="stack slug")]
-RunIdPath = Annotated[str, Path(pattern=RUN_ID, description="run ID")]
+RunIdPath = Annotated[str, Path(pattern=RUN_ID_PATTERN, description="run ID")]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="events per page")]
 NextToken = Annotated[str | None, Query(min_length=1, max_length=4096, description="next_token of the previous page")]
 Timestamp = Annotated[str | None, Query(max_length=64, description="ISO 8601 time (UTC unless it says otherwise)")]

@@ -6,13 +6,18 @@ Powertools' 422, which this API keeps for refused verifications (DiagnosisBody).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from runcreds.models.api import DiagnosisBody, ErrorBody
+from runcreds.models.events import SLUG_PATTERN
+
+Account = Annotated[str, Path(pattern=SLUG_PATTERN, description="account slug")]
+Stack = Annotated[str, Path(pattern=SLUG_PATTERN, description="stack slug")]
 
 ERROR_TEXTS = {
     400: "invalid request: `message` says what and `errors` where",

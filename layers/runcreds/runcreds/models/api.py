@@ -28,7 +28,6 @@ from runcreds.models.entities import (
     VerificationStatus,
 )
 
-AccountPath = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,63}$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
 
 

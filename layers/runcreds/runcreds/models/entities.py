@@ -13,13 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from runcreds.identity import SESSION_TAG_KEYS, external_id_for, session_name_for, session_tags_for
 from runcreds.models.events import Access, Phase, RunPhase
 
-RoleArn = Annotated[
-    str,
-    StringConstraints(max_length=2048, pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+$"),
-]
+ROLE_ARN_PATTERN = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+$"
+INTEGRATION_ID_PATTERN = r"^[0-9A-Z]{26}$"
+RoleArn = Annotated[str, StringConstraints(max_length=2048, pattern=ROLE_ARN_PATTERN)]
 Region = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f]+$")]
-IntegrationId = Annotated[str, StringConstraints(pattern=r"^[0-9A-Z]{26}$")]
+IntegrationId = Annotated[str, StringConstraints(pattern=INTEGRATION_ID_PATTERN)]
 MIN_DURATION = 900
 MAX_DURATION = 43200
 DEFAULT_DURATION = 3600

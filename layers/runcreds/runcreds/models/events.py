@@ -16,8 +16,10 @@ PHASE_FINISHED = "Run Phase Finished"
 CREDENTIALS_READY = "Run Phase Credentials Ready"
 CREDENTIALS_FAILED = "Run Phase Credentials Failed"
 
-Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,63}$")]
-RunId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.=,+-]{2,128}$")]
+SLUG_PATTERN = r"^[a-z0-9-]{1,63}$"
+RUN_ID_PATTERN = r"^[A-Za-z0-9_.=,+-]{2,128}$"
+Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
+RunId = Annotated[str, StringConstraints(pattern=RUN_ID_PATTERN)]
 
 
 class Access(StrEnum):
