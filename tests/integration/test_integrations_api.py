@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from runcreds import aws
 from runcreds.api_client import ApiClient
+from runcreds.exceptions import TransientAwsError
 from runcreds.local.stack import LocalStack
+from runcreds.logic.attach import AttachService
+from runcreds.models.api import IntegrationUpdate
+from runcreds.settings import AttachSettings
 from tests.support import Tenant, assumptions_of, attach, create_integration, load_event
 
 
@@ -272,3 +277,36 @@ def test_a_body_that_is_not_json_is_415_and_writes_nothing(
     assert "application/json" in json.loads(response["body"])["message"]
     assert stack.aws.calls.since(mark) == []
     assert api.get(f"/accounts/{tenant.account}/integrations").body == {"integrations": []}
+
+
+@pytest.fixture
+def attach_service_env(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process, set up as the attach function is (its environment and role), with fresh clients."""
+    for name, value in stack.functions["AttachApiFunction"].environment.items():
+        monkeypatch.setenv(name, value)
+    cached = (aws._session, aws.dynamodb, aws.broker_session, aws.broker_sts)
+    for function in cached:
+        function.cache_clear()
+    yield
+    for function in cached:
+        function.cache_clear()
+
+
+@pytest.mark.usefixtures("attach_service_env")
+def test_a_patch_whose_verification_outlives_api_gateway_saves_nothing(
+    api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+) -> None:
+    # Given an attached integration
+    old_role = make_role(f"{tenant.account}@*")
+    integration_id = create_integration(api, tenant, old_role)
+    assert attach(api, tenant, integration_id).status == 200
+    # and a PATCH to a working role, run with less time left than API Gateway's budget needs
+    service = AttachService(AttachSettings.from_env(), time_left=2.0)
+    change = IntegrationUpdate.model_validate({"role_arn": make_role(f"{tenant.account}@*")})
+
+    # When it has verified the attached stack, API Gateway has already answered 504
+    with pytest.raises(TransientAwsError):
+        service.update_integration(tenant.account, integration_id, change)
+
+    # Then nothing was saved
+    assert api.get(f"/accounts/{tenant.account}/integrations/{integration_id}").body["role_arn"] == old_role

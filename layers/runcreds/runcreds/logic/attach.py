@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import datetime
+from typing import Any, NoReturn
 
 from runcreds.dal.attachments import AttachmentsStore
 from runcreds.dal.integrations import IntegrationsStore
-from runcreds.exceptions import ConflictError, InvalidRequestError, NotFoundError, VerificationFailedError
+from runcreds.exceptions import (
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    TransientAwsError,
+    VerificationFailedError,
+)
 from runcreds.logic.trust_policy import trust_policy_for
 from runcreds.logic.verification import Diagnosis, Target, Verifier
 from runcreds.models.api import AttachRequest, IntegrationCreate, IntegrationUpdate
@@ -24,6 +32,7 @@ from runcreds.observability import logger
 from runcreds.settings import AttachSettings
 
 _DELETE_BLOCKERS_SHOWN = 5
+API_GATEWAY_SECONDS = 29.0
 
 
 class AttachService:
@@ -37,6 +46,8 @@ class AttachService:
         if time_left is not None:
             budget = min(budget, max(0.0, time_left - 5.0))
         self.deadline = time.monotonic() + budget
+        # After this, API Gateway (29 s per request) has given up on us: change nothing any more.
+        self.answer_by = time.monotonic() + min(API_GATEWAY_SECONDS, time_left or API_GATEWAY_SECONDS) - 2.0
 
     # ------------------------------------------------------------------ integrations
     def create_integration(self, account: str, body: IntegrationCreate) -> Integration:
@@ -64,25 +75,20 @@ class AttachService:
                 for access in attachment.accesses:
                     diagnosis = self.verifier.verify(Target.of(updated, attachment.stack), access, self.deadline)
                     if diagnosis is not None:
-                        raise VerificationFailedError(
-                            f"Not saved: with these changes, stack {attachment.stack} could not get credentials. "
-                            + diagnosis.message,
-                            diagnosis.body(),
+                        self._refused(
+                            diagnosis,
+                            f"Not saved: with these changes, stack {attachment.stack} could not get credentials. ",
                         )
+        if time.monotonic() > self.answer_by:
+            # API Gateway has answered 504 by now: saving would change what the caller was told failed.
+            raise TransientAwsError("verifying every attached stack took too long; nothing was saved, retry")
         self.integrations.replace(updated, current.updated_at)
-        status = VerificationStatus.UNCHECKED if updated.assume_role_on_worker else VerificationStatus.OK
         for attachment in attachments:
             self.attachments.update_fields(
                 account,
                 attachment.stack,
                 integration_id,
-                {
-                    **updated.model_dump(mode="json", include=set(VEND_FIELDS)),
-                    "status": status.value,
-                    "status_code": None,
-                    "status_reason": None,
-                    "checked_at": None if updated.assume_role_on_worker else checked_at.isoformat(),
-                },
+                _copy_of(updated, None if updated.assume_role_on_worker else checked_at),
             )
         logger.info(
             "integration updated",
@@ -181,17 +187,10 @@ class AttachService:
             raise
         if now.vend_fields() != read.vend_fields():
             self.attachments.update_fields(
-                attachment.account,
-                attachment.stack,
-                attachment.integration_id,
-                {
-                    **now.model_dump(mode="json", include=set(VEND_FIELDS)),
-                    "status": VerificationStatus.UNCHECKED.value,
-                    "checked_at": None,
-                },
+                attachment.account, attachment.stack, attachment.integration_id, _copy_of(now, None)
             )
 
-    def _refused(self, diagnosis: Diagnosis) -> None:
+    def _refused(self, diagnosis: Diagnosis, prefix: str = "") -> NoReturn:
         logger.info(
             "attach verification refused",
             extra={
@@ -202,10 +201,22 @@ class AttachService:
                 "sts_code": diagnosis.sts_code,
             },
         )
-        raise VerificationFailedError(diagnosis.message, diagnosis.body())
+        raise VerificationFailedError(prefix + diagnosis.message, diagnosis.body())
 
     def detach(self, account: str, stack: str, integration_id: str) -> None:
         self.attachments.delete(account, stack, integration_id)
 
     def list_attachments(self, account: str, stack: str) -> list[Attachment]:
         return self.attachments.list_for_stack(account, stack)
+
+
+def _copy_of(integration: Integration, verified_at: datetime | None) -> dict[str, Any]:
+    """An attachment's copy of its integration's vend fields, with the verification they come with:
+    ok at `verified_at`, or unchecked (None)."""
+    return {
+        **integration.model_dump(mode="json", include=set(VEND_FIELDS)),
+        "status": (VerificationStatus.OK if verified_at else VerificationStatus.UNCHECKED).value,
+        "status_code": None,
+        "status_reason": None,
+        "checked_at": verified_at.isoformat() if verified_at else None,
+    }
