@@ -36,6 +36,8 @@ def test_create_get_and_list_integrations(api: ApiClient, tenant: Tenant, make_r
         ({"name": "x", "role_arn": "arn:aws:iam::123456789012:role/r", "region": "zz-nowhere-9"}, "region"),
         ({"name": "x", "role_arn": "arn:aws:iam::123456789012:role/r", "surprise": 1}, "surprise"),
         ({"role_arn": "arn:aws:iam::123456789012:role/r"}, "name"),
+        ({"name": "\u0085", "role_arn": "arn:aws:iam::123456789012:role/r"}, "name"),
+        ({"name": " padded ", "role_arn": "arn:aws:iam::123456789012:role/r"}, "name"),
     ],
 )
 def test_bad_integrations_get_a_400_naming_the_field_and_write_nothing(

@@ -12,7 +12,8 @@ import pytest
 from runcreds.dal.audit_index import decode_token, encode_token
 from runcreds.exceptions import InvalidRequestError
 from runcreds.logic.audit_index import MalformedRecordError, Resolution, index_item, parse_record
-from runcreds.models.audit import AUDIT_EVENT_FIELDS, SessionMapping, audit_event_view, parse_event_time
+from runcreds.models.api import AuditEventOut
+from runcreds.models.audit import SessionMapping, parse_event_time
 from runcreds.models.events import Phase
 from tests.support import EVENTS, load_event
 
@@ -30,6 +31,13 @@ MAPPING = SessionMapping(
     mode="broker",
     issued_at=0,
 )
+
+# CONTRACT §4: the fields of an audit event.
+CONTRACT_FIELDS = (
+    "event_id", "event_time", "event_source", "event_name", "aws_region", "aws_account_id", "role_arn",
+    "session_name", "source_identity", "run_id", "error_code", "error_message", "read_only", "resources",
+    "source_ip", "user_agent",
+)  # fmt: skip
 
 
 def resolution() -> Resolution:
@@ -52,7 +60,9 @@ def test_every_sample_record_parses_into_a_bounded_item_with_every_contract_fiel
 
     # Then the item has every field the audit routes promise and stays far below DynamoDB's 400 KB
     assert item is not None
-    assert set(AUDIT_EVENT_FIELDS) <= set(audit_event_view(item))
+    shown = AuditEventOut.model_validate(item).model_dump()
+    assert set(CONTRACT_FIELDS) <= set(shown)
+    assert shown["run_id"] == MAPPING.run_id and shown["event_id"] == event.detail.event_id
     assert item["event_key"] == f"{item['event_time']}#{event.detail.event_id}"
     assert len(json.dumps(item)) < 200 * 1024
 

@@ -21,7 +21,7 @@ from runcreds.dal.audit_index import AuditIndexStore, Page, decode_token, run_ke
 from runcreds.exceptions import InvalidRequestError
 from runcreds.http import Account, Stack
 from runcreds.models.api import AuditEventOut, AuditPage
-from runcreds.models.audit import audit_event_view, parse_event_time
+from runcreds.models.audit import parse_event_time
 from runcreds.models.events import RUN_ID_PATTERN
 from runcreds.observability import logger
 from runcreds.settings import AuditApiSettings
@@ -68,9 +68,7 @@ def _aws_unreachable(error: BotoCoreError) -> Response[dict[str, Any]]:
 
 
 def _body(page: Page) -> AuditPage:
-    return AuditPage(
-        events=[AuditEventOut.model_validate(audit_event_view(item)) for item in page.items], next_token=page.next_token
-    )
+    return AuditPage(events=[AuditEventOut.model_validate(item) for item in page.items], next_token=page.next_token)
 
 
 def _time_bound(value: str | None, name: str, default: datetime) -> datetime:

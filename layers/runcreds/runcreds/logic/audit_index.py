@@ -36,6 +36,7 @@ from runcreds.dal.audit_sessions import (
     role_session_key,
     source_identity_key,
 )
+from runcreds.models import problems
 from runcreds.models.audit import CloudTrailDetail, CloudTrailEvent, SessionMapping
 from runcreds.observability import logger, metrics
 from runcreds.settings import AuditIndexerSettings
@@ -264,17 +265,14 @@ def index_item(
             text = text.encode()[:REQUEST_PARAMETERS_MAX].decode(errors="ignore")
             item["request_parameters_truncated"] = True
         item["request_parameters"] = text
-    return {k: v for k, v in item.items() if v is not None and v != []} | {"resources": arns}
+    return {k: v for k, v in item.items() if v is not None}
 
 
 def parse_record(body: str) -> CloudTrailEvent:
     try:
         return CloudTrailEvent.model_validate_json(body)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}" for e in error.errors()[:5]
-        )
-        raise MalformedRecordError(f"not a CloudTrail record: {problems}") from None
+        raise MalformedRecordError(f"not a CloudTrail record: {problems(error, 'record', most=5)}") from None
 
 
 class AuditIndexer:

@@ -19,6 +19,7 @@ from runcreds.dal.attachments import AttachmentsStore
 from runcreds.dal.audit_sessions import AuditSessionsStore
 from runcreds.dal.credentials import CredentialsStore
 from runcreds.exceptions import InvalidRunEventError, RoleRefusedError, TransientAwsError
+from runcreds.models import problems
 from runcreds.models.audit import SessionMapping
 from runcreds.models.entities import (
     AssumeRoleSpec,
@@ -65,7 +66,7 @@ def parse_run_event(event: dict[str, Any]) -> RunPhaseEvent:
 def _describe(error: Exception) -> str:
     cause = error.__cause__ or error
     if isinstance(cause, ValidationError):
-        return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'event'}: {e['msg']}" for e in cause.errors())
+        return problems(cause, "event")
     return str(error)
 
 

@@ -130,36 +130,3 @@ class SessionMapping(IntegrationPhase):
     @property
     def scope(self) -> str:
         return f"{self.account}#{self.stack}#{self.run_id}#{self.phase.value}#{self.integration_id}"
-
-
-AUDIT_EVENT_FIELDS = (
-    "event_id",
-    "event_time",
-    "event_source",
-    "event_name",
-    "aws_region",
-    "aws_account_id",
-    "role_arn",
-    "session_name",
-    "source_identity",
-    "run_id",
-    "error_code",
-    "error_message",
-    "read_only",
-    "resources",
-    "source_ip",
-    "user_agent",
-)
-# What the API returns besides CONTRACT §4's fields: where in runcreds the event belongs.
-AUDIT_EVENT_EXTRAS = ("account", "stack", "phase", "integration_id", "resource", "request_parameters")
-
-
-def audit_event_view(item: dict[str, Any]) -> dict[str, Any]:
-    """An index item as the audit routes return it: every contract field present (null when unknown)."""
-    view = {name: item.get(name) for name in AUDIT_EVENT_FIELDS}
-    view["resources"] = item.get("resources") or []
-    view["read_only"] = bool(item.get("read_only", False))
-    view.update({name: item.get(name) for name in AUDIT_EVENT_EXTRAS})
-    if item.get("request_parameters_truncated"):
-        view["request_parameters_truncated"] = True
-    return view
