@@ -38,28 +38,19 @@ def _sample() -> dict[str, Any]:
 def _vend(stack: Any) -> tuple[str, str, str, str]:
     """A run vended as in production: integration, attachment, run-phase event. Returns its identity."""
     from runcreds.api_client import ApiClient
-    from tests.support import trust_policy
+    from runcreds.logic.trust_policy import trust_policy_for
+    from tests.support import Tenant, attach, create_integration, create_role, record_items
 
     suffix = uuid.uuid4().hex[:8]
-    account, stack_name, run_id = f"bench-{suffix}", f"stack-{suffix}", f"01BENCH{suffix.upper()}"
-    role_arn = stack.client("iam").create_role(
-        RoleName=f"bench-{suffix}",
-        AssumeRolePolicyDocument=json.dumps(trust_policy(stack.outputs["BrokerRoleArn"], f"{account}@*")),
-    )["Role"]["Arn"]
+    tenant = Tenant(f"bench-{suffix}", f"stack-{suffix}", f"01BENCH{suffix.upper()}")
+    role_arn = create_role(stack, trust_policy_for(stack.outputs["BrokerRoleArn"], tenant.account))
     api = ApiClient(stack.outputs["ApiUrl"], stack.session())
-    created = api.post(f"/accounts/{account}/integrations", {"name": "bench", "role_arn": role_arn})
-    attached = api.put(
-        f"/accounts/{account}/stacks/{stack_name}/integrations/{created.body['id']}", {"read": True, "write": True}
-    )
+    attached = attach(api, tenant, create_integration(api, tenant, role_arn))
     assert attached.status == 200, attached.body
-    stack.put_event("Run Phase Started", {"account": account, "stack": stack_name, "run_id": run_id, "phase": "apply"})
+    stack.put_event("Run Phase Started", tenant.detail("apply"))
     stack.router.drain()
-    item = stack.client("dynamodb").query(
-        TableName=stack.outputs["CredentialsTableName"],
-        KeyConditionExpression="run_key = :k",
-        ExpressionAttributeValues={":k": {"S": f"{account}#{stack_name}#{run_id}#apply"}},
-    )["Items"][0]
-    return account, run_id, role_arn, item["access_key_id"]["S"]
+    (item,) = record_items(stack, tenant, "apply")
+    return tenant.account, tenant.run_id, role_arn, item["access_key_id"]["S"]
 
 
 def _records(count: int, run_id: str, role_arn: str, access_key_id: str) -> list[dict[str, Any]]:

@@ -35,33 +35,20 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=200)
     args = parser.parse_args()
 
+    sys.path.insert(0, str(ROOT))
     from runcreds.api_client import ApiClient
     from runcreds.local.stack import LocalStack
+    from runcreds.logic.trust_policy import trust_policy_for
+    from tests.support import Tenant, attach, create_integration, create_role
 
     with LocalStack(template_path=ROOT / "template.yaml", stack_name="runcreds-bench") as stack:
         account, name = "bench", "networking"
         broker = stack.outputs["BrokerRoleArn"]
-        trust = {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"AWS": broker},
-                    "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"],
-                    "Condition": {"StringLike": {"sts:ExternalId": f"{account}@*"}},
-                }
-            ],
-        }
-        role = stack.client("iam").create_role(RoleName="bench-role", AssumeRolePolicyDocument=json.dumps(trust))
-        role_arn = role["Role"]["Arn"]
+        role_arn = create_role(stack, trust_policy_for(broker, account), "bench-role")
         api = ApiClient(stack.outputs["ApiUrl"], stack.session())
-        integration_id = api.post(f"/accounts/{account}/integrations", {"name": "b", "role_arn": role_arn}).body["id"]
-        assert (
-            api.put(
-                f"/accounts/{account}/stacks/{name}/integrations/{integration_id}", {"read": True, "write": True}
-            ).status
-            == 200
-        )
+        tenant = Tenant(account, name, "01BENCH")
+        integration_id = create_integration(api, tenant, role_arn)
+        assert attach(api, tenant, integration_id).status == 200
 
         # The handler, in this process, with the function's environment (and so its role's credentials).
         spec = stack.template.functions()["VendCredentialsFunction"]

@@ -3,7 +3,6 @@ works in an account and stack of its own, so tests never see each other's data."
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -13,7 +12,7 @@ import pytest
 
 from runcreds.api_client import ApiClient
 from runcreds.local.stack import LocalStack
-from tests.support import Tenant, trust_policy
+from tests.support import Tenant, attach, create_integration, create_role, trust_policy
 
 # The attach API retries an AccessDenied IAM propagation may explain for up to this long (the template's
 # VerifyRetrySeconds, default 20 s): long enough for the propagation test's 5 s, short enough for the
@@ -57,13 +56,7 @@ def make_role(stack: LocalStack) -> Callable[..., str]:
         max_session_duration: int = 3600,
     ) -> str:
         document = trust_policy(principal or stack.outputs["BrokerRoleArn"], external_id, actions)
-        return str(
-            stack.client("iam").create_role(
-                RoleName=f"customer-{uuid.uuid4().hex[:12]}",
-                AssumeRolePolicyDocument=json.dumps(document),
-                MaxSessionDuration=max_session_duration,
-            )["Role"]["Arn"]
-        )
+        return create_role(stack, document, max_session_duration=max_session_duration)
 
     return make
 
@@ -73,13 +66,8 @@ def integrate(api: ApiClient) -> Callable[..., str]:
     """Creates an integration and attaches it to the tenant's stack; returns its ID."""
 
     def integrate(tenant: Tenant, role_arn: str, read: bool = True, write: bool = True, **fields: Any) -> str:
-        created = api.post(f"/accounts/{tenant.account}/integrations", {"name": "it", "role_arn": role_arn, **fields})
-        assert created.status == 201, created.body
-        integration_id = str(created.body["id"])
-        attached = api.put(
-            f"/accounts/{tenant.account}/stacks/{tenant.stack}/integrations/{integration_id}",
-            {"read": read, "write": write},
-        )
+        integration_id = create_integration(api, tenant, role_arn, **fields)
+        attached = attach(api, tenant, integration_id, read=read, write=write)
         assert attached.status == 200, attached.body
         return integration_id
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,19 @@ def attach(
 ) -> ApiResponse:
     body = {"read": access.get("read", True), "write": access.get("write", True)}
     return api.put(f"/accounts/{tenant.account}/stacks/{stack or tenant.stack}/integrations/{integration_id}", body)
+
+
+def create_role(
+    stack: LocalStack, document: dict[str, Any], name: str | None = None, max_session_duration: int = 3600
+) -> str:
+    """A customer role with this trust policy (a unique name unless given); returns its ARN."""
+    return str(
+        stack.client("iam").create_role(
+            RoleName=name or f"customer-{uuid.uuid4().hex[:12]}",
+            AssumeRolePolicyDocument=json.dumps(document),
+            MaxSessionDuration=max_session_duration,
+        )["Role"]["Arn"]
+    )
 
 
 def apply_trust_policy(stack: LocalStack, role_arn: str, document: dict[str, Any]) -> None:

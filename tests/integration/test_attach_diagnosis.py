@@ -15,7 +15,15 @@ import pytest
 
 from runcreds.api_client import ApiClient, ApiResponse
 from runcreds.local.stack import LocalStack
-from tests.support import Tenant, apply_trust_policy, assumptions_of, attach, create_integration, trust_policy
+from tests.support import (
+    Tenant,
+    apply_trust_policy,
+    assumptions_of,
+    attach,
+    create_integration,
+    create_role,
+    trust_policy,
+)
 
 ALL_ACTIONS = ("sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession")
 
@@ -59,9 +67,7 @@ def test_a_missing_or_untrusting_role_is_reported_as_one_ambiguous_cause_with_th
     # When the suggested trust policy is applied (to a new role of that name, or the existing one)
     name = role_arn.rsplit("/", 1)[1]
     if cause == "role does not exist":
-        stack.client("iam").create_role(
-            RoleName=name, AssumeRolePolicyDocument=json.dumps(refused.body["suggested_trust_policy"])
-        )
+        create_role(stack, refused.body["suggested_trust_policy"], name)
     else:
         apply_trust_policy(stack, role_arn, refused.body["suggested_trust_policy"])
 

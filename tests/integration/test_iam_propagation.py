@@ -3,7 +3,6 @@ retries inside its time budget, so the customer does not have to."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from runcreds.dal.attachments import AttachmentsStore
 from runcreds.local.stack import LocalStack
 from runcreds.models.entities import Attachment
 from tests.conftest import VERIFY_RETRY_SECONDS
-from tests.support import Tenant, attach, create_integration, trust_policy
+from tests.support import Tenant, attach, create_integration, create_role, trust_policy
 
 PROPAGATION_SECONDS = 5.0
 
@@ -30,12 +29,7 @@ def propagation_delay(stack: LocalStack) -> Iterator[None]:
 
 
 def new_role(stack: LocalStack, tenant: Tenant, name: str | None = None) -> str:
-    document = trust_policy(stack.outputs["BrokerRoleArn"], f"{tenant.account}@*")
-    return str(
-        stack.client("iam").create_role(
-            RoleName=name or f"fresh-{uuid.uuid4().hex[:10]}", AssumeRolePolicyDocument=json.dumps(document)
-        )["Role"]["Arn"]
-    )
+    return create_role(stack, trust_policy(stack.outputs["BrokerRoleArn"], f"{tenant.account}@*"), name)
 
 
 @pytest.mark.usefixtures("propagation_delay")
@@ -101,7 +95,7 @@ def test_after_propagation_the_stacks_already_attached_still_name_a_too_narrow_e
         )
     )
     document = trust_policy(stack.outputs["BrokerRoleArn"], f"{tenant.account}@*@{tenant.stack}@*")
-    stack.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(document))
+    create_role(stack, document, name)
 
     # When it is attached to stack B while the role is still propagating
     refused = attach(api, tenant, integration_id, stack=f"{tenant.stack}-b")

@@ -11,7 +11,7 @@ import pytest
 from runcreds.api_client import ApiClient
 from runcreds.cli import main
 from runcreds.local.stack import LocalStack
-from tests.support import Tenant, attach, create_integration, trust_policy
+from tests.support import Tenant, attach, create_integration, create_role, trust_policy
 
 DEBUG = {"POWERTOOLS_LOG_LEVEL": "DEBUG", "AWS_LAMBDA_LOG_LEVEL": "DEBUG", "POWERTOOLS_DEBUG": "true"}
 
@@ -29,10 +29,7 @@ def test_no_secret_reaches_any_log(
     caplog.set_level(logging.DEBUG)
     stack = debug_stack
     account, name, run_id = "acme", "networking-prod", "01DEBUGRUN"
-    role = stack.client("iam").create_role(
-        RoleName="debug-customer",
-        AssumeRolePolicyDocument=json.dumps(trust_policy(stack.outputs["BrokerRoleArn"], f"{account}@*")),
-    )["Role"]["Arn"]
+    role = create_role(stack, trust_policy(stack.outputs["BrokerRoleArn"], f"{account}@*"))
     api = ApiClient(stack.outputs["ApiUrl"], stack.session())
     tenant = Tenant(account, name, run_id)
     assert attach(api, tenant, create_integration(api, tenant, role)).status == 200

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +10,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from runcreds.local.stack import LocalStack
-from tests.support import trust_policy
+from tests.support import create_role, trust_policy
 
 CALLER = "arn:aws:iam::123456789012:user/moto"  # moto's identity for the test credentials
 
@@ -20,13 +18,7 @@ CALLER = "arn:aws:iam::123456789012:user/moto"  # moto's identity for the test c
 @pytest.fixture
 def role(stack: LocalStack) -> Callable[..., str]:
     def make(document: dict[str, Any], max_session_duration: int = 3600) -> str:
-        return str(
-            stack.client("iam").create_role(
-                RoleName=f"sts-{uuid.uuid4().hex[:10]}",
-                AssumeRolePolicyDocument=json.dumps(document),
-                MaxSessionDuration=max_session_duration,
-            )["Role"]["Arn"]
-        )
+        return create_role(stack, document, max_session_duration=max_session_duration)
 
     return make
 

@@ -9,14 +9,30 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from botocore.exceptions import ClientError
 
+from runcreds.dal.attachments import AttachmentsStore
 from runcreds.local.lambda_runtime import FunctionError
 from runcreds.local.stack import LocalStack
 from runcreds.models.entities import encryption_context_for
 from runcreds.models.events import Phase, RunPhase
 from runcreds.worker import CredentialsFetcher, CredentialsNotYoursError
-from tests.support import EVENTS, Tenant, assumptions_of, events_for, load_event, record_items
+from tests.support import (
+    EVENTS,
+    Tenant,
+    apply_trust_policy,
+    assumptions_of,
+    events_for,
+    load_event,
+    record_items,
+    trust_policy,
+)
 
 Publish = Callable[..., None]
+
+
+def set_attachment_fields(stack: LocalStack, tenant: Tenant, integration_id: str, **fields: object) -> None:
+    """Changes the attachment's copy of the integration behind the attach API's back (what it would refuse)."""
+    store = AttachmentsStore(stack.template.ref("AttachmentsTable"), stack.client("dynamodb"))
+    assert store.update_fields(tenant.account, tenant.stack, integration_id, fields)
 
 
 def credentials_of(stack: LocalStack, tenant: Tenant, phase: str) -> dict[str, str]:
@@ -62,29 +78,20 @@ def test_the_vend_assumes_with_the_contracted_identity(
     # Given a role whose trust insists on the exact external ID, the run's tags and source identity
     role = make_role(None)
     integration_id = integrate(tenant, role)
-    document = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"AWS": stack.outputs["BrokerRoleArn"]},
-                "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"],
-                "Condition": {
-                    "StringEquals": {
-                        "sts:ExternalId": f"{tenant.account}@{integration_id}@{tenant.stack}@write",
-                        "sts:SourceIdentity": tenant.run_id,
-                        "sts:RoleSessionName": tenant.run_id,
-                        "aws:RequestTag/runcreds:run": tenant.run_id,
-                        "aws:RequestTag/runcreds:phase": "destroy",
-                        "aws:RequestTag/runcreds:account": tenant.account,
-                        "aws:RequestTag/runcreds:stack": tenant.stack,
-                        "aws:RequestTag/runcreds:integration": integration_id,
-                    }
-                },
-            }
-        ],
+    document = trust_policy(stack.outputs["BrokerRoleArn"], None)
+    document["Statement"][0]["Condition"] = {
+        "StringEquals": {
+            "sts:ExternalId": f"{tenant.account}@{integration_id}@{tenant.stack}@write",
+            "sts:SourceIdentity": tenant.run_id,
+            "sts:RoleSessionName": tenant.run_id,
+            "aws:RequestTag/runcreds:run": tenant.run_id,
+            "aws:RequestTag/runcreds:phase": "destroy",
+            "aws:RequestTag/runcreds:account": tenant.account,
+            "aws:RequestTag/runcreds:stack": tenant.stack,
+            "aws:RequestTag/runcreds:integration": integration_id,
+        }
     }
-    stack.client("iam").update_assume_role_policy(RoleName=role.split("/")[-1], PolicyDocument=json.dumps(document))
+    apply_trust_policy(stack, role, document)
 
     # When a destroy (write) phase starts
     publish(tenant, "destroy")
@@ -110,18 +117,7 @@ def test_a_role_that_does_not_trust_the_external_id_fails_the_run_clearly(
     # Given an attached role whose trust is later narrowed to another account's external IDs
     role = make_role(f"{tenant.account}@*")
     integration_id = integrate(tenant, role)
-    narrowed = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"AWS": stack.outputs["BrokerRoleArn"]},
-                "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"],
-                "Condition": {"StringLike": {"sts:ExternalId": "someone-else@*"}},
-            }
-        ],
-    }
-    stack.client("iam").update_assume_role_policy(RoleName=role.split("/")[-1], PolicyDocument=json.dumps(narrowed))
+    apply_trust_policy(stack, role, trust_policy(stack.outputs["BrokerRoleArn"], "someone-else@*"))
 
     # When a plan starts
     publish(tenant, "plan")
@@ -144,21 +140,22 @@ def test_a_role_that_does_not_trust_the_external_id_fails_the_run_clearly(
 def test_a_duration_above_the_chaining_cap_is_refused_finally(
     stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
 ) -> None:
-    # Given a worker-mode-free integration asking for 2 hours from a role that allows 12
+    # Given a broker-mode attachment asking for 2 hours from a role that allows 12 (attached with 1 h, as
+    # the attach's verification would refuse 2 h, then raised)
     role = make_role(f"{tenant.account}@*", max_session_duration=43200)
-    api_attach = integrate  # attach verification would refuse: create with 1 h, then raise the duration
-    integration_id = api_attach(tenant, role)
-    attachments = stack.client("dynamodb")
-    attachments.update_item(
-        TableName=stack.template.ref("AttachmentsTable"),
-        Key={"stack_key": {"S": f"{tenant.account}#{tenant.stack}"}, "integration_id": {"S": integration_id}},
-        UpdateExpression="SET duration_seconds = :d",
-        ExpressionAttributeValues={":d": {"N": "7200"}},
-    )
+    integration_id = integrate(tenant, role)
+    set_attachment_fields(stack, tenant, integration_id, duration_seconds=7200)
+
+    # When an apply starts
     publish(tenant, "apply")
+
+    # Then STS's refusal fails the run at once, and for good: no retry, no dead letter
     (failed,) = events_for(stack, tenant, "Run Phase Credentials Failed")
     assert failed["code"] == "ValidationError"
     assert "role chaining" in failed["reason"]
+    (item,) = record_items(stack, tenant, "apply")
+    assert item["status"]["S"] == "failed"
+    assert not [d for d in stack.router.dead_letters if d["requestPayload"]["detail"]["account"] == tenant.account]
 
 
 def test_duplicate_deliveries_assume_the_role_once(
@@ -213,7 +210,7 @@ def test_records_hold_no_plaintext_and_only_their_run_can_decrypt(
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (EVENTS / "invalid").glob("*.json")))
 def test_invalid_events_make_no_aws_call_and_no_write(stack: LocalStack, name: str) -> None:
-    # Given an attachment for the account and stack the sample names, so a valid event would vend
+    # Given an invalid run-phase event (a valid one would at least Query the attachments)
     event = load_event(f"invalid/{name}")
     mark = stack.aws.calls.mark()
     with pytest.raises(FunctionError) as caught:
@@ -305,13 +302,7 @@ def test_sts_is_called_in_the_integrations_region(
 ) -> None:
     # Given an attached integration whose region is then set to one where STS is not activated
     integration_id = integrate(tenant, make_role(f"{tenant.account}@*"), region="eu-west-1")
-    stack.client("dynamodb").update_item(
-        TableName=stack.template.ref("AttachmentsTable"),
-        Key={"stack_key": {"S": f"{tenant.account}#{tenant.stack}"}, "integration_id": {"S": integration_id}},
-        UpdateExpression="SET #region = :r",
-        ExpressionAttributeNames={"#region": "region"},
-        ExpressionAttributeValues={":r": {"S": "af-south-1"}},
-    )
+    set_attachment_fields(stack, tenant, integration_id, region="af-south-1")
     # When a plan starts, the regional STS refuses: the vend went to that region's endpoint
     publish(tenant, "plan")
     (failed,) = events_for(stack, tenant, "Run Phase Credentials Failed")
