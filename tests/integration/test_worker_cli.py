@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import shlex
-import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -72,13 +72,17 @@ def test_wait_picks_up_credentials_that_arrive_later(
     publish: Publish, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     integrate(tenant, make_role(f"{tenant.account}@*"))
-    later = threading.Timer(1.5, publish, args=(tenant, "plan"))
-    later.start()
+
+    def publish_later() -> None:
+        time.sleep(1.5)
+        publish(tenant, "plan")
+
     started = time.monotonic()
-    try:
-        assert main(cli(tenant, "plan", "--wait", "20")) == 0
-    finally:
-        later.join()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        published = pool.submit(publish_later)
+        status = main(cli(tenant, "plan", "--wait", "20"))
+        published.result()  # a failure to publish surfaces here, not as a 20 s wait
+    assert status == 0
     assert time.monotonic() - started >= 1.5
     captured = capsys.readouterr()
     assert json.loads(captured.out)["Version"] == 1
