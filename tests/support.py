@@ -14,6 +14,8 @@ from moto.sts.models import sts_backends
 from runcreds.api_client import ApiClient, ApiResponse
 from runcreds.local.stack import LocalStack
 from runcreds.local.template import ACCOUNT_ID
+from runcreds.models.events import Phase, RunPhase
+from runcreds.worker import CredentialsFetcher
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
@@ -94,6 +96,13 @@ def attach(
 ) -> ApiResponse:
     body = {"read": access.get("read", True), "write": access.get("write", True)}
     return api.put(f"/accounts/{tenant.account}/stacks/{stack or tenant.stack}/integrations/{integration_id}", body)
+
+
+def credentials_of(stack: LocalStack, tenant: Tenant, phase: str) -> dict[str, str]:
+    """The phase's credentials as the worker gets them (credential_process JSON)."""
+    run = RunPhase(account=tenant.account, stack=tenant.stack, run_id=tenant.run_id, phase=Phase(phase))
+    creds = CredentialsFetcher(stack.outputs["CredentialsTableName"]).fetch(run)
+    return creds.credential_process()  # type: ignore[return-value]
 
 
 def create_role(

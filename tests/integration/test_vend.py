@@ -20,6 +20,7 @@ from tests.support import (
     Tenant,
     apply_trust_policy,
     assumptions_of,
+    credentials_of,
     events_for,
     load_event,
     record_items,
@@ -33,12 +34,6 @@ def set_attachment_fields(stack: LocalStack, tenant: Tenant, integration_id: str
     """Changes the attachment's copy of the integration behind the attach API's back (what it would refuse)."""
     store = AttachmentsStore(stack.template.ref("AttachmentsTable"), stack.client("dynamodb"))
     assert store.update_fields(tenant.account, tenant.stack, integration_id, fields)
-
-
-def credentials_of(stack: LocalStack, tenant: Tenant, phase: str) -> dict[str, str]:
-    run = RunPhase(account=tenant.account, stack=tenant.stack, run_id=tenant.run_id, phase=Phase(phase))
-    creds = CredentialsFetcher(stack.outputs["CredentialsTableName"]).fetch(run)
-    return creds.credential_process()  # type: ignore[return-value]
 
 
 def caller_arn(stack: LocalStack, process: dict[str, str]) -> str:
