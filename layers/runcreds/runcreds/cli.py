@@ -91,8 +91,15 @@ def run_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def configure_logging() -> None:
+    """Warnings to stderr through the redacting filter (without a handler of its own, Python's last-resort
+    handler would print them unfiltered), and botocore's wire loggers kept quiet."""
+    logging.basicConfig(level=logging.WARNING, format="runcreds: %(levelname)s %(name)s: %(message)s")
     quiet_wire_logs(*logging.getLogger().handlers)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    configure_logging()
     args = build_parser().parse_args(argv)
     if args.command == "worker":
         return run_worker(args)
