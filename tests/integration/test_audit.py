@@ -152,6 +152,7 @@ def test_one_malformed_record_fails_alone_and_ends_in_the_dead_letter_queue(
     sqs.purge_queue(QueueUrl=dlq)
 
     # When it goes through the indexer
+    logged = len(stack.logs.lines)
     forward(stack, [good[0], bad, good[1], good[2]])
 
     # Then the good records are indexed and the bad one is in the dead-letter queue after its retries
@@ -159,6 +160,10 @@ def test_one_malformed_record_fails_alone_and_ends_in_the_dead_letter_queue(
     assert sorted(e["event_id"] for e in response.body["events"]) == sorted(g["detail"]["eventID"] for g in good)
     dead = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10).get("Messages", [])
     assert [json.loads(m["Body"])["detail"]["eventTime"] for m in dead] == ["sometime yesterday"]
+    # and the metrics count it as malformed, not as a record to retry
+    metric_lines = [line for function, line in stack.logs.lines[logged:] if function == "AuditIndexerFunction"]
+    assert any('"MalformedRecords"' in line for line in metric_lines)
+    assert not any('"RecordsToRetry"' in line for line in metric_lines)
 
 
 def test_oversized_request_parameters_are_trimmed_and_the_record_indexed(

@@ -297,17 +297,26 @@ class AuditIndexer:
     def index_batch(self, event: dict[str, Any]) -> dict[str, Any]:
         """Lambda's SQS event → `batchItemFailures`: the records that failed, and only those."""
         items: dict[str, dict[str, Any]] = {}  # message ID → item
+        malformed: list[str] = []
 
         def record_handler(record: SQSRecord) -> None:
-            if (item := self.item_for(record.body)) is not None:
+            try:
+                item = self.item_for(record.body)
+            except MalformedRecordError:
+                malformed.append(record.message_id)
+                raise
+            if item is not None:
                 items[record.message_id] = item
 
         processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
         with processor(records=event.get("Records", []), handler=record_handler):
             processor.process()
         failures = [f["itemIdentifier"] for f in processor.response()["batchItemFailures"]]
-        if failures:
-            metrics.add_metric(name="MalformedRecords", unit=MetricUnit.Count, value=len(failures))
+        # Malformed records will fail again (to the DLQ); the others (a throttled Query) are retried.
+        if malformed:
+            metrics.add_metric(name="MalformedRecords", unit=MetricUnit.Count, value=len(malformed))
+        if len(failures) > len(malformed):
+            metrics.add_metric(name="RecordsToRetry", unit=MetricUnit.Count, value=len(failures) - len(malformed))
         unwritten = self.write(items)
         metrics.add_metric(name="AuditEventsIndexed", unit=MetricUnit.Count, value=len(items) - len(unwritten))
         return {"batchItemFailures": [{"itemIdentifier": m} for m in [*failures, *unwritten]]}
