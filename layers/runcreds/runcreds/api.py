@@ -6,13 +6,11 @@ import json
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 
 from runcreds import http
 from runcreds.exceptions import (
     ConflictError,
-    InvalidRequestError,
     NotFoundError,
     TransientAwsError,
     VerificationFailedError,
@@ -47,14 +45,7 @@ def service() -> AttachService:
     return AttachService(AttachSettings.from_env(), time_left=time_left)
 
 
-@app.exception_handler(RequestValidationError)
-def _invalid_request(validation_error: RequestValidationError) -> Response[dict[str, Any]]:
-    return http.invalid_request(validation_error)
-
-
-@app.exception_handler(InvalidRequestError)
-def _bad_request(error: InvalidRequestError) -> Response[dict[str, Any]]:
-    return http.error(400, str(error))
+http.answer_bad_input_with_400(app)
 
 
 @app.exception_handler(NotFoundError)

@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -42,14 +41,7 @@ def store() -> AuditIndexStore:
     return AuditIndexStore(AuditApiSettings.from_env().index_table)
 
 
-@app.exception_handler(RequestValidationError)
-def _invalid_request(validation_error: RequestValidationError) -> Response[dict[str, Any]]:
-    return http.invalid_request(validation_error)
-
-
-@app.exception_handler(InvalidRequestError)
-def _invalid(error: InvalidRequestError) -> Response[dict[str, Any]]:
-    return http.error(400, str(error))
+http.answer_bad_input_with_400(app)
 
 
 @app.exception_handler(ClientError)

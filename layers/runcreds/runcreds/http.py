@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
+from runcreds.exceptions import InvalidRequestError
 from runcreds.models.api import DiagnosisBody, ErrorBody
 from runcreds.models.events import SLUG_PATTERN
 
@@ -46,6 +47,16 @@ def responses(success: int, model: type[Any] | None, description: str, *errors: 
 
 def error(status: int, message: str, **extra: Any) -> Response[dict[str, Any]]:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body={"message": message, **extra})
+
+
+def answer_bad_input_with_400(app: APIGatewayRestResolver) -> None:
+    """What both resolvers answer to input they cannot serve: a 400 that says what, and where."""
+    app.exception_handler(RequestValidationError)(invalid_request)
+    app.exception_handler(InvalidRequestError)(invalid)
+
+
+def invalid(bad: InvalidRequestError) -> Response[dict[str, Any]]:
+    return error(400, str(bad))
 
 
 def invalid_request(validation_error: RequestValidationError) -> Response[dict[str, Any]]:
