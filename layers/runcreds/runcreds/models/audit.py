@@ -44,7 +44,8 @@ Text = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 
 
 class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    # CloudTrail adds fields over versions: read past them (ignored, not kept: half the parse time).
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
 
 class SessionIssuer(_Lenient):
