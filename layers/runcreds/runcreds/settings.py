@@ -37,6 +37,10 @@ class AttachSettings(BrokerSettings):
     # How long an attach or PATCH keeps retrying a refusal IAM propagation may explain. API Gateway
     # gives the integration 29 s in all: the rest is for the probes and DynamoDB.
     verify_retry_seconds: float = Field(20.0, alias="RUNCREDS_VERIFY_RETRY_SECONDS", ge=0, le=25)
+    # Each account's budget of verification AssumeRoles (probes and retries included): a burst, then a rate.
+    assume_role_budget_table: str = Field(alias="RUNCREDS_ASSUME_ROLE_BUDGET_TABLE", min_length=3)
+    assume_role_burst: int = Field(100, alias="RUNCREDS_ASSUME_ROLE_BURST", ge=4)
+    assume_roles_per_minute: float = Field(60.0, alias="RUNCREDS_ASSUME_ROLES_PER_MINUTE", gt=0)
 
 
 class ReverifySettings(BrokerSettings):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn
 
+from runcreds.dal.assume_role_budget import AssumeRoleBudgetStore
 from runcreds.dal.attachments import AttachmentsStore
 from runcreds.dal.integrations import IntegrationsStore
 from runcreds.exceptions import (
@@ -33,6 +35,27 @@ from runcreds.settings import AttachSettings
 
 _DELETE_BLOCKERS_SHOWN = 5
 API_GATEWAY_SECONDS = 29.0
+BINDING_PROBES = 2  # Verifier.binds_to_tenant
+_MORE_ASSUME_ROLES = 8  # taken from the budget at a time once a refusal is being diagnosed or retried
+
+
+@dataclass
+class _Allowance:
+    """The AssumeRoles one request may make, taken from its account's budget in batches: a happy attach
+    costs one UpdateItem, a diagnosis or propagation retry one more per batch."""
+
+    budget: AssumeRoleBudgetStore
+    account: str
+    left: int = 0
+
+    def reserve(self, calls: int) -> None:
+        self.budget.take(self.account, calls)
+        self.left += min(calls, self.budget.burst)
+
+    def spend(self) -> None:
+        if self.left <= 0:
+            self.reserve(_MORE_ASSUME_ROLES)
+        self.left -= 1
 
 
 class AttachService:
@@ -42,6 +65,9 @@ class AttachService:
         self.integrations = IntegrationsStore(settings.integrations_table)
         self.attachments = AttachmentsStore(settings.attachments_table)
         self.verifier = Verifier(settings.broker_role_arn, settings.function_name)
+        self.budget = AssumeRoleBudgetStore(
+            settings.assume_role_budget_table, settings.assume_role_burst, settings.assume_roles_per_minute
+        )
         budget = settings.verify_retry_seconds
         if time_left is not None:
             budget = min(budget, max(0.0, time_left - 5.0))
@@ -70,7 +96,9 @@ class AttachService:
         vend_changed = updated.vend_fields() != current.vend_fields()
         attachments = self._attachments_of(current) if vend_changed else []
         checked_at = utcnow()
-        if vend_changed and not updated.assume_role_on_worker:
+        if vend_changed and not updated.assume_role_on_worker and attachments:
+            probed = _trust_changed(current, updated)
+            self._charge(account, sum(len(a.accesses) for a in attachments) + (BINDING_PROBES if probed else 0))
             for attachment in attachments:
                 for access in attachment.accesses:
                     diagnosis = self.verifier.verify(Target.of(updated, attachment.stack), access, self.deadline)
@@ -79,6 +107,11 @@ class AttachService:
                             diagnosis,
                             f"Not saved: with these changes, stack {attachment.stack} could not get credentials. ",
                         )
+            if probed:
+                first = attachments[0]
+                binding = self.verifier.binds_to_tenant(Target.of(updated, first.stack), first.accesses[0])
+                if binding is not None:
+                    self._refused(binding, "Not saved. ")
         if time.monotonic() > self.answer_by:
             # API Gateway has answered 504 by now: saving would change what the caller was told failed.
             raise TransientAwsError("verifying every attached stack took too long; nothing was saved, retry")
@@ -152,10 +185,14 @@ class AttachService:
         status, checked_at = VerificationStatus.UNCHECKED, None
         if not integration.assume_role_on_worker:
             target = Target.of(integration, stack)
+            self._charge(account, len(wanted) + BINDING_PROBES)
             for access in wanted:
                 diagnosis = self.verifier.verify(target, access, self.deadline, self._other_stacks(integration))
                 if diagnosis is not None:
                     self._refused(diagnosis)
+            binding = self.verifier.binds_to_tenant(target, wanted[0])  # once per attach, not per access
+            if binding is not None:
+                self._refused(binding)
             status, checked_at = VerificationStatus.OK, utcnow()
         attachment = Attachment(
             account=account,
@@ -172,6 +209,13 @@ class AttachService:
         self._settle(integration, attachment)
         logger.info("integration attached", extra={"account": account, "stack": stack, "integration": integration.id})
         return attachment
+
+    def _charge(self, account: str, happy_path: int) -> None:
+        """Every AssumeRole from here on counts against the account's budget; the happy path's are
+        reserved at once (429 before any STS call when they are not there)."""
+        allowance = _Allowance(self.budget, account)
+        allowance.reserve(happy_path)
+        self.verifier.before_call = allowance.spend
 
     def _other_stacks(self, integration: Integration) -> Iterator[str]:
         """Stacks to probe external IDs with, read only if a diagnosis needs them (lazy)."""
@@ -208,6 +252,11 @@ class AttachService:
 
     def list_attachments(self, account: str, stack: str) -> list[Attachment]:
         return self.attachments.list_for_stack(account, stack)
+
+
+def _trust_changed(before: Integration, after: Integration) -> bool:
+    """Whether a PATCH changes which trust policy lets the broker in: another role, or broker mode anew."""
+    return before.role_arn != after.role_arn or before.assume_role_on_worker != after.assume_role_on_worker
 
 
 def _copy_of(integration: Integration, verified_at: datetime | None) -> dict[str, Any]:

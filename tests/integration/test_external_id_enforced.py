@@ -1,0 +1,153 @@
+"""Confused deputy (issue 8): a role that the broker can assume with another tenant's external ID (or with
+none) does not bind to one tenant, so attaching it would hand its sessions to whoever attaches it first.
+Attach, a PATCH of the role and re-verification probe the role as another tenant would; the strict STS
+stand-in is the judge."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from runcreds.api_client import ApiClient
+from runcreds.identity import PROBE_ACCOUNT
+from runcreds.local.stack import LocalStack
+from runcreds.local.template import ACCOUNT_ID
+from tests.support import (
+    Tenant,
+    apply_trust_policy,
+    assumptions_of,
+    attach,
+    create_integration,
+    events_for,
+    load_event,
+    trust_policy,
+)
+
+NOT_ENFORCED = "external_id_not_enforced"
+
+
+def assert_not_enforced(body: dict[str, Any], tenant: Tenant, broker: str) -> None:
+    assert body["code"] == NOT_ENFORCED, body
+    assert "any tenant" in body["message"]
+    statement = body["suggested_trust_policy"]["Statement"][0]
+    assert statement["Principal"] == {"AWS": broker}
+    assert statement["Condition"] == {"StringLike": {"sts:ExternalId": f"{tenant.account}@*@{tenant.stack}@*"}}
+    assert "SecretAccessKey" not in str(body) and "SessionToken" not in str(body)
+
+
+@pytest.mark.parametrize(
+    ("principal", "external_id"),
+    [
+        ("broker", None),  # trusts the broker, no condition at all
+        ("broker", "*@*@*@*"),  # a condition every tenant's external ID matches
+        ("broker", "*"),
+        (f"arn:aws:iam::{ACCOUNT_ID}:root", None),  # the issue's attack: runcreds' own account root
+    ],
+)
+def test_a_role_that_does_not_demand_the_tenants_external_id_is_refused_at_attach(
+    stack: LocalStack,
+    api: ApiClient,
+    tenant: Tenant,
+    make_role: Callable[..., str],
+    principal: str,
+    external_id: str | None,
+) -> None:
+    # Given a role that the broker may assume whatever tenant it acts for
+    broker = stack.outputs["BrokerRoleArn"]
+    role_arn = make_role(external_id, principal=broker if principal == "broker" else principal)
+    integration_id = create_integration(api, tenant, role_arn)
+
+    # When mallory attaches it
+    refused = attach(api, tenant, integration_id)
+
+    # Then it is refused with the trust policy that binds it, and nothing is attached
+    assert refused.status == 422, refused.body
+    assert_not_enforced(refused.body, tenant, broker)
+    assert api.get(f"/accounts/{tenant.account}/stacks/{tenant.stack}/integrations").body == {"attachments": []}
+
+    # When the suggested trust policy is applied, the same attach succeeds
+    apply_trust_policy(stack, role_arn, refused.body["suggested_trust_policy"])
+    assert attach(api, tenant, integration_id).status == 200
+
+
+def test_a_role_bound_to_the_tenant_costs_two_refused_probes_per_attach(
+    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+) -> None:
+    # Given a role that demands the tenant's external ID
+    role_arn = make_role(f"{tenant.account}@*")
+    integration_id = create_integration(api, tenant, role_arn)
+    refusals_before = len(stack.aws.strict_sts.refusals)
+
+    # When it is attached for read and write
+    attached = attach(api, tenant, integration_id)
+
+    # Then two sessions were issued (one per access) and exactly two probes were refused
+    assert attached.status == 200, attached.body
+    assert assumptions_of(role_arn) == 2
+    probes = stack.aws.strict_sts.refusals[refusals_before:]
+    assert len(probes) == 2 and all(p.code == "AccessDenied" for p in probes)
+
+
+def test_a_patch_to_a_role_that_does_not_demand_the_external_id_is_refused_and_not_saved(
+    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str]
+) -> None:
+    # Given an attached integration whose role binds the tenant
+    integration_id = integrate(tenant, make_role(f"{tenant.account}@*"))
+    path = f"/accounts/{tenant.account}/integrations/{integration_id}"
+    before = api.get(path).body
+
+    # When its role_arn is changed to a role trusting the broker without a condition
+    loose = make_role(None)
+    refused = api.patch(path, {"role_arn": loose})
+
+    # Then the PATCH is refused and nothing changed
+    assert refused.status == 422, refused.body
+    assert_not_enforced(refused.body, tenant, stack.outputs["BrokerRoleArn"])
+    assert api.get(path).body == before
+
+
+def test_reverification_marks_a_role_that_stopped_demanding_the_external_id_broken(
+    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str]
+) -> None:
+    # Given a verified attachment whose trust policy is later widened to every external ID
+    role_arn = make_role(f"{tenant.account}@*")
+    integration_id = integrate(tenant, role_arn, write=False)
+    apply_trust_policy(stack, role_arn, trust_policy(stack.outputs["BrokerRoleArn"], "*@*"))
+
+    # When the scheduled re-verification runs
+    stack.functions["ReverifyAttachmentsFunction"].invoke(load_event("schedule/reverify_attachments.json"))
+
+    # Then the attachment is broken, and announced
+    (shown,) = api.get(f"/accounts/{tenant.account}/stacks/{tenant.stack}/integrations").body["attachments"]
+    assert (shown["status"], shown["status_code"]) == ("broken", NOT_ENFORCED)
+    (event,) = events_for(stack, tenant, "Attachment Verification Failed")
+    assert (event["integration_id"], event["code"]) == (integration_id, NOT_ENFORCED)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/accounts/{a}/integrations"),
+        ("POST", "/accounts/{a}/integrations"),
+        ("PUT", "/accounts/{a}/stacks/s/integrations/01JD0000000000000000000000"),
+        ("GET", "/accounts/{a}/stacks/s/integrations"),
+        ("GET", "/accounts/{a}/runs/01RUN/audit"),
+        ("GET", "/accounts/{a}/stacks/s/audit"),
+    ],
+)
+def test_the_probe_account_is_reserved_at_every_account_route(
+    stack: LocalStack, api: ApiClient, method: str, path: str
+) -> None:
+    # Given the account name whose external IDs the probe uses
+    mark = stack.aws.calls.mark()
+
+    # When a caller uses it as its account
+    body = {"name": "x", "role_arn": f"arn:aws:iam::{ACCOUNT_ID}:role/x"} if method == "POST" else {"read": True}
+    response = api.request(method, path.format(a=PROBE_ACCOUNT), body if method in ("POST", "PUT") else None)
+
+    # Then it is a 400 that says the name is reserved, and nothing reached AWS
+    assert response.status == 400, response.body
+    assert "reserved" in response.message
+    assert stack.aws.calls.since(mark) == []
