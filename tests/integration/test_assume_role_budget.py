@@ -15,6 +15,7 @@ import pytest
 
 from runcreds.api_client import ApiClient
 from runcreds.local.stack import LocalStack
+from runcreds.local.template import CUSTOMER_ACCOUNT_ID
 from tests.support import Tenant, attach, create_integration, create_role, trust_policy
 
 
@@ -45,7 +46,7 @@ def test_an_account_that_keeps_attaching_a_refusing_role_gets_429_and_others_are
 ) -> None:
     # Given an integration of mallory's whose role does not exist
     mallory = new_tenant()
-    missing = f"arn:aws:iam::123456789012:role/missing-{uuid.uuid4().hex[:8]}"
+    missing = f"arn:aws:iam::{CUSTOMER_ACCOUNT_ID}:role/missing-{uuid.uuid4().hex[:8]}"
     integration_id = create_integration(budget_api, mallory, missing)
 
     # When mallory attaches it for read again and again (three AssumeRoles each: the call and two probes)
@@ -78,7 +79,9 @@ def test_a_patch_past_the_budget_is_429_and_saves_nothing(budget_stack: LocalSta
     role = create_role(budget_stack, trust_policy(broker, f"{tenant.account}@*"))
     integration_id = create_integration(budget_api, tenant, role)
     assert attach(budget_api, tenant, integration_id, read=True, write=False).status == 200  # 3 of 6
-    missing = create_integration(budget_api, tenant, f"arn:aws:iam::123456789012:role/missing-{uuid.uuid4().hex[:8]}")
+    missing = create_integration(
+        budget_api, tenant, f"arn:aws:iam::{CUSTOMER_ACCOUNT_ID}:role/missing-{uuid.uuid4().hex[:8]}"
+    )
     assert attach(budget_api, tenant, missing, read=True, write=False).status == 422  # 6 of 6
 
     # When the role is changed

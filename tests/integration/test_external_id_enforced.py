@@ -5,6 +5,8 @@ stand-in is the judge."""
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -151,3 +153,36 @@ def test_the_probe_account_is_reserved_at_every_account_route(
     assert response.status == 400, response.body
     assert "reserved" in response.message
     assert stack.aws.calls.since(mark) == []
+
+
+def test_a_role_of_runcreds_own_account_is_refused_at_create_and_patch(
+    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+) -> None:
+    # Given the issue's attack: a role of runcreds' own account that trusts the account root
+    own = create_role_in_own_account(stack)
+    mark = stack.aws.calls.mark()
+
+    # When mallory creates an integration for it
+    created = api.post(f"/accounts/{tenant.account}/integrations", {"name": "admin", "role_arn": own})
+
+    # Then it is a 400 that says why, and nothing was written
+    assert created.status == 400, created.body
+    assert "runcreds' own AWS account" in created.message
+    assert not any(call[0] == "dynamodb" for call in stack.aws.calls.since(mark))
+
+    # and a PATCH to it is refused the same way, before anything is read
+    integration_id = create_integration(api, tenant, make_role(f"{tenant.account}@*"))
+    path = f"/accounts/{tenant.account}/integrations/{integration_id}"
+    mark = stack.aws.calls.mark()
+    patched = api.patch(path, {"role_arn": own})
+    assert patched.status == 400 and "runcreds' own AWS account" in patched.message
+    assert stack.aws.calls.since(mark) == []
+    assert api.get(path).body["role_arn"] != own
+
+
+def create_role_in_own_account(stack: LocalStack) -> str:
+    document = trust_policy(f"arn:aws:iam::{ACCOUNT_ID}:root", None)
+    name = f"runcreds-admin-{uuid.uuid4().hex[:8]}"
+    return str(
+        stack.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(document))["Role"]["Arn"]
+    )

@@ -173,6 +173,22 @@ def trust_allows(document: dict[str, Any], caller: Caller, action: str, context:
     return allowed
 
 
+def identity_policies_allow(documents: Iterable[dict[str, Any]], action: str, context: dict[str, str]) -> bool:
+    """Whether a principal's identity policies allow `action` (on a role, `Resource` arn:*:iam::*:role/*)
+    in this request context: some Allow applies and no Deny does. Used on the template's BrokerRole."""
+    allowed = False
+    for document in documents:
+        for statement in _as_list(document.get("Statement", [])):
+            if not _action_matches(statement.get("Action", []), action):
+                continue
+            if not _conditions_hold(statement.get("Condition", {}), context):
+                continue
+            if statement.get("Effect") == "Deny":
+                return False
+            allowed = True
+    return allowed
+
+
 def _params_list(params: dict[str, str], prefix: str) -> Iterable[tuple[str, str]]:
     index = 1
     while f"{prefix}.member.{index}.Key" in params:

@@ -77,10 +77,27 @@ class AttachService:
 
     # ------------------------------------------------------------------ integrations
     def create_integration(self, account: str, body: IntegrationCreate) -> Integration:
+        self._check_role_account(body.role_arn)
         integration = Integration(
             account=account, integration_id=new_integration_id(), created_at=utcnow(), **body.model_dump()
         )
         return self.integrations.create(integration)
+
+    def _check_role_account(self, role_arn: str) -> None:
+        """400 for a role the broker must never assume (issue 8): BrokerRole's policy denies these too."""
+        role_account = role_arn.split(":")[4]
+        if role_account == self.settings.own_account_id:
+            raise InvalidRequestError(
+                f"role_arn {role_arn} is in runcreds' own AWS account {role_account}: the broker never assumes "
+                "roles of its own account. Create the role in your AWS account and give its ARN."
+            )
+        allowed = self.settings.allowed_customer_accounts
+        if allowed and not self.settings.allowed_customer_organization_id and role_account not in allowed:
+            raise InvalidRequestError(
+                f"role_arn {role_arn} is in AWS account {role_account}, which this runcreds deployment does not "
+                f"serve (AllowedCustomerAccountIds): use a role in one of {', '.join(sorted(allowed))}, or ask "
+                "its operators to allow the account."
+            )
 
     def list_integrations(self, account: str, label: str | None = None) -> list[Integration]:
         return [i for i in self.integrations.list(account) if label is None or label in i.labels]
@@ -89,6 +106,8 @@ class AttachService:
         """PATCH. Attachments carry a copy of the vend fields, so every copy is rewritten; when the vend
         fields of a broker-mode integration change, every attached stack is verified first with the new
         values and nothing is saved if one refuses (422 with the diagnosis)."""
+        if update.role_arn is not None:
+            self._check_role_account(update.role_arn)
         current = self.integrations.get(account, integration_id)
         values = current.model_dump(by_alias=True)
         values.update(update.changes(), updated_at=utcnow())
