@@ -2,7 +2,8 @@
 retries). Each account has a budget of them (a token bucket in DynamoDB), so that one tenant cannot use
 up STS's quota for all: past it, attach and PATCH answer 429 with Retry-After and call STS no more.
 
-A stack of its own, with a budget small enough to exhaust: 6 AssumeRoles at once, one more a minute.
+A stack of its own, with a budget small enough to exhaust: 6 AssumeRoles at once, one more a minute;
+it also serves only listed customer accounts (AllowedCustomerAccountIds).
 """
 
 from __future__ import annotations
@@ -22,7 +23,12 @@ from tests.support import Tenant, attach, create_integration, create_role, trust
 @pytest.fixture(scope="module")
 def budget_stack(stack: LocalStack) -> Iterator[LocalStack]:
     # `stack` first: the session stack's environment stays the one the other tests use.
-    parameters = {"AssumeRoleBurst": "6", "AssumeRolesPerMinute": "1", "VerifyRetrySeconds": "0"}
+    parameters = {
+        "AssumeRoleBurst": "6",
+        "AssumeRolesPerMinute": "1",
+        "VerifyRetrySeconds": "0",
+        "AllowedCustomerAccountIds": f"{CUSTOMER_ACCOUNT_ID},222233334444",
+    }
     with LocalStack(stack_name="runcreds-budget", parameters=parameters) as local:
         yield local
 
@@ -92,3 +98,24 @@ def test_a_patch_past_the_budget_is_429_and_saves_nothing(budget_stack: LocalSta
     # Then it is 429 and the integration is unchanged
     assert patched.status == 429, patched.body
     assert json.loads(json.dumps(budget_api.get(path).body))["role_arn"] == role
+
+
+def test_a_role_of_an_account_the_deployment_does_not_serve_is_refused_at_create(
+    budget_stack: LocalStack, budget_api: ApiClient
+) -> None:
+    # Given a deployment that serves two customer accounts
+    tenant = new_tenant()
+    mark = budget_stack.aws.calls.mark()
+
+    # When an integration names a role of a third account
+    created = budget_api.post(
+        f"/accounts/{tenant.account}/integrations", {"name": "x", "role_arn": "arn:aws:iam::444455556666:role/deployer"}
+    )
+
+    # Then it is a 400 naming the accounts served, and nothing was written
+    assert created.status == 400, created.body
+    assert "AllowedCustomerAccountIds" in created.message and "222233334444" in created.message
+    assert budget_stack.aws.calls.since(mark) == []
+    # while a listed account's role is accepted
+    listed = f"arn:aws:iam::{CUSTOMER_ACCOUNT_ID}:role/deployer"
+    assert budget_api.post(f"/accounts/{tenant.account}/integrations", {"name": "x", "role_arn": listed}).status == 201

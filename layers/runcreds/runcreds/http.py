@@ -26,8 +26,15 @@ def _not_reserved(account: str) -> str:
     return account
 
 
+# The pattern is repeated for the schema: Powertools leaves it out of the document once a validator is added.
 Account = Annotated[
-    str, AfterValidator(_not_reserved), Path(pattern=SLUG_PATTERN, description=f"account slug (not {PROBE_ACCOUNT})")
+    str,
+    AfterValidator(_not_reserved),
+    Path(
+        pattern=SLUG_PATTERN,
+        description="account slug",
+        json_schema_extra={"pattern": SLUG_PATTERN, "not": {"const": PROBE_ACCOUNT}},
+    ),
 ]
 Stack = Annotated[str, Path(pattern=SLUG_PATTERN, description="stack slug")]
 

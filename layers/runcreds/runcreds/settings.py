@@ -44,12 +44,12 @@ class AttachSettings(BrokerSettings):
     # Whose roles integrations may name: never this account's; only the listed ones when given. With an
     # organization, IAM alone decides (the function cannot tell an account's organization).
     own_account_id: str = Field(alias="RUNCREDS_AWS_ACCOUNT_ID", pattern=r"^\d{12}$")
-    allowed_customer_account_ids: str = Field("", alias="RUNCREDS_ALLOWED_CUSTOMER_ACCOUNT_IDS", pattern=r"^[\d,]*$")
+    allowed_customer_account_ids: str = Field("", alias="RUNCREDS_ALLOWED_CUSTOMER_ACCOUNT_IDS", pattern=r"^[\d, ]*$")
     allowed_customer_organization_id: str = Field("", alias="RUNCREDS_ALLOWED_CUSTOMER_ORGANIZATION_ID")
 
     @property
     def allowed_customer_accounts(self) -> frozenset[str]:
-        return frozenset(a for a in self.allowed_customer_account_ids.split(",") if a)
+        return frozenset(a.strip() for a in self.allowed_customer_account_ids.split(",") if a.strip())
 
 
 class ReverifySettings(BrokerSettings):
