@@ -22,6 +22,7 @@ from tests.support import (
     assumptions_of,
     attach,
     create_integration,
+    create_role,
     events_for,
     load_event,
     trust_policy,
@@ -72,6 +73,21 @@ def test_a_role_that_does_not_demand_the_tenants_external_id_is_refused_at_attac
     # When the suggested trust policy is applied, the same attach succeeds
     apply_trust_policy(stack, role_arn, refused.body["suggested_trust_policy"])
     assert attach(api, tenant, integration_id).status == 200
+
+
+def test_a_role_that_shuts_out_only_the_probe_account_is_caught_without_an_external_id(
+    stack: LocalStack, api: ApiClient, tenant: Tenant
+) -> None:
+    # Given a role that lets the broker in with any external ID but the probe's (or with none)
+    broker = stack.outputs["BrokerRoleArn"]
+    role_arn = create_role(stack, trust_policy(broker, f"{PROBE_ACCOUNT}@*", operator="StringNotLike"))
+    integration_id = create_integration(api, tenant, role_arn)
+
+    # When it is attached, then the probe without an external ID finds it out
+    refused = attach(api, tenant, integration_id, write=False)
+    assert refused.status == 422, refused.body
+    assert_not_enforced(refused.body, tenant, broker)
+    assert "no external ID" in refused.message
 
 
 def test_a_role_bound_to_the_tenant_costs_two_refused_probes_per_attach(
