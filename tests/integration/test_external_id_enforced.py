@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 
 from runcreds.api_client import ApiClient
+from runcreds.dal.attachments import AttachmentsStore
 from runcreds.identity import PROBE_ACCOUNT
 from runcreds.local.stack import LocalStack
 from runcreds.local.template import ACCOUNT_ID
+from runcreds.models.entities import Attachment, VerificationStatus, utcnow
 from tests.support import (
     Tenant,
     apply_trust_policy,
@@ -202,3 +204,37 @@ def create_role_in_own_account(stack: LocalStack) -> str:
     return str(
         stack.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(document))["Role"]["Arn"]
     )
+
+
+def test_the_broker_role_itself_refuses_roles_of_runcreds_own_account(
+    stack: LocalStack, api: ApiClient, tenant: Tenant, publish: Callable[..., None]
+) -> None:
+    # Given an attachment written before the API refused them: a role of runcreds' own account that
+    # trusts the account root, with no condition (the issue's admin role)
+    own = create_role_in_own_account(stack)
+    store = AttachmentsStore(stack.template.ref("AttachmentsTable"), stack.client("dynamodb"))
+    store.put(
+        Attachment(
+            account=tenant.account,
+            stack=tenant.stack,
+            integration_id="01JD0000000000000000000000",
+            read=True,
+            write=True,
+            attached_at=utcnow(),
+            status=VerificationStatus.OK,
+            checked_at=utcnow(),
+            role_arn=own,
+            duration_seconds=3600,
+            region=None,
+            assume_role_on_worker=False,
+        )
+    )
+
+    # When a run phase starts
+    publish(tenant, "plan")
+
+    # Then the broker's own policy denies the AssumeRole: no session of that role, a failed vend
+    assert assumptions_of(own) == 0
+    (failed,) = events_for(stack, tenant, "Run Phase Credentials Failed")
+    assert "AccessDenied" in json.dumps(failed)
+    assert any("explicit deny in an identity-based policy" in r.message for r in stack.aws.strict_sts.refusals)
