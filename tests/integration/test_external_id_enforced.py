@@ -14,10 +14,11 @@ import pytest
 
 from runcreds.api_client import ApiClient
 from runcreds.dal.attachments import AttachmentsStore
+from runcreds.dal.integrations import IntegrationsStore
 from runcreds.identity import PROBE_ACCOUNT
 from runcreds.local.stack import LocalStack
 from runcreds.local.template import ACCOUNT_ID
-from runcreds.models.entities import Attachment, VerificationStatus, utcnow
+from runcreds.models.entities import Attachment, Integration, VerificationStatus, utcnow
 from tests.support import (
     Tenant,
     apply_trust_policy,
@@ -238,3 +239,23 @@ def test_the_broker_role_itself_refuses_roles_of_runcreds_own_account(
     (failed,) = events_for(stack, tenant, "Run Phase Credentials Failed")
     assert "AccessDenied" in json.dumps(failed)
     assert any("explicit deny in an identity-based policy" in r.message for r in stack.aws.strict_sts.refusals)
+
+
+def test_an_integration_saved_before_the_check_cannot_be_attached_to_an_own_account_role(
+    stack: LocalStack, api: ApiClient, tenant: Tenant
+) -> None:
+    # Given an integration stored before create refused roles of runcreds' own account
+    own = create_role_in_own_account(stack)
+    integrations = IntegrationsStore(stack.template.ref("IntegrationsTable"), stack.client("dynamodb"))
+    integration_id = "01JD0000000000000000000001"
+    integrations.create(
+        Integration(
+            account=tenant.account, integration_id=integration_id, name="admin", role_arn=own, created_at=utcnow()
+        )
+    )
+    mark = stack.aws.calls.mark()
+
+    # When it is attached, then it is a 400 and STS is not asked
+    refused = attach(api, tenant, integration_id)
+    assert refused.status == 400 and "runcreds' own AWS account" in refused.message
+    assert ("sts", "AssumeRole") not in stack.aws.calls.since(mark)

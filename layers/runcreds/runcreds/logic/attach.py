@@ -200,6 +200,7 @@ class AttachService:
     # ------------------------------------------------------------------ attachments
     def attach(self, account: str, stack: str, integration_id: str, request: AttachRequest) -> Attachment:
         integration = self.integrations.get(account, integration_id)
+        self._check_role_account(integration.role_arn)  # an integration saved before create checked it
         wanted = [access for access, on in ((Access.READ, request.read), (Access.WRITE, request.write)) if on]
         status, checked_at = VerificationStatus.UNCHECKED, None
         if not integration.assume_role_on_worker:
