@@ -18,7 +18,7 @@ from runcreds.local.lambda_runtime import LocalFunction
 from runcreds.local.provision import Provisioner
 from runcreds.local.sqs_poller import SqsPoller
 from runcreds.local.strict_sts import LOCAL_SERVICE_HEADER
-from runcreds.local.template import REGION, FunctionSpec, Template, find_template
+from runcreds.local.template import CUSTOMER_ACCOUNT_ID, REGION, FunctionSpec, Template, find_template
 
 LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
@@ -129,6 +129,17 @@ class LocalStack:
         return (session or self.session()).client(  # type: ignore[call-overload]
             service, endpoint_url=self.endpoint_url, region_name=REGION
         )
+
+    def customer_client(self, service: str) -> Any:
+        """A client acting in the customer's AWS account (CUSTOMER_ACCOUNT_ID), where customer roles live:
+        the broker never assumes roles of runcreds' own account."""
+        client = self.client(service)
+
+        def in_customer_account(request: Any, **_kwargs: Any) -> None:
+            request.headers["x-moto-account-id"] = CUSTOMER_ACCOUNT_ID
+
+        client.meta.events.register("before-send", in_customer_account)
+        return client
 
     def client_env(self) -> dict[str, str]:
         """What a process needs to talk to the embedded AWS (the worker CLI, the aws CLI)."""
