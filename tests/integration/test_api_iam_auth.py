@@ -22,7 +22,7 @@ from runcreds.local.template import ACCOUNT_ID, REGION
 HTTP = urllib3.PoolManager()
 
 
-def confined_user(stack: LocalStack, tenant: str, extra: dict | None = None) -> boto3.Session:  # type: ignore[type-arg]
+def confined_user(stack: LocalStack, tenant: str, extra: dict[str, object] | None = None) -> boto3.Session:
     iam = stack.client("iam")
     name = f"ci-{uuid.uuid4().hex[:8]}"
     iam.create_user(UserName=name)
@@ -41,9 +41,9 @@ def send(
     method: str,
     path: str,
     body: str = "",
-    tamper: dict | None = None,
+    tamper: dict[str, str] | None = None,
     when: datetime.datetime | None = None,
-) -> tuple[int, str]:  # type: ignore[type-arg]
+) -> tuple[int, str]:
     url = stack.outputs["ApiUrl"] + path
     request = AWSRequest(method=method, url=url, data=body, headers={"Content-Type": "application/json"})
     if credentials is not None:
@@ -55,8 +55,9 @@ def send(
             request.headers["X-Amz-Date"] = request.context["timestamp"]
             signature = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
             scope = f"{credentials.access_key}/{when:%Y%m%d}/{REGION}/execute-api/aws4_request"
+            signed = signer.signed_headers(signer.headers_to_sign(request))
             request.headers["Authorization"] = (
-                f"AWS4-HMAC-SHA256 Credential={scope}, SignedHeaders={';'.join(signer.signed_headers(signer.headers_to_sign(request)))}, Signature={signature}"
+                f"AWS4-HMAC-SHA256 Credential={scope}, SignedHeaders={signed}, Signature={signature}"
             )
     tamper = tamper or {}
     response = HTTP.request(

@@ -67,5 +67,5 @@ def test_not_action_and_not_resource() -> None:
 def test_no_policy_is_implicit_deny_and_conditions_are_refused() -> None:
     assert evaluate([], "execute-api:Invoke", ARN) is Decision.IMPLICIT_DENY
     conditional = {"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*", "Condition": {}}]}
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="conditions"):
         evaluate([conditional], "execute-api:Invoke", ARN)
