@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 import uuid
+from typing import Any
 
 import boto3
 import urllib3
@@ -22,7 +23,7 @@ from runcreds.local.template import ACCOUNT_ID, REGION
 HTTP = urllib3.PoolManager()
 
 
-def confined_user(stack: LocalStack, tenant: str, extra: dict[str, object] | None = None) -> boto3.Session:
+def confined_user(stack: LocalStack, tenant: str, extra: dict[str, Any] | None = None) -> boto3.Session:
     iam = stack.client("iam")
     name = f"ci-{uuid.uuid4().hex[:8]}"
     iam.create_user(UserName=name)

@@ -69,3 +69,9 @@ def test_no_policy_is_implicit_deny_and_conditions_are_refused() -> None:
     conditional = {"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*", "Condition": {}}]}
     with pytest.raises(ValueError, match="conditions"):
         evaluate([conditional], "execute-api:Invoke", ARN)
+
+
+def test_wildcards_match_any_character_even_a_newline() -> None:
+    allow = {"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*/accounts/a?c/*"}]}
+    assert evaluate([allow], "execute-api:Invoke", "arn:x/accounts/a\nc/integrations/\n") is Decision.ALLOW
+    assert evaluate([allow], "execute-api:Invoke", "arn:x/accounts/ac/integrations") is Decision.IMPLICIT_DENY

@@ -25,7 +25,7 @@ def _as_list(value: Any) -> list[str]:
 def _glob(pattern: str, value: str, case_sensitive: bool) -> bool:
     # IAM's ARN/action globs: `*` any run of characters (slashes included), `?` one character.
     regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, value, 0 if case_sensitive else re.IGNORECASE) is not None
+    return re.fullmatch(regex, value, re.DOTALL | (0 if case_sensitive else re.IGNORECASE)) is not None
 
 
 def _matches(statement: dict[str, Any], key: str, value: str, case_sensitive: bool) -> bool:
