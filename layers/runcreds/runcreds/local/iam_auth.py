@@ -54,7 +54,7 @@ def invoke_arn(stage: str, method: str, path: str) -> str:
     return f"arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:{API_ID}/{stage}/{method}/{path.lstrip('/')}"
 
 
-def _documents(principal: Any, iam: Any) -> list[str]:
+def _documents(principal: Any) -> list[str]:
     inline = list(principal.policies.values())
     managed = [
         version.document
@@ -73,9 +73,9 @@ def _principal(access_key: str, session_token: str | None) -> tuple[Caller, str]
         key = next(k for k in iam.list_access_keys(user.name) if k.access_key_id == access_key)
         if key.status != "Active" or session_token:
             raise Refusal(INVALID_TOKEN)
-        documents = _documents(user, iam)
+        documents = _documents(user)
         for group in iam.get_groups_for_user(user.name):
-            documents += _documents(group, iam)
+            documents += _documents(group)
         return Caller(user.arn, access_key, documents), key.secret_access_key
     for account in list(sts_backends.keys()):
         session = sts_backends[account]["global"].get_assumed_role_from_access_key(access_key)
@@ -86,7 +86,7 @@ def _principal(access_key: str, session_token: str | None) -> tuple[Caller, str]
         if session.expiration < datetime.datetime.now(datetime.UTC).replace(tzinfo=None):
             raise Refusal(INVALID_TOKEN)
         role = iam.get_role_by_arn(session.role_arn)
-        return Caller(session.arn, access_key, _documents(role, iam)), session.secret_access_key
+        return Caller(session.arn, access_key, _documents(role)), session.secret_access_key
     raise Refusal(INVALID_TOKEN)
 
 

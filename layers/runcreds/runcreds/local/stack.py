@@ -118,12 +118,15 @@ class LocalStack:
     def _create_local_admin(self) -> None:
         """The principal of LOCAL_CREDENTIALS: moto's default identity (`user/moto`) made a real IAM user
         holding those keys and allowed to invoke the whole API, so the gateway verifies every request."""
+        backend = iam_backends[ACCOUNT_ID]["global"]
+        if backend.get_user_from_access_key_id(LOCAL_CREDENTIALS["aws_access_key_id"]) is not None:
+            return  # another stack in this process (they share moto's backends) created it
         iam = internal(self.client("iam"))
         iam.create_user(UserName=LOCAL_ADMIN_USER)
         iam.put_user_policy(
             UserName=LOCAL_ADMIN_USER, PolicyName="invoke-api", PolicyDocument=json.dumps(LOCAL_ADMIN_POLICY)
         )
-        key = iam_backends[ACCOUNT_ID]["global"].create_access_key(LOCAL_ADMIN_USER)
+        key = backend.create_access_key(LOCAL_ADMIN_USER)
         # moto issues random keys; the local ones are fixed so that `make up`'s curl lines and AWS_* work.
         key.access_key_id = LOCAL_CREDENTIALS["aws_access_key_id"]
         key.secret_access_key = LOCAL_CREDENTIALS["aws_secret_access_key"]
