@@ -89,6 +89,14 @@ class Provisioner:
                 PolicyDocument=json.dumps(self.template.resolve(props["PolicyDocument"])),
             )
             return {"Ref": name}
+        if kind == "AWS::IAM::ManagedPolicy":
+            # Created for real: a test can attach the worker policies to a role of its own.
+            arn = self.client("iam").create_policy(
+                PolicyName=self.template.resolve(props.get("ManagedPolicyName")) or self.name_for(logical_id),
+                PolicyDocument=json.dumps(self.template.resolve(props["PolicyDocument"])),
+                Description=str(props.get("Description", ""))[:1000],
+            )["Policy"]["Arn"]
+            return {"Ref": arn, "PolicyArn": arn}
         if kind == "AWS::Serverless::Api":
             return {"Ref": "local", "RootResourceId": "local"}
         if kind in ("AWS::Serverless::Function", "AWS::Serverless::LayerVersion"):
