@@ -11,7 +11,6 @@ from typing import Any
 
 from runcreds.identity import session_name_for
 from runcreds.local.stack import LocalStack
-from runcreds.local.template import ACCOUNT_ID
 from tests.support import Tenant, load_event, record_items
 
 
@@ -33,7 +32,7 @@ class VendedSession:
 
     @property
     def assumed_role_arn(self) -> str:
-        return f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{self.role_name}/{self.session_name}"
+        return f"arn:aws:sts::{self.role_arn.split(':')[4]}:assumed-role/{self.role_name}/{self.session_name}"
 
 
 def vended_access_key(stack: LocalStack, tenant: Tenant, phase: str) -> str | None:

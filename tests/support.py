@@ -13,7 +13,6 @@ from moto.sts.models import sts_backends
 
 from runcreds.api_client import ApiClient, ApiResponse
 from runcreds.local.stack import LocalStack
-from runcreds.local.template import ACCOUNT_ID
 from runcreds.models.events import Phase, RunPhase
 from runcreds.worker import CredentialsFetcher
 
@@ -63,7 +62,9 @@ def trust_policy(
 
 def assumptions_of(role_arn: str) -> int:
     """How many sessions moto's STS issued for this role (every AssumeRole the stand-in let through)."""
-    return sum(1 for r in sts_backends[ACCOUNT_ID]["global"].assumed_roles if r.role_arn == role_arn)
+    return sum(
+        1 for account in list(sts_backends.values()) for r in account["global"].assumed_roles if r.role_arn == role_arn
+    )
 
 
 def events_for(stack: LocalStack, tenant: Tenant, detail_type: str) -> list[dict[str, Any]]:
@@ -110,7 +111,7 @@ def create_role(
 ) -> str:
     """A customer role with this trust policy (a unique name unless given); returns its ARN."""
     return str(
-        stack.client("iam").create_role(
+        stack.customer_client("iam").create_role(
             RoleName=name or f"customer-{uuid.uuid4().hex[:12]}",
             AssumeRolePolicyDocument=json.dumps(document),
             MaxSessionDuration=max_session_duration,
@@ -119,6 +120,6 @@ def create_role(
 
 
 def apply_trust_policy(stack: LocalStack, role_arn: str, document: dict[str, Any]) -> None:
-    stack.client("iam").update_assume_role_policy(
+    stack.customer_client("iam").update_assume_role_policy(
         RoleName=role_arn.rsplit("/", 1)[1], PolicyDocument=json.dumps(document)
     )

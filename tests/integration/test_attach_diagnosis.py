@@ -15,6 +15,7 @@ import pytest
 
 from runcreds.api_client import ApiClient, ApiResponse
 from runcreds.local.stack import LocalStack
+from runcreds.local.template import CUSTOMER_ACCOUNT_ID
 from tests.support import (
     Tenant,
     apply_trust_policy,
@@ -46,7 +47,7 @@ def test_a_missing_or_untrusting_role_is_reported_as_one_ambiguous_cause_with_th
 ) -> None:
     # Given an integration whose role is missing, or trusts someone else than the broker
     if cause == "role does not exist":
-        role_arn = f"arn:aws:iam::123456789012:role/customer-missing-{uuid.uuid4().hex[:8]}"
+        role_arn = f"arn:aws:iam::{CUSTOMER_ACCOUNT_ID}:role/customer-missing-{uuid.uuid4().hex[:8]}"
     else:
         role_arn = make_role(f"{tenant.account}@*", principal="arn:aws:iam::123456789012:role/someone-else")
     integration_id = create_integration(api, tenant, role_arn)

@@ -13,6 +13,7 @@ import pytest
 from runcreds.api_client import ApiClient
 from runcreds.dal.attachments import AttachmentsStore
 from runcreds.local.stack import LocalStack
+from runcreds.local.template import CUSTOMER_ACCOUNT_ID
 from runcreds.models.entities import Attachment
 from tests.conftest import VERIFY_RETRY_SECONDS
 from tests.support import Tenant, attach, create_integration, create_role, trust_policy
@@ -38,7 +39,7 @@ def test_a_role_created_5_seconds_before_attaches_without_user_retry(
 ) -> None:
     # Given an integration for a role that is created, correctly trusted, just before the attach
     name = f"fresh-{uuid.uuid4().hex[:10]}"
-    integration_id = create_integration(api, tenant, f"arn:aws:iam::123456789012:role/{name}")
+    integration_id = create_integration(api, tenant, f"arn:aws:iam::{CUSTOMER_ACCOUNT_ID}:role/{name}")
     new_role(stack, tenant, name)
     created = time.monotonic()
     refusals_before = len(stack.aws.strict_sts.refusals)
@@ -79,7 +80,7 @@ def test_after_propagation_the_stacks_already_attached_still_name_a_too_narrow_e
 ) -> None:
     # Given an integration attached to stack A, whose role is (re)created trusting stack A only
     name = f"fresh-{uuid.uuid4().hex[:10]}"
-    role_arn = f"arn:aws:iam::123456789012:role/{name}"
+    role_arn = f"arn:aws:iam::{CUSTOMER_ACCOUNT_ID}:role/{name}"
     integration_id = create_integration(api, tenant, role_arn)
     attachments = AttachmentsStore(stack.template.ref("AttachmentsTable"), stack.client("dynamodb"))
     attachments.put(

@@ -208,7 +208,9 @@ def test_a_generated_trust_policy_lets_the_attach_succeed(
     document = api.get(
         f"/accounts/{tenant.account}/integrations/{integration_id}/trust-policy", stack=tenant.stack
     ).body
-    stack.client("iam").update_assume_role_policy(RoleName=role.rsplit("/", 1)[1], PolicyDocument=json.dumps(document))
+    stack.customer_client("iam").update_assume_role_policy(
+        RoleName=role.rsplit("/", 1)[1], PolicyDocument=json.dumps(document)
+    )
 
     # Then the attach is verified
     assert attach(api, tenant, integration_id).status == 200

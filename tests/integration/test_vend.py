@@ -71,7 +71,7 @@ def test_the_vend_assumes_with_the_contracted_identity(
     stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
 ) -> None:
     # Given a role whose trust insists on the exact external ID, the run's tags and source identity
-    role = make_role(None)
+    role = make_role(f"{tenant.account}@*")
     integration_id = integrate(tenant, role)
     document = trust_policy(stack.outputs["BrokerRoleArn"], None)
     document["Statement"][0]["Condition"] = {

@@ -95,7 +95,7 @@ def test_a_failed_vend_is_reported_with_its_reason(
 ) -> None:  # fmt: skip
     role = make_role(f"{tenant.account}@*")
     integrate(tenant, role)
-    stack.client("iam").delete_role(RoleName=role.split("/")[-1])
+    stack.customer_client("iam").delete_role(RoleName=role.split("/")[-1])
     publish(tenant, "plan")
     assert main(cli(tenant, "plan")) == 4
     err = capsys.readouterr().err

@@ -12,6 +12,7 @@ from runcreds import http
 from runcreds.exceptions import (
     ConflictError,
     NotFoundError,
+    RateLimitedError,
     TransientAwsError,
     VerificationFailedError,
 )
@@ -63,6 +64,13 @@ def _verification_failed(error: VerificationFailedError) -> Response[dict[str, A
     return http.error(422, str(error), **error.diagnosis)
 
 
+@app.exception_handler(RateLimitedError)
+def _rate_limited(error: RateLimitedError) -> Response[dict[str, Any]]:
+    response = http.error(429, str(error))
+    response.headers["Retry-After"] = str(error.retry_after)
+    return response
+
+
 @app.exception_handler(TransientAwsError)
 def _transient(error: TransientAwsError) -> Response[dict[str, Any]]:
     logger.warning("transient AWS failure", extra={"error": str(error)})
@@ -112,7 +120,7 @@ def get_integration(account: Account, integration_id: IntegrationIdPath) -> Inte
 @app.patch(
     "/accounts/<account>/integrations/<integration_id>",
     summary="Change an integration (every attachment follows; attached stacks are verified first)",
-    responses=http.responses(200, IntegrationOut, "the changed integration", 409, 415, 422, 503),
+    responses=http.responses(200, IntegrationOut, "the changed integration", 409, 415, 422, 429, 503),
 )
 def update_integration(
     account: Account, integration_id: IntegrationIdPath, body: Annotated[IntegrationUpdate, Body()]
@@ -153,7 +161,7 @@ def get_trust_policy(
 @app.put(
     "/accounts/<account>/stacks/<stack>/integrations/<integration_id>",
     summary="Attach an integration to a stack (verified: the broker assumes the role as a vend would)",
-    responses=http.responses(200, AttachmentOut, "the attachment", 415, 422, 503),
+    responses=http.responses(200, AttachmentOut, "the attachment", 415, 422, 429, 503),
 )
 def attach_integration(
     account: Account, stack: Stack, integration_id: IntegrationIdPath, body: Annotated[AttachRequest, Body()]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,6 +17,7 @@ from botocore.awsrequest import AWSRequest
 class ApiResponse:
     status: int
     body: Any
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def message(self) -> str:
@@ -28,7 +29,8 @@ class ApiClient:
         self.base_url = base_url.rstrip("/")
         self.session = session or boto3.Session()
         self.region = region or self.session.region_name or "us-east-1"
-        self._http = urllib3.PoolManager()
+        # A 429 or 503 is the caller's to see (its Retry-After may be a minute), not to sleep through here.
+        self._http = urllib3.PoolManager(retries=urllib3.Retry(total=3, respect_retry_after_header=False))
 
     def request(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None) -> ApiResponse:
         url = self.base_url + path
@@ -46,7 +48,7 @@ class ApiClient:
             parsed = json.loads(text) if text else None
         except ValueError:
             parsed = text
-        return ApiResponse(response.status, parsed)
+        return ApiResponse(response.status, parsed, dict(response.headers.items()))
 
     def get(self, path: str, **query: str) -> ApiResponse:
         return self.request("GET", path, query=query or None)

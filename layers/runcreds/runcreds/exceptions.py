@@ -30,6 +30,14 @@ class VerificationFailedError(RuncredsError):
         self.diagnosis = diagnosis
 
 
+class RateLimitedError(RuncredsError):
+    """The account used up its budget of AssumeRole calls (attach verification): 429 with Retry-After."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class TransientAwsError(RuncredsError):
     """AWS was throttling or failing: worth retrying, never the caller's fault."""
 

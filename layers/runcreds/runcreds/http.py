@@ -12,12 +12,30 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from pydantic import AfterValidator
 
 from runcreds.exceptions import InvalidRequestError
+from runcreds.identity import PROBE_ACCOUNT
 from runcreds.models.api import DiagnosisBody, ErrorBody
 from runcreds.models.events import SLUG_PATTERN
 
-Account = Annotated[str, Path(pattern=SLUG_PATTERN, description="account slug")]
+
+def _not_reserved(account: str) -> str:
+    if account == PROBE_ACCOUNT:
+        raise ValueError(f"the account name {PROBE_ACCOUNT} is reserved for runcreds' own checks: use another")
+    return account
+
+
+# The pattern is repeated for the schema: Powertools leaves it out of the document once a validator is added.
+Account = Annotated[
+    str,
+    AfterValidator(_not_reserved),
+    Path(
+        pattern=SLUG_PATTERN,
+        description="account slug",
+        json_schema_extra={"pattern": SLUG_PATTERN, "not": {"const": PROBE_ACCOUNT}},
+    ),
+]
 Stack = Annotated[str, Path(pattern=SLUG_PATTERN, description="stack slug")]
 
 ERROR_TEXTS = {
@@ -26,6 +44,7 @@ ERROR_TEXTS = {
     409: "conflicts with the current state (`message` says how to resolve it)",
     415: "the body is not application/json",
     422: "the role refused the broker: the diagnosis says what to change",
+    429: "the account made too many AssumeRole calls verifying roles: retry after Retry-After seconds",
     503: "AWS throttled or failed: retry in a few seconds",
 }
 

@@ -20,6 +20,10 @@ TAG_RUN = "runcreds:run"
 TAG_PHASE = "runcreds:phase"
 TAG_INTEGRATION = "runcreds:integration"
 SESSION_TAG_KEYS = (TAG_ACCOUNT, TAG_STACK, TAG_RUN, TAG_PHASE, TAG_INTEGRATION)
+# The account name attach verification probes a role with, as another tenant would (docs/attach.md). It
+# is a valid slug, so that every pattern a tenant's name can match is tried, and reserved: no route
+# serves it, so its external IDs are never a real tenant's.
+PROBE_ACCOUNT = "runcreds-probe"
 
 
 def external_id_for(account: str, integration_id: str, stack: str, access: Access) -> str:

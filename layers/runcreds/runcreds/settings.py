@@ -37,6 +37,19 @@ class AttachSettings(BrokerSettings):
     # How long an attach or PATCH keeps retrying a refusal IAM propagation may explain. API Gateway
     # gives the integration 29 s in all: the rest is for the probes and DynamoDB.
     verify_retry_seconds: float = Field(20.0, alias="RUNCREDS_VERIFY_RETRY_SECONDS", ge=0, le=25)
+    # Each account's budget of verification AssumeRoles (probes and retries included): a burst, then a rate.
+    assume_role_budget_table: str = Field(alias="RUNCREDS_ASSUME_ROLE_BUDGET_TABLE", min_length=3)
+    assume_role_burst: int = Field(100, alias="RUNCREDS_ASSUME_ROLE_BURST", ge=4)
+    assume_roles_per_minute: float = Field(60.0, alias="RUNCREDS_ASSUME_ROLES_PER_MINUTE", gt=0)
+    # Whose roles integrations may name: never this account's; only the listed ones when given. With an
+    # organization, IAM alone decides (the function cannot tell an account's organization).
+    own_account_id: str = Field(alias="RUNCREDS_AWS_ACCOUNT_ID", pattern=r"^\d{12}$")
+    allowed_customer_account_ids: str = Field("", alias="RUNCREDS_ALLOWED_CUSTOMER_ACCOUNT_IDS", pattern=r"^[\d, ]*$")
+    allowed_customer_organization_id: str = Field("", alias="RUNCREDS_ALLOWED_CUSTOMER_ORGANIZATION_ID")
+
+    @property
+    def allowed_customer_accounts(self) -> frozenset[str]:
+        return frozenset(a.strip() for a in self.allowed_customer_account_ids.split(",") if a.strip())
 
 
 class ReverifySettings(BrokerSettings):

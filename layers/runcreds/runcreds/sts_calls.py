@@ -33,20 +33,27 @@ def is_transient(error: ClientError) -> bool:
 
 
 def assume_run_role(
-    client: STSClient, spec: AssumeRoleSpec, *, tags: bool = True, source_identity: bool = True
+    client: STSClient,
+    spec: AssumeRoleSpec,
+    *,
+    tags: bool = True,
+    source_identity: bool = True,
+    external_id: bool = True,
 ) -> CredentialsTypeDef:
-    """AssumeRole as `spec` says. Raises RoleRefusedError for a final refusal and TransientAwsError
-    for what a retry may cure. The caller decides what to do with the credentials: never log them."""
+    """AssumeRole as `spec` says (without the external ID: only attach verification's probe). Raises
+    RoleRefusedError for a final refusal and TransientAwsError for what a retry may cure. The caller
+    decides what to do with the credentials: never log them."""
     extra: dict[str, object] = {}
     if tags:
         extra = {"Tags": spec.tags, "TransitiveTagKeys": spec.transitive_tag_keys}
     if source_identity:
         extra["SourceIdentity"] = spec.source_identity
+    if external_id:
+        extra["ExternalId"] = spec.external_id
     try:
         response = client.assume_role(
             RoleArn=spec.role_arn,
             RoleSessionName=spec.session_name,
-            ExternalId=spec.external_id,
             DurationSeconds=spec.duration_seconds,
             **extra,  # type: ignore[arg-type]
         )

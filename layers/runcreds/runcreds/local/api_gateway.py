@@ -12,6 +12,7 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
+from runcreds.local.iam_auth import API_ID, MISSING_TOKEN, Refusal, authenticate, authorize, invoke_arn
 from runcreds.local.lambda_runtime import FunctionError, LocalFunction
 from runcreds.local.template import ACCOUNT_ID, ApiRoute
 
@@ -48,21 +49,25 @@ class LocalApiGateway:
         def deny(status: int, message: str) -> Response:
             return Response(json.dumps({"message": message}), status, content_type="application/json")
 
-        authorization = request.headers.get("Authorization", "")
         path = request.path
         if not path.startswith(f"/{STAGE}/"):
-            return deny(403, "Missing Authentication Token")
+            return deny(403, MISSING_TOKEN)
         path = path[len(STAGE) + 1 :]
+        # As API Gateway with IAM auth: the caller is authenticated and authorized on the request's ARN
+        # before any route is looked up, so an unknown path answers 403 to whoever may not invoke it.
+        raw_uri = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or request.full_path
+        try:
+            caller = authenticate(request.method, request.host, raw_uri, dict(request.headers), request.get_data())
+            authorize(caller, invoke_arn(STAGE, request.method, path))
+        except Refusal as refusal:
+            return deny(403, refusal.message)
         found = next(
             ((r, m, f) for r, regex, f in self.routes if (m := regex.match(path)) and r.method == request.method),
             None,
         )
         if found is None:
-            return deny(403, "Missing Authentication Token")
+            return deny(403, MISSING_TOKEN)
         route, match, function = found
-        if not authorization.startswith("AWS4-HMAC-SHA256 "):
-            return deny(403, "Missing Authentication Token")
-        access_key = re.search(r"Credential=([^/]+)/", authorization)
         body = request.get_data(as_text=True)
         event = {
             "resource": route.path,
@@ -83,11 +88,12 @@ class LocalApiGateway:
                 "requestId": str(uuid.uuid4()),
                 "requestTimeEpoch": int(time.time() * 1000),
                 "accountId": ACCOUNT_ID,
-                "apiId": "local",
+                "apiId": API_ID,
                 "protocol": "HTTP/1.1",
                 "domainName": request.host,
                 "identity": {
-                    "accessKey": access_key.group(1) if access_key else None,
+                    "accessKey": caller.access_key,
+                    "userArn": caller.arn,
                     "sourceIp": request.remote_addr,
                     "userAgent": request.user_agent.string,
                 },

@@ -152,6 +152,27 @@ def run_phase(stack: LocalStack, phase: str) -> None:
     )
 
 
+def refuse_unbound_role(api: ApiClient, iam: Any, broker: str) -> None:
+    """A role that trusts the broker without demanding the external ID would serve any tenant that
+    attaches it (a confused deputy): it is refused until its trust policy binds it to the account."""
+    step("A role that trusts the broker without an sts:ExternalId condition: any tenant could attach it")
+    unbound = trust_policy_for(broker, ACCOUNT)
+    del unbound["Statement"][0]["Condition"]
+    role = iam.create_role(RoleName="acme-unbound", AssumeRolePolicyDocument=json.dumps(unbound))["Role"]["Arn"]
+    integration_id = api.post(f"/accounts/{ACCOUNT}/integrations", {"name": "unbound", "role_arn": role}).body["id"]
+    route = f"/accounts/{ACCOUNT}/stacks/{STACK}/integrations/{integration_id}"
+    refused = api.put(route, {"read": True, "write": False})
+    show(f"{refused.status} {refused.body.get('code')}", refused.message)
+    suggested = refused.body.get("suggested_trust_policy")
+    show("suggested_trust_policy", suggested)
+    iam.update_assume_role_policy(RoleName="acme-unbound", PolicyDocument=json.dumps(suggested))
+    retried = api.put(route, {"read": True, "write": False})
+    show(f"with the suggested policy applied: {retried.status}", f"status={retried.body.get('status')}")
+    if (refused.status, refused.body.get("code"), retried.status) != (422, "external_id_not_enforced", 200):
+        raise SystemExit("a role that does not demand the external ID was not refused, or its fix did not work")
+    api.delete(route)
+
+
 def main() -> int:
     started = time.perf_counter()
     step("Starting the embedded stack from template.yaml (moto on 127.0.0.1 + strict STS)")
@@ -163,7 +184,7 @@ def main() -> int:
         api = ApiClient(stack.outputs["ApiUrl"], stack.session())
 
         step("The customer creates a role whose trust policy trusts the runcreds broker")
-        iam = stack.client("iam")
+        iam = stack.customer_client("iam")  # the customer's AWS account, not runcreds' own
         policy = trust_policy_for(broker, ACCOUNT, STACK)
         role_arn = iam.create_role(RoleName="acme-networking-deployer", AssumeRolePolicyDocument=json.dumps(policy))[
             "Role"
@@ -199,6 +220,7 @@ def main() -> int:
         if (refused.status, retried.status) != (422, 200):
             raise SystemExit("the diagnosis did not lead to a working trust policy")
         api.delete(route)
+        refuse_unbound_role(api, iam, broker)
 
         run_phase(stack, "plan")
         run_phase(stack, "apply")

@@ -46,7 +46,8 @@ class Provisioner:
 
     def provision_all(self) -> dict[str, dict[str, str]]:
         for logical_id, resource in self.template.resources.items():
-            if resource["Type"] not in _NOT_PROVISIONED:
+            deployed = "Condition" not in resource or self.template.condition(resource["Condition"])
+            if deployed and resource["Type"] not in _NOT_PROVISIONED:
                 self._attributes(logical_id)
         return self.physical
 
@@ -80,6 +81,22 @@ class Provisioner:
             return self._rule(logical_id, props)
         if kind == "AWS::IAM::Role":
             return self._role(logical_id, props)
+        if kind == "AWS::IAM::RolePolicy":
+            name = self.template.resolve(props["PolicyName"])
+            self.client("iam").put_role_policy(
+                RoleName=self.template.resolve(props["RoleName"]),
+                PolicyName=name,
+                PolicyDocument=json.dumps(self.template.resolve(props["PolicyDocument"])),
+            )
+            return {"Ref": name}
+        if kind == "AWS::IAM::ManagedPolicy":
+            # Created for real: a test can attach the worker policies to a role of its own.
+            arn = self.client("iam").create_policy(
+                PolicyName=self.template.resolve(props.get("ManagedPolicyName")) or self.name_for(logical_id),
+                PolicyDocument=json.dumps(self.template.resolve(props["PolicyDocument"])),
+                Description=str(props.get("Description", ""))[:1000],
+            )["Policy"]["Arn"]
+            return {"Ref": arn, "PolicyArn": arn}
         if kind == "AWS::Serverless::Api":
             return {"Ref": "local", "RootResourceId": "local"}
         if kind in ("AWS::Serverless::Function", "AWS::Serverless::LayerVersion"):

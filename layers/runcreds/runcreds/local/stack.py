@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from moto.iam.models import iam_backends
 
 from runcreds.local.api_gateway import LocalApiGateway
 from runcreds.local.embedded_aws import EmbeddedAws, internal
@@ -18,9 +20,14 @@ from runcreds.local.lambda_runtime import LocalFunction
 from runcreds.local.provision import Provisioner
 from runcreds.local.sqs_poller import SqsPoller
 from runcreds.local.strict_sts import LOCAL_SERVICE_HEADER
-from runcreds.local.template import REGION, FunctionSpec, Template, find_template
+from runcreds.local.template import ACCOUNT_ID, CUSTOMER_ACCOUNT_ID, REGION, FunctionSpec, Template, find_template
 
 LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+LOCAL_ADMIN_USER = "moto"  # moto's identity for unknown keys (arn:aws:iam::123456789012:user/moto)
+LOCAL_ADMIN_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "execute-api:Invoke", "Resource": "*"}],
+}
 
 
 class LogBook:
@@ -74,6 +81,7 @@ class LocalStack:
         self.aws.start()
         self.api.start()
         Provisioner(self.template, self.client).provision_all()
+        self._create_local_admin()
         self.router = EventRouter(internal(self.client("sqs")))
         self.aws.front_door.on_put_events = self.router.on_put_events
         self.sqs_poller = SqsPoller(internal(self.client("sqs")))
@@ -107,6 +115,22 @@ class LocalStack:
     def __exit__(self, *_exc: object) -> None:
         self.stop()
 
+    def _create_local_admin(self) -> None:
+        """The principal of LOCAL_CREDENTIALS: moto's default identity (`user/moto`) made a real IAM user
+        holding those keys and allowed to invoke the whole API, so the gateway verifies every request."""
+        backend = iam_backends[ACCOUNT_ID]["global"]
+        if backend.get_user_from_access_key_id(LOCAL_CREDENTIALS["aws_access_key_id"]) is not None:
+            return  # another stack in this process (they share moto's backends) created it
+        iam = internal(self.client("iam"))
+        iam.create_user(UserName=LOCAL_ADMIN_USER)
+        iam.put_user_policy(
+            UserName=LOCAL_ADMIN_USER, PolicyName="invoke-api", PolicyDocument=json.dumps(LOCAL_ADMIN_POLICY)
+        )
+        key = backend.create_access_key(LOCAL_ADMIN_USER)
+        # moto issues random keys; the local ones are fixed so that `make up`'s curl lines and AWS_* work.
+        key.access_key_id = LOCAL_CREDENTIALS["aws_access_key_id"]
+        key.secret_access_key = LOCAL_CREDENTIALS["aws_secret_access_key"]
+
     # ------------------------------------------------------------------ clients
     @property
     def endpoint_url(self) -> str:
@@ -129,6 +153,17 @@ class LocalStack:
         return (session or self.session()).client(  # type: ignore[call-overload]
             service, endpoint_url=self.endpoint_url, region_name=REGION
         )
+
+    def customer_client(self, service: str) -> Any:
+        """A client acting in the customer's AWS account (CUSTOMER_ACCOUNT_ID), where customer roles live:
+        the broker never assumes roles of runcreds' own account."""
+        client = self.client(service)
+
+        def in_customer_account(request: Any, **_kwargs: Any) -> None:
+            request.headers["x-moto-account-id"] = CUSTOMER_ACCOUNT_ID
+
+        client.meta.events.register("before-send", in_customer_account)
+        return client
 
     def client_env(self) -> dict[str, str]:
         """What a process needs to talk to the embedded AWS (the worker CLI, the aws CLI)."""

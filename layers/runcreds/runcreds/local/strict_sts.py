@@ -7,6 +7,9 @@ assumes roles that do not exist. This stand-in evaluates, before moto answers:
   StringEquals/StringLike/StringNotEquals/StringNotLike conditions on sts:ExternalId,
   sts:SourceIdentity, sts:RoleSessionName, aws:PrincipalArn and aws:RequestTag/<key>; a call that
   sets SourceIdentity also needs sts:SetSourceIdentity, one with tags sts:TagSession;
+- explicit Denies in the calling role's own inline policies (aws:ResourceAccount is the role's account):
+  BrokerRole denies roles of runcreds' own account. Allows are not evaluated (the tests' own identity
+  has no policies);
 - the role's MaxSessionDuration and the one-hour cap on role chaining;
 - regions where STS is not activated (RegionDisabledException);
 - optionally, IAM's propagation delay: a role younger than `propagation_delay` seconds is refused with
@@ -173,6 +176,37 @@ def trust_allows(document: dict[str, Any], caller: Caller, action: str, context:
     return allowed
 
 
+def _applicable(documents: Iterable[dict[str, Any]], action: str, context: dict[str, str]) -> set[str]:
+    """The effects of the identity-policy statements that apply to `action` (on a role) in this context."""
+    return {
+        str(statement.get("Effect"))
+        for document in documents
+        for statement in _as_list(document.get("Statement", []))
+        if _action_matches(statement.get("Action", []), action)
+        and _conditions_hold(statement.get("Condition", {}), context)
+    }
+
+
+def identity_policies_allow(documents: Iterable[dict[str, Any]], action: str, context: dict[str, str]) -> bool:
+    """Whether a principal's identity policies allow `action` (on a role, `Resource` arn:*:iam::*:role/*)
+    in this request context: some Allow applies and no Deny does. Used on the template's BrokerRole."""
+    effects = _applicable(documents, action, context)
+    return "Allow" in effects and "Deny" not in effects
+
+
+def identity_policies_deny(documents: Iterable[dict[str, Any]], action: str, context: dict[str, str]) -> bool:
+    return "Deny" in _applicable(documents, action, context)
+
+
+def actions_of(source_identity: str | None, tags: dict[str, str]) -> list[str]:
+    """The actions an AssumeRole call needs: SetSourceIdentity and TagSession when it sets them."""
+    return [
+        "sts:AssumeRole",
+        *(["sts:SetSourceIdentity"] if source_identity is not None else []),
+        *(["sts:TagSession"] if tags else []),
+    ]
+
+
 def _params_list(params: dict[str, str], prefix: str) -> Iterable[tuple[str, str]]:
     index = 1
     while f"{prefix}.member.{index}.Key" in params:
@@ -256,6 +290,7 @@ class StrictSts:
             )
 
         role = self._role(role_arn)
+        self._identity_deny(caller, actions_of(source_identity, tags), role_arn, authorization)
         context = {
             "sts:RoleSessionName": session_name,
             "aws:PrincipalArn": caller.arn,
@@ -263,12 +298,7 @@ class StrictSts:
             **({"sts:SourceIdentity": source_identity} if source_identity is not None else {}),
             **{f"aws:RequestTag/{k}": v for k, v in tags.items()},
         }
-        actions = ["sts:AssumeRole"]
-        if source_identity is not None:
-            actions.append("sts:SetSourceIdentity")
-        if tags:
-            actions.append("sts:TagSession")
-        for action in actions:
+        for action in actions_of(source_identity, tags):
             trust = json.loads(unquote(role.assume_role_policy_document)) if role else {}
             if role is None or not self._propagated(role) or not trust_allows(trust, caller, action, context):
                 raise StsRefusal(
@@ -291,6 +321,23 @@ class StrictSts:
                 "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.",
                 400,
             )
+
+    def _identity_deny(self, caller: Caller, actions: list[str], role_arn: str, authorization: str) -> None:
+        if not caller.chained:
+            return
+        caller_role = self._role(caller.arn)
+        if caller_role is None:
+            return
+        documents = [json.loads(unquote(d)) for d in caller_role.policies.values()]
+        context = {"aws:ResourceAccount": role_arn.split(":")[4] if role_arn.count(":") >= 5 else ""}
+        for action in actions:
+            if identity_policies_deny(documents, action, context):
+                raise StsRefusal(
+                    "AccessDenied",
+                    f"User: {self._caller_display(caller, authorization)} is not authorized to perform: {action} "
+                    f"on resource: {role_arn} with an explicit deny in an identity-based policy",
+                    403,
+                )
 
     @property
     def propagation_delay(self) -> float:

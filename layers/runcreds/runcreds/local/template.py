@@ -14,9 +14,11 @@ from typing import Any
 from samtranslator.yaml_helper import yaml_parse
 
 ACCOUNT_ID = "123456789012"
+CUSTOMER_ACCOUNT_ID = "111122223333"  # the account local customer roles live in (LocalStack.customer_client)
 REGION = "us-east-1"
 PARTITION = "aws"
 
+_NO_VALUE = object()  # AWS::NoValue: the property or list item is left out
 _SUB = re.compile(r"\$\{([^}!][^}]*)\}")
 
 
@@ -91,6 +93,7 @@ class Template:
         self.body: dict[str, Any] = yaml_parse(path.read_text())
         self.resources: dict[str, dict[str, Any]] = self.body["Resources"]
         self.parameters = {name: str(spec.get("Default", "")) for name, spec in self.body.get("Parameters", {}).items()}
+        self._lists = {n for n, spec in self.body.get("Parameters", {}).items() if spec["Type"] == "CommaDelimitedList"}
         # Set by the provisioner: how a logical ID's Ref and GetAtt resolve (physical names, ARNs).
         self.ref_hook: Callable[[str], str] | None = None
         self.getatt_hook: Callable[[str, str], str] | None = None
@@ -105,9 +108,11 @@ class Template:
             "AWS::URLSuffix": "amazonaws.com",
         }.get(name)
 
-    def ref(self, name: str) -> str:
+    def ref(self, name: str) -> Any:
         if (value := self.pseudo(name)) is not None:
             return value
+        if name in self._lists:
+            return self.parameters[name].split(",")
         if name in self.parameters:
             return self.parameters[name]
         if self.ref_hook is None:
@@ -119,13 +124,37 @@ class Template:
             raise KeyError(logical_id)
         return self.getatt_hook(logical_id, attribute)
 
+    def condition(self, name: str) -> bool:
+        """A condition of the template's Conditions section, as the parameters decide it."""
+        return self._holds(self.body.get("Conditions", {})[name])
+
+    def _holds(self, node: Any) -> bool:
+        ((key, value),) = node.items()
+        if key == "Condition":
+            return self.condition(value)
+        if key == "Fn::Equals":
+            left, right = self.resolve(value)
+            return bool(left == right)
+        if key == "Fn::Not":
+            return not self._holds(value[0])
+        if key == "Fn::Or":
+            return any(self._holds(v) for v in value)
+        if key == "Fn::And":
+            return all(self._holds(v) for v in value)
+        raise KeyError(f"condition function {key} is not modelled")
+
     def resolve(self, node: Any) -> Any:
         if isinstance(node, list):
-            return [self.resolve(v) for v in node]
+            return [r for r in (self.resolve(v) for v in node) if r is not _NO_VALUE]
         if not isinstance(node, dict):
             return node
         if len(node) == 1:
             ((key, value),) = node.items()
+            if key == "Ref" and value == "AWS::NoValue":
+                return _NO_VALUE
+            if key == "Fn::If":
+                name, when_true, when_false = value
+                return self.resolve(when_true if self.condition(name) else when_false)
             if key == "Ref":
                 return self.ref(value)
             if key == "Fn::GetAtt":
@@ -137,7 +166,7 @@ class Template:
             if key == "Fn::Join":
                 separator, parts = value
                 return separator.join(str(p) for p in self.resolve(parts))
-        return {k: self.resolve(v) for k, v in node.items()}
+        return {k: r for k, r in ((k, self.resolve(v)) for k, v in node.items()) if r is not _NO_VALUE}
 
     def _sub_var(self, name: str, variables: dict[str, Any]) -> str:
         if name in variables:
@@ -145,7 +174,7 @@ class Template:
         if "." in name and not name.startswith("AWS::"):
             logical_id, attribute = name.split(".", 1)
             return self.getatt(logical_id, attribute)
-        return self.ref(name)
+        return str(self.ref(name))
 
     # ------------------------------------------------------------------ functions
     def of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:

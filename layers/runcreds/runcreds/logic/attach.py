@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn
 
+from runcreds.dal.assume_role_budget import AssumeRoleBudgetStore
 from runcreds.dal.attachments import AttachmentsStore
 from runcreds.dal.integrations import IntegrationsStore
 from runcreds.exceptions import (
@@ -33,6 +35,27 @@ from runcreds.settings import AttachSettings
 
 _DELETE_BLOCKERS_SHOWN = 5
 API_GATEWAY_SECONDS = 29.0
+BINDING_PROBES = 2  # Verifier.binds_to_tenant
+_MORE_ASSUME_ROLES = 8  # taken from the budget at a time once a refusal is being diagnosed or retried
+
+
+@dataclass
+class _Allowance:
+    """The AssumeRoles one request may make, taken from its account's budget in batches: a happy attach
+    costs one UpdateItem, a diagnosis or propagation retry one more per batch."""
+
+    budget: AssumeRoleBudgetStore
+    account: str
+    left: int = 0
+
+    def reserve(self, calls: int) -> None:
+        self.budget.take(self.account, calls)
+        self.left += min(calls, self.budget.burst)
+
+    def spend(self) -> None:
+        if self.left <= 0:
+            self.reserve(_MORE_ASSUME_ROLES)
+        self.left -= 1
 
 
 class AttachService:
@@ -42,6 +65,9 @@ class AttachService:
         self.integrations = IntegrationsStore(settings.integrations_table)
         self.attachments = AttachmentsStore(settings.attachments_table)
         self.verifier = Verifier(settings.broker_role_arn, settings.function_name)
+        self.budget = AssumeRoleBudgetStore(
+            settings.assume_role_budget_table, settings.assume_role_burst, settings.assume_roles_per_minute
+        )
         budget = settings.verify_retry_seconds
         if time_left is not None:
             budget = min(budget, max(0.0, time_left - 5.0))
@@ -51,10 +77,27 @@ class AttachService:
 
     # ------------------------------------------------------------------ integrations
     def create_integration(self, account: str, body: IntegrationCreate) -> Integration:
+        self._check_role_account(body.role_arn)
         integration = Integration(
             account=account, integration_id=new_integration_id(), created_at=utcnow(), **body.model_dump()
         )
         return self.integrations.create(integration)
+
+    def _check_role_account(self, role_arn: str) -> None:
+        """400 for a role the broker must never assume (issue 8): BrokerRole's policy denies these too."""
+        role_account = role_arn.split(":")[4]
+        if role_account == self.settings.own_account_id:
+            raise InvalidRequestError(
+                f"role_arn {role_arn} is in runcreds' own AWS account {role_account}: the broker never assumes "
+                "roles of its own account. Create the role in your AWS account and give its ARN."
+            )
+        allowed = self.settings.allowed_customer_accounts
+        if allowed and not self.settings.allowed_customer_organization_id and role_account not in allowed:
+            raise InvalidRequestError(
+                f"role_arn {role_arn} is in AWS account {role_account}, which this runcreds deployment does not "
+                f"serve (AllowedCustomerAccountIds): use a role in one of {', '.join(sorted(allowed))}, or ask "
+                "its operators to allow the account."
+            )
 
     def list_integrations(self, account: str, label: str | None = None) -> list[Integration]:
         return [i for i in self.integrations.list(account) if label is None or label in i.labels]
@@ -63,6 +106,8 @@ class AttachService:
         """PATCH. Attachments carry a copy of the vend fields, so every copy is rewritten; when the vend
         fields of a broker-mode integration change, every attached stack is verified first with the new
         values and nothing is saved if one refuses (422 with the diagnosis)."""
+        if update.role_arn is not None:
+            self._check_role_account(update.role_arn)
         current = self.integrations.get(account, integration_id)
         values = current.model_dump(by_alias=True)
         values.update(update.changes(), updated_at=utcnow())
@@ -70,7 +115,9 @@ class AttachService:
         vend_changed = updated.vend_fields() != current.vend_fields()
         attachments = self._attachments_of(current) if vend_changed else []
         checked_at = utcnow()
-        if vend_changed and not updated.assume_role_on_worker:
+        if vend_changed and not updated.assume_role_on_worker and attachments:
+            probed = _trust_changed(current, updated)
+            self._charge(account, sum(len(a.accesses) for a in attachments) + (BINDING_PROBES if probed else 0))
             for attachment in attachments:
                 for access in attachment.accesses:
                     diagnosis = self.verifier.verify(Target.of(updated, attachment.stack), access, self.deadline)
@@ -79,6 +126,11 @@ class AttachService:
                             diagnosis,
                             f"Not saved: with these changes, stack {attachment.stack} could not get credentials. ",
                         )
+            if probed:
+                first = attachments[0]
+                binding = self.verifier.binds_to_tenant(Target.of(updated, first.stack), first.accesses[0])
+                if binding is not None:
+                    self._refused(binding, "Not saved. ")
         if time.monotonic() > self.answer_by:
             # API Gateway has answered 504 by now: saving would change what the caller was told failed.
             raise TransientAwsError("verifying every attached stack took too long; nothing was saved, retry")
@@ -148,14 +200,19 @@ class AttachService:
     # ------------------------------------------------------------------ attachments
     def attach(self, account: str, stack: str, integration_id: str, request: AttachRequest) -> Attachment:
         integration = self.integrations.get(account, integration_id)
+        self._check_role_account(integration.role_arn)  # an integration saved before create checked it
         wanted = [access for access, on in ((Access.READ, request.read), (Access.WRITE, request.write)) if on]
         status, checked_at = VerificationStatus.UNCHECKED, None
         if not integration.assume_role_on_worker:
             target = Target.of(integration, stack)
+            self._charge(account, len(wanted) + BINDING_PROBES)
             for access in wanted:
                 diagnosis = self.verifier.verify(target, access, self.deadline, self._other_stacks(integration))
                 if diagnosis is not None:
                     self._refused(diagnosis)
+            binding = self.verifier.binds_to_tenant(target, wanted[0])  # once per attach, not per access
+            if binding is not None:
+                self._refused(binding)
             status, checked_at = VerificationStatus.OK, utcnow()
         attachment = Attachment(
             account=account,
@@ -172,6 +229,13 @@ class AttachService:
         self._settle(integration, attachment)
         logger.info("integration attached", extra={"account": account, "stack": stack, "integration": integration.id})
         return attachment
+
+    def _charge(self, account: str, happy_path: int) -> None:
+        """Every AssumeRole from here on counts against the account's budget; the happy path's are
+        reserved at once (429 before any STS call when they are not there)."""
+        allowance = _Allowance(self.budget, account)
+        allowance.reserve(happy_path)
+        self.verifier.before_call = allowance.spend
 
     def _other_stacks(self, integration: Integration) -> Iterator[str]:
         """Stacks to probe external IDs with, read only if a diagnosis needs them (lazy)."""
@@ -208,6 +272,11 @@ class AttachService:
 
     def list_attachments(self, account: str, stack: str) -> list[Attachment]:
         return self.attachments.list_for_stack(account, stack)
+
+
+def _trust_changed(before: Integration, after: Integration) -> bool:
+    """Whether a PATCH changes which trust policy lets the broker in: another role, or broker mode anew."""
+    return before.role_arn != after.role_arn or before.assume_role_on_worker != after.assume_role_on_worker
 
 
 def _copy_of(integration: Integration, verified_at: datetime | None) -> dict[str, Any]:

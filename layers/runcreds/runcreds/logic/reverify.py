@@ -89,10 +89,11 @@ class Reverifier:
     def reverify(self, attachment: Attachment) -> tuple[bool, VerificationFailedDetail | None]:
         """(whether the status was recorded, the failure if the role refused)."""
         target = Target.of_attachment(attachment)
-        for access in attachment.accesses:
-            diagnosis = self.verifier.verify(target, access)  # no waiting: nobody is at the keyboard
-            if diagnosis is None:
-                continue
+        verdicts = (self.verifier.verify(target, access) for access in attachment.accesses)  # no waiting
+        diagnosis = next((d for d in verdicts if d is not None), None)
+        if diagnosis is None:  # the role accepts the broker: check it still demands the tenant's external ID
+            diagnosis = self.verifier.binds_to_tenant(target, attachment.accesses[0])
+        if diagnosis is not None:
             checked_at = utcnow()
             recorded = self.attachments.record_status(
                 attachment, VerificationStatus.BROKEN, checked_at, diagnosis.code, diagnosis.message
@@ -110,7 +111,7 @@ class Reverifier:
                 account=attachment.account,
                 stack=attachment.stack,
                 integration_id=attachment.integration_id,
-                phase=access,
+                phase=diagnosis.access,
                 role_arn=attachment.role_arn,
                 code=diagnosis.code,
                 reason=diagnosis.message,

@@ -1,20 +1,30 @@
 """Verification: the broker assumes the customer role as a vend would; a refusal is diagnosed.
 
-The happy path is one AssumeRole per attached access. Only after a refusal does the diagnosis probe
-(always as the broker): the same call without session tags or source identity, then other external IDs
-this integration uses, so that the answer names what to change instead of repeating AccessDenied.
+The happy path is one AssumeRole per attached access, then the binding check: two AssumeRoles that
+must be refused, as another tenant (PROBE_ACCOUNT's external ID) and with no external ID at all. Only
+after a refusal does the diagnosis probe (always as the broker): the same call without session tags or
+source identity, then other external IDs this integration uses, so that the answer names what to change
+instead of repeating AccessDenied.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from runcreds import aws
 from runcreds.exceptions import RoleRefusedError
-from runcreds.identity import TAG_ACCOUNT, TAG_INTEGRATION, TAG_PHASE, TAG_RUN, TAG_STACK, external_id_for
+from runcreds.identity import (
+    PROBE_ACCOUNT,
+    TAG_ACCOUNT,
+    TAG_INTEGRATION,
+    TAG_PHASE,
+    TAG_RUN,
+    TAG_STACK,
+    external_id_for,
+)
 from runcreds.logic.trust_policy import external_id_pattern, trust_policy_for
 from runcreds.models.entities import AssumeRoleSpec, Attachment, Integration
 from runcreds.models.events import Access
@@ -31,6 +41,7 @@ _MAX_OTHER_STACK_PROBES = 3
 # Diagnosis codes (docs/attach.md has the table).
 ROLE_MISSING_OR_UNTRUSTED = "role_missing_or_untrusted"
 EXTERNAL_ID_MISMATCH = "external_id_mismatch"
+EXTERNAL_ID_NOT_ENFORCED = "external_id_not_enforced"
 MISSING_TAG_SESSION = "missing_tag_session"
 MISSING_SET_SOURCE_IDENTITY = "missing_set_source_identity"
 MISSING_SESSION_ACTIONS = "missing_session_actions"
@@ -103,8 +114,8 @@ class Diagnosis:
     target: Target
     access: Access
     principal: str
-    sts_code: str
-    sts_message: str
+    sts_code: str | None  # None: STS granted what it should have refused (external_id_not_enforced)
+    sts_message: str | None
     suggested_integration_patch: dict[str, Any] | None = None
     missing_actions: list[str] | None = None
     propagation_possible: bool = False
@@ -137,20 +148,56 @@ class Diagnosis:
 class Verifier:
     broker_role_arn: str
     session_name: str
+    # Called before every AssumeRole (the attach API's per-account budget); raises to stop.
+    before_call: Callable[[], None] | None = None
 
     def _sts(self, region: str | None) -> STSClient:
         return aws.broker_sts(self.broker_role_arn, self.session_name, region)
 
     def attempt(
-        self, spec: AssumeRoleSpec, *, tags: bool = True, source_identity: bool = True
+        self, spec: AssumeRoleSpec, *, tags: bool = True, source_identity: bool = True, external_id: bool = True
     ) -> RoleRefusedError | None:
         """None when STS let the broker in (the credentials are dropped unread); its refusal otherwise.
         TransientAwsError (throttling, 5xx) propagates: that is no answer about the role."""
+        if self.before_call is not None:
+            self.before_call()
         try:
-            assume_run_role(self._sts(spec.region), spec, tags=tags, source_identity=source_identity)
+            assume_run_role(
+                self._sts(spec.region), spec, tags=tags, source_identity=source_identity, external_id=external_id
+            )
         except RoleRefusedError as refusal:
             return refusal
         return None
+
+    def binds_to_tenant(self, target: Target, access: Access) -> Diagnosis | None:
+        """After `verify` passed: None when the role demands the tenant's external ID. It is probed as
+        another tenant would: with the external ID this integration, stack and access carry under
+        PROBE_ACCOUNT (a name no tenant can take, so `*@*@*@*` is caught too), then with none. Two
+        AssumeRoles, or one when the first is granted; a granted probe's credentials are dropped unread."""
+        foreign = replace(target, account=PROBE_ACCOUNT).spec(access)
+        if self.attempt(foreign) is None:
+            return self._not_enforced(target, access, f"the external ID {foreign.external_id}")
+        if self.attempt(target.spec(access), external_id=False) is None:
+            return self._not_enforced(target, access, "no external ID at all")
+        return None
+
+    def _not_enforced(self, target: Target, access: Access, granted_with: str) -> Diagnosis:
+        return Diagnosis(
+            code=EXTERNAL_ID_NOT_ENFORCED,
+            message=(
+                f"The role {target.role_arn} does not demand this tenant's external ID: STS let the broker assume "
+                f"it with {granted_with}, which is not {target.external_id(access)}: any tenant of runcreds could "
+                "attach such a role and receive its sessions. Make its trust statement for "
+                f'{self.broker_role_arn} require sts:ExternalId StringLike "'
+                f'{external_id_pattern(target.account, target.stack)}" (suggested_trust_policy), and remove any '
+                "statement that lets the broker, or runcreds' whole account, in without that condition."
+            ),
+            target=target,
+            access=access,
+            principal=self.broker_role_arn,
+            sts_code=None,
+            sts_message=None,
+        )
 
     def verify(
         self,

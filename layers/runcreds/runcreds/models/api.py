@@ -201,8 +201,11 @@ class DiagnosisBody(BaseModel):
     external_id: str
     principal: str
     role_arn: str
-    sts_code: str = Field(description="STS's own error code (AccessDenied, ValidationError, ...)")
-    sts_message: str = Field(description="STS's own message for the first refusal")
+    sts_code: str | None = Field(
+        description="STS's own error code (AccessDenied, ValidationError, ...); null when STS granted a probe "
+        "it should have refused (external_id_not_enforced)"
+    )
+    sts_message: str | None = Field(description="STS's own message for the first refusal; null as sts_code")
     suggested_trust_policy: TrustPolicyDocument
     suggested_integration_patch: dict[str, Any] | None = None
     missing_actions: list[str] | None = None
