@@ -123,7 +123,7 @@ def main() -> int:
     with LocalStack() as stack:
         os.environ.update(stack.client_env())
         env = stack.functions["AuditIndexerFunction"].environment
-        os.environ.update({k: v for k, v in env.items() if k.startswith("RUNCREDS_AUDIT")})
+        os.environ.update({k: v for k, v in env.items() if k.startswith("RUNCREDS_")})
         account, run_id, role_arn, access_key_id = _vend(stack)
         records = _records(args.events, run_id, role_arn, access_key_id)
         batches = _sqs_events(records)

@@ -11,6 +11,7 @@ from typing import Any
 
 from runcreds.identity import session_name_for
 from runcreds.local.stack import LocalStack
+from runcreds.local.template import ACCOUNT_ID
 from tests.support import Tenant, load_event, record_items
 
 
@@ -66,13 +67,22 @@ def as_session(event: dict[str, Any], session: VendedSession, access_key_id: str
     issuer = identity["sessionContext"]["sessionIssuer"]
     issuer.update(arn=session.role_arn, userName=session.role_name)
     identity["sessionContext"]["sourceIdentity"] = session.session_name
+    _logged_in(event, session)
     return event
+
+
+def _logged_in(event: dict[str, Any], session: VendedSession) -> None:
+    """The record as the CloudTrail of the run's (customer) account logs it."""
+    account = session.role_arn.split(":")[4]
+    event["detail"]["recipientAccountId"] = account
+    event["detail"]["userIdentity"]["accountId"] = account
 
 
 def as_chained(event: dict[str, Any], session: VendedSession) -> dict[str, Any]:
     """The record, made by a second role the run's session assumed (only the source identity is ours)."""
     event["detail"]["userIdentity"]["sessionContext"]["sourceIdentity"] = session.session_name
     event["detail"]["userIdentity"]["accessKeyId"] = f"ASIA{uuid.uuid4().hex[:16].upper()}"
+    _logged_in(event, session)
     return event
 
 
@@ -83,11 +93,13 @@ def as_broker_assume_role(event: dict[str, Any], session: VendedSession) -> dict
 
 
 def forward(stack: LocalStack, events: list[dict[str, Any]], bus: str | None = None) -> None:
-    """What a customer account's forwarding rule does: the records arrive on the audit bus (or, with
-    bus="default", what CloudTrail does in the runcreds account itself)."""
+    """What CloudTrail and the forwarding rules do: a record logged in runcreds' own account goes on its
+    default bus (or `bus`); one logged in a customer account arrives through the audit bus with that
+    account in the envelope (LocalStack.deliver_forwarded)."""
     bus = bus or stack.outputs["AuditEventBusArn"].rsplit("/", 1)[-1]
+    own = [e for e in events if e["detail"].get("recipientAccountId", ACCOUNT_ID) == ACCOUNT_ID]
     events_client = stack.client("events")
-    for start in range(0, len(events), 10):
+    for start in range(0, len(own), 10):
         entries = [
             {
                 "Source": e["source"],
@@ -95,8 +107,11 @@ def forward(stack: LocalStack, events: list[dict[str, Any]], bus: str | None = N
                 "Detail": json.dumps(e["detail"]),
                 "EventBusName": bus,
             }
-            for e in events[start : start + 10]
+            for e in own[start : start + 10]
         ]
         response = events_client.put_events(Entries=entries)
         assert not response["FailedEntryCount"], response
+    for e in events:
+        if e not in own:
+            stack.deliver_forwarded(e, e["detail"]["recipientAccountId"])
     stack.sqs_poller.drain()

@@ -11,13 +11,14 @@ import pytest
 from runcreds.dal.audit_index import AuditIndexStore
 from runcreds.dal.audit_sessions import AuditSessionsStore
 from runcreds.local.stack import LocalStack
-from runcreds.logic.audit_index import CLOCK_SKEW_SECONDS, SessionResolver, parse_record
+from runcreds.logic.audit_index import CLOCK_SKEW_SECONDS, Dropped, Resolution, SessionResolver, parse_record
 from runcreds.models.audit import CloudTrailDetail, SessionMapping
 from runcreds.models.events import Phase
 from tests.support import load_event
 
 OWN_ACCOUNT = "999999999999"
 CUSTOMER = "123456789012"
+BROKER = f"arn:aws:iam::{OWN_ACCOUNT}:role/runcreds-broker-us-east-1"
 
 
 @pytest.fixture
@@ -58,11 +59,12 @@ def detail(
     akid: str = "ASIAUNKNOWN000000000",
     role: str = "deployer",
     source_identity: str | None = None,
+    account: str = CUSTOMER,
 ) -> CloudTrailDetail:
-    """A record of `role`/`session_name`, with that source identity (or none)."""
+    """A record of `role`/`session_name` in `account`, with that source identity (or none)."""
     event = load_event("audit/direct_s3_put_object.json")
     identity = event["detail"]["userIdentity"]
-    identity.update(arn=f"arn:aws:sts::{CUSTOMER}:assumed-role/{role}/{session_name}", accessKeyId=akid)
+    identity.update(arn=f"arn:aws:sts::{account}:assumed-role/{role}/{session_name}", accessKeyId=akid)
     identity["sessionContext"].pop("sourceIdentity")
     if source_identity:
         identity["sessionContext"]["sourceIdentity"] = source_identity
@@ -77,15 +79,15 @@ def test_access_key_role_session_and_source_identity_each_find_the_run(
     run_id = f"run-{uuid.uuid4().hex[:8]}"
     issued = mapping(run_id)
     save(stack, sessions, issued)
-    resolver = SessionResolver(sessions, OWN_ACCOUNT)
+    resolver = SessionResolver(sessions, OWN_ACCOUNT, BROKER)
 
     # Then its key, its role and session name, and its source identity (after chaining) each resolve it
     by_key = resolver.resolve(detail("other", 2_000, akid=issued.access_key_id or ""), CUSTOMER)
     by_role = resolver.resolve(detail(run_id, 2_000, role="DEPLOYER"), CUSTOMER)
     by_source = resolver.resolve(detail("terraform-hop", 2_000, role="second-hop", source_identity=run_id), CUSTOMER)
     nothing = resolver.resolve(detail("terraform-hop", 2_000, role="second-hop"), CUSTOMER)
-    assert by_key and by_role and by_source
-    assert nothing is None
+    assert isinstance(by_key, Resolution) and isinstance(by_role, Resolution) and isinstance(by_source, Resolution)
+    assert nothing is Dropped.FOREIGN
     assert {r.mapping.run_id for r in (by_key, by_role, by_source)} == {run_id}
 
 
@@ -96,16 +98,19 @@ def test_records_from_another_aws_account_or_before_the_session_existed_are_not_
     run_id = f"run-{uuid.uuid4().hex[:8]}"
     issued = mapping(run_id, issued_at=10_000)
     save(stack, sessions, issued)
-    resolver = SessionResolver(sessions, OWN_ACCOUNT)
+    resolver = SessionResolver(sessions, OWN_ACCOUNT, BROKER)
 
-    # When a record naming it arrives from an unrelated account, or dates from before the session
+    # When a record naming it arrives from an unrelated account, from runcreds' own account (which only
+    # the broker's AssumeRoles may speak from), or dates from before the session
     forged = resolver.resolve(detail(run_id, 20_000, akid=issued.access_key_id or ""), "555555555555")
-    too_early = resolver.resolve(detail(run_id, 10_000 - CLOCK_SKEW_SECONDS - 60), CUSTOMER)
     from_runcreds_own_account = resolver.resolve(detail(run_id, 20_000, akid=issued.access_key_id or ""), OWN_ACCOUNT)
+    too_early = resolver.resolve(detail(run_id, 10_000 - CLOCK_SKEW_SECONDS - 60), CUSTOMER)
+    in_time = resolver.resolve(detail(run_id, 20_000, akid=issued.access_key_id or ""), CUSTOMER)
 
-    # Then only runcreds' own account and the role's account may speak for the session
-    assert forged is None and too_early is None
-    assert from_runcreds_own_account is not None
+    # Then only the role's account speaks for the session, and only once it exists
+    assert forged is Dropped.UNTRUSTED and from_runcreds_own_account is Dropped.UNTRUSTED
+    assert too_early is Dropped.FOREIGN
+    assert isinstance(in_time, Resolution) and in_time.mapping.run_id == run_id
 
 
 def test_a_session_key_shared_by_two_accounts_runs_is_dropped_not_guessed(
@@ -116,10 +121,10 @@ def test_a_session_key_shared_by_two_accounts_runs_is_dropped_not_guessed(
     save(stack, sessions, mapping(run_id, account="acme"), mapping(run_id, account="globex"))
 
     # When a record names that session without an access key runcreds knows
-    resolved = SessionResolver(sessions, OWN_ACCOUNT).resolve(detail(run_id, 5_000), CUSTOMER)
+    resolved = SessionResolver(sessions, OWN_ACCOUNT, BROKER).resolve(detail(run_id, 5_000), CUSTOMER)
 
     # Then it is nobody's (indexing it under either could show one account the other's calls)
-    assert resolved is None
+    assert resolved is Dropped.FOREIGN
 
 
 def test_the_phase_is_the_latest_issued_before_the_event_and_a_new_phase_is_seen_despite_the_cache(
@@ -128,7 +133,7 @@ def test_the_phase_is_the_latest_issued_before_the_event_and_a_new_phase_is_seen
     # Given a run's plan session, resolved once (and cached)
     run_id = f"run-{uuid.uuid4().hex[:8]}"
     clock = [1_000_000.0]
-    resolver = SessionResolver(sessions, OWN_ACCOUNT, clock=lambda: clock[0])
+    resolver = SessionResolver(sessions, OWN_ACCOUNT, BROKER, clock=lambda: clock[0])
     save(stack, sessions, mapping(run_id, phase=Phase.PLAN, issued_at=900_000))
     first = resolver.resolve(detail(run_id, 950_000), CUSTOMER)
 
@@ -139,9 +144,9 @@ def test_the_phase_is_the_latest_issued_before_the_event_and_a_new_phase_is_seen
     earlier_again = resolver.resolve(detail(run_id, 950_000), CUSTOMER)
 
     # Then each record gets the phase that was live when it happened
-    assert first and first.mapping.phase is Phase.PLAN
-    assert later and later.mapping.phase is Phase.APPLY
-    assert earlier_again and earlier_again.mapping.phase is Phase.PLAN
+    assert isinstance(first, Resolution) and first.mapping.phase is Phase.PLAN
+    assert isinstance(later, Resolution) and later.mapping.phase is Phase.APPLY
+    assert isinstance(earlier_again, Resolution) and earlier_again.mapping.phase is Phase.PLAN
 
 
 class _Throttled:
@@ -192,16 +197,16 @@ def test_an_hours_late_record_resolves_from_the_cache_and_a_fresh_lookup_alike(
     issued = mapping(run_id, issued_at=1_000_000)
     save(stack, sessions, issued)
     clock = [1_000_000.0 + 6 * 3600]
-    warm = SessionResolver(sessions, OWN_ACCOUNT, clock=lambda: clock[0])
-    assert warm.resolve(detail(run_id, 1_000_100), CUSTOMER)
+    warm = SessionResolver(sessions, OWN_ACCOUNT, BROKER, clock=lambda: clock[0])
+    assert isinstance(warm.resolve(detail(run_id, 1_000_100), CUSTOMER), Resolution)
 
     # When a record of T + 10 minutes arrives five hours after it happened
     late = detail(run_id, 1_000_600)
     from_cache = warm.resolve(late, CUSTOMER)
-    fresh = SessionResolver(sessions, OWN_ACCOUNT, clock=lambda: clock[0]).resolve(late, CUSTOMER)
+    fresh = SessionResolver(sessions, OWN_ACCOUNT, BROKER, clock=lambda: clock[0]).resolve(late, CUSTOMER)
 
     # Then both find the run
-    assert from_cache and fresh
+    assert isinstance(from_cache, Resolution) and isinstance(fresh, Resolution)
     assert from_cache.mapping.run_id == fresh.mapping.run_id == run_id
 
 
@@ -210,7 +215,7 @@ def test_a_plan_call_just_before_the_apply_session_was_issued_stays_the_plans(
 ) -> None:
     # Given a run whose plan session was issued at t and whose apply session was issued at t + 200 s
     run_id = f"run-{uuid.uuid4().hex[:8]}"
-    resolver = SessionResolver(sessions, OWN_ACCOUNT, clock=lambda: 2_000_000.0)
+    resolver = SessionResolver(sessions, OWN_ACCOUNT, BROKER, clock=lambda: 2_000_000.0)
     save(
         stack,
         sessions,
@@ -222,4 +227,122 @@ def test_a_plan_call_just_before_the_apply_session_was_issued_stays_the_plans(
     resolved = resolver.resolve(detail(run_id, 1_000_100), CUSTOMER)
 
     # Then it belongs to the plan: the apply session did not exist yet
-    assert resolved and resolved.mapping.phase is Phase.PLAN
+    assert isinstance(resolved, Resolution) and resolved.mapping.phase is Phase.PLAN
+
+
+def assume_role(
+    caller: str, role_arn: str, session_name: str, source_identity: str, event_time: int, denied: bool = False
+) -> CloudTrailDetail:
+    """An sts:AssumeRole record: a session of the role `caller` (an IAM role ARN) asks for `role_arn` with
+    that session name and source identity; AccessDenied if `denied`."""
+    event = load_event("audit/broker_assume_role.json")
+    detail = event["detail"]
+    account, name = caller.split(":")[4], caller.rsplit("/", 1)[-1]
+    identity = detail["userIdentity"]
+    identity.update(
+        arn=f"arn:aws:sts::{account}:assumed-role/{name}/ci-job-{uuid.uuid4().hex[:6]}",
+        accountId=account,
+        accessKeyId=f"ASIA{uuid.uuid4().hex[:16].upper()}",
+    )
+    identity["sessionContext"]["sessionIssuer"].update(arn=caller, accountId=account, userName=name)
+    detail["requestParameters"].update(roleArn=role_arn, roleSessionName=session_name, sourceIdentity=source_identity)
+    detail["eventTime"] = event_time
+    if denied:
+        detail.update(errorCode="AccessDenied", errorMessage="not authorized to perform: sts:AssumeRole")
+        detail["responseElements"] = None
+    return parse_record(json.dumps(event)).detail
+
+
+def test_the_brokers_successful_assume_role_of_a_run_is_the_runs_in_runcreds_account_and_the_roles(
+    stack: LocalStack, sessions: AuditSessionsStore
+) -> None:
+    # Given a run vended into a role of the customer account
+    run_id = f"run-{uuid.uuid4().hex[:8]}"
+    issued = mapping(run_id)
+    save(stack, sessions, issued)
+    resolver = SessionResolver(sessions, OWN_ACCOUNT, BROKER)
+    record = assume_role(BROKER, issued.role_arn, run_id, run_id, 2_000)
+
+    # When the broker's AssumeRole of it is logged in runcreds' account and in the role's
+    in_runcreds_account = resolver.resolve(record, OWN_ACCOUNT)
+    in_the_roles_account = resolver.resolve(record, CUSTOMER)
+
+    # Then both are the run's
+    assert isinstance(in_runcreds_account, Resolution) and isinstance(in_the_roles_account, Resolution)
+    assert in_runcreds_account.mapping.run_id == in_the_roles_account.mapping.run_id == run_id
+    assert in_runcreds_account.role_arn == issued.role_arn
+
+
+def test_a_denied_assume_role_carrying_a_runs_source_identity_is_nobodys(
+    stack: LocalStack, sessions: AuditSessionsStore
+) -> None:
+    # Given a victim's run, vended into a role of the customer account
+    run_id = f"run-{uuid.uuid4().hex[:8]}"
+    save(stack, sessions, mapping(run_id))
+    resolver = SessionResolver(sessions, OWN_ACCOUNT, BROKER)
+    ci_role = f"arn:aws:iam::{OWN_ACCOUNT}:role/tenant-b-ci"
+
+    # When a tenant's CI role in runcreds' account tries an AssumeRole with the victim's run ID as source
+    # identity and is refused (of its own role, or of the victim's); or the broker's own call is refused
+    forged = [
+        resolver.resolve(assume_role(ci_role, ci_role, "x", run_id, 2_000, denied=True), OWN_ACCOUNT),
+        resolver.resolve(assume_role(ci_role, mapping(run_id).role_arn, run_id, run_id, 2_000, True), OWN_ACCOUNT),
+        resolver.resolve(assume_role(ci_role, mapping(run_id).role_arn, run_id, run_id, 2_000, True), CUSTOMER),
+        resolver.resolve(assume_role(BROKER, mapping(run_id).role_arn, run_id, run_id, 2_000, True), OWN_ACCOUNT),
+    ]
+
+    # Then none of these is the run's: each is dropped as untrusted (and counted so)
+    assert forged == [Dropped.UNTRUSTED] * 4
+
+
+def test_a_session_opened_in_runcreds_account_under_a_runs_source_identity_is_not_the_runs(
+    stack: LocalStack, sessions: AuditSessionsStore
+) -> None:
+    # Given a victim's run, vended into a role of the customer account
+    run_id = f"run-{uuid.uuid4().hex[:8]}"
+    save(stack, sessions, mapping(run_id))
+    resolver = SessionResolver(sessions, OWN_ACCOUNT, BROKER)
+    ci_role = f"arn:aws:iam::{OWN_ACCOUNT}:role/tenant-b-ci"
+
+    # When a tenant's CI role in runcreds' account opens a session of a role it may assume, setting the
+    # victim's run ID as source identity (AWS lets it, given sts:SetSourceIdentity), and calls AWS with it
+    opened = resolver.resolve(
+        assume_role(ci_role, f"arn:aws:iam::{OWN_ACCOUNT}:role/helper", "x", run_id, 2_000), OWN_ACCOUNT
+    )
+    call = resolver.resolve(detail("x", 2_100, role="helper", source_identity=run_id, account=OWN_ACCOUNT), OWN_ACCOUNT)
+
+    # Then neither is the run's
+    assert opened is Dropped.UNTRUSTED and call is Dropped.UNTRUSTED
+
+
+def test_a_runs_source_identity_counts_only_in_an_account_the_run_was_vended_into(
+    stack: LocalStack, sessions: AuditSessionsStore
+) -> None:
+    # Given a run whose plan was vended into the customer account and whose apply into a second account
+    run_id = f"run-{uuid.uuid4().hex[:8]}"
+    second = "210987654321"
+    save(
+        stack,
+        sessions,
+        mapping(run_id, phase=Phase.PLAN, issued_at=1_000),
+        mapping(run_id, phase=Phase.APPLY, issued_at=1_500, role_arn=f"arn:aws:iam::{second}:role/Deployer"),
+    )
+    resolver = SessionResolver(sessions, OWN_ACCOUNT, BROKER)
+
+    # When sessions carrying the run's source identity call AWS (and one opens such a session) from
+    # each of those accounts, and from an account the run was never vended into
+    def chained(account: str) -> Resolution | Dropped:
+        return resolver.resolve(
+            detail("hop", 2_000, role="second-hop", source_identity=run_id, account=account), account
+        )
+
+    stranger = "555555555555"
+    opened_by_stranger = resolver.resolve(
+        assume_role(f"arn:aws:iam::{stranger}:role/ci", f"arn:aws:iam::{stranger}:role/x", "x", run_id, 2_000), stranger
+    )
+
+    # Then each vended account's chained calls are the run's (that account's phase); the stranger's are not
+    in_customer, in_second = chained(CUSTOMER), chained(second)
+    assert isinstance(in_customer, Resolution) and in_customer.mapping.phase is Phase.PLAN
+    assert isinstance(in_second, Resolution) and in_second.mapping.phase is Phase.APPLY
+    assert chained(stranger) is Dropped.UNTRUSTED and opened_by_stranger is Dropped.UNTRUSTED

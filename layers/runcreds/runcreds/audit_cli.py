@@ -14,6 +14,25 @@ from runcreds.api_client import ApiClient
 
 PAGE = 1000
 _COLUMNS = ("event_time", "service", "event_name", "aws_region", "resource", "error")
+# CloudTrail fields are whatever the caller sent (a user agent, an error message, a resource name): on a
+# terminal, an ESC sequence or a carriage return could rewrite what the auditor sees. Control characters
+# (C0, DEL, C1), Unicode line separators and bidirectional overrides are shown as escapes, and `\` as
+# `\\` so that an escape in the text cannot pass for one of ours.
+_UNPRINTABLE = [
+    *range(0x20),
+    *range(0x7F, 0xA0),
+    0x061C,
+    0x200E,
+    0x200F,
+    *range(0x2028, 0x202F),
+    *range(0x2066, 0x206A),
+]
+_ESCAPES = {c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}" for c in _UNPRINTABLE} | {ord("\\"): "\\\\"}
+
+
+def printable(value: object) -> str:
+    """The value as text that shows every character it holds and moves no cursor."""
+    return str(value).translate(_ESCAPES)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,32 +65,31 @@ class AuditCliError(Exception):
 
 
 def _service(event: dict[str, Any]) -> str:
-    return str(event.get("event_source") or "").removesuffix(".amazonaws.com")
+    return printable(event.get("event_source") or "").removesuffix(".amazonaws.com")
 
 
 def _row(event: dict[str, Any]) -> tuple[str, ...]:
-    error = event.get("error_code") or ""
     return (
-        str(event.get("event_time") or ""),
+        printable(event.get("event_time") or ""),
         _service(event),
-        str(event.get("event_name") or ""),
-        str(event.get("aws_region") or ""),
-        str(event.get("resource") or (event.get("resources") or [""])[0]),
-        error,
+        printable(event.get("event_name") or ""),
+        printable(event.get("aws_region") or ""),
+        printable(event.get("resource") or (event.get("resources") or [""])[0]),
+        printable(event.get("error_code") or ""),
     )
 
 
 def render(run_id: str, events: list[dict[str, Any]]) -> str:
-    lines = [f"run {run_id}: {len(events)} AWS call{'s' if len(events) != 1 else ''}", ""]
+    lines = [f"run {printable(run_id)}: {len(events)} AWS call{'s' if len(events) != 1 else ''}", ""]
     rows = [("TIME", "SERVICE", "ACTION", "REGION", "RESOURCE", "ERROR"), *map(_row, events)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS) - 1)]
     for row in rows:
         lines.append(("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])) + "  " + row[-1]).rstrip())
     per_service = Counter(_service(e) for e in events)
-    errors = Counter(str(e["error_code"]) for e in events if e.get("error_code"))
+    errors = Counter(printable(e["error_code"]) for e in events if e.get("error_code"))
     written = sorted(
         {
-            str(e.get("resource"))
+            printable(e.get("resource"))
             for e in events
             if not e.get("read_only") and not e.get("error_code") and e.get("resource")
         }
@@ -95,10 +113,10 @@ def run(args: argparse.Namespace) -> int:
         filters["event_source"] = args.event_source
     try:
         events = fetch_events(ApiClient(url), args.account, args.run_id, **filters)
-    except AuditCliError as error:
-        print(f"runcreds: {error}", file=sys.stderr)
+    except AuditCliError as error:  # its message is the API's
+        print(f"runcreds: {printable(error)}", file=sys.stderr)
         return 1
-    if args.json:
+    if args.json:  # json.dumps escapes every control character (and all non-ASCII) itself
         print(json.dumps({"run_id": args.run_id, "events": events}, indent=2))
     else:
         sys.stdout.write(render(args.run_id, events))

@@ -62,6 +62,8 @@ class AuditIndexerSettings(_Settings):
     index_table: str = Field(alias="RUNCREDS_AUDIT_INDEX_TABLE", min_length=3)
     retention_days: int = Field(400, alias="RUNCREDS_AUDIT_RETENTION_DAYS", ge=1)
     own_account_id: str | None = Field(None, alias="RUNCREDS_AWS_ACCOUNT_ID", pattern=r"^\d{12}$")
+    # The only principal of runcreds' own account whose records (its AssumeRoles of runs) are indexed.
+    broker_role_arn: str = Field(alias="RUNCREDS_BROKER_ROLE_ARN", pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
 
 
 class AuditApiSettings(_Settings):

@@ -60,7 +60,11 @@ def cloudtrail_record(sample: str, role_arn: str, access_key_id: str, event_id: 
     identity["arn"] = f"arn:aws:sts::{role_arn.split(':')[4]}:assumed-role/{role_name}/{RUN_ID}"
     identity["accessKeyId"] = access_key_id
     identity["sessionContext"]["sessionIssuer"].update(arn=role_arn, userName=role_name)
-    event["detail"].update(eventID=event_id, eventTime=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    account = role_arn.split(":")[4]
+    identity["accountId"] = account
+    event["detail"].update(
+        eventID=event_id, eventTime=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), recipientAccountId=account
+    )
     return event
 
 
@@ -72,9 +76,8 @@ def audit_run(stack: LocalStack, role_arn: str) -> None:
         cloudtrail_record(sample, role_arn, str(record.access_key_id), f"demo-{n}")
         for n, sample in enumerate(("direct_s3_put_object.json", "access_denied_run_instances.json"))
     ]
-    audit_bus = stack.outputs["AuditEventBusArn"].rsplit("/", 1)[-1]
     for r in records:
-        stack.put_event(r["detail-type"], r["detail"], source=r["source"], bus=audit_bus)
+        stack.deliver_forwarded(r, r["detail"]["recipientAccountId"])
     stack.sqs_poller.drain()
     show("forwarded", ", ".join(f"{r['detail']['eventSource']} {r['detail']['eventName']}" for r in records))
 

@@ -195,6 +195,27 @@ class LocalStack:
         if response["FailedEntryCount"]:
             raise RuntimeError(f"PutEvents failed: {response['Entries']}")
 
+    def deliver_forwarded(self, event: dict[str, Any], account: str) -> None:
+        """An event a customer account's forwarding rule put on the audit bus, as the audit rule hands it
+        to AuditQueue: with that account in the envelope. moto's EventBridge stamps every event with the
+        account it runs in, so cross-account forwarding is delivered here, the rest is moto's own."""
+        import json
+        import uuid
+
+        detail = event["detail"]
+        envelope = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": event["detail-type"],
+            "source": event["source"],
+            "account": account,
+            "time": detail.get("eventTime", ""),
+            "region": detail.get("awsRegion", REGION),
+            "resources": [],
+            "detail": detail,
+        }
+        self.client("sqs").send_message(QueueUrl=self.outputs["AuditQueueUrl"], MessageBody=json.dumps(envelope))
+
     # ------------------------------------------------------------------ functions
     def _execution_credentials(self, role_arn: str, function_name: str) -> dict[str, str]:
         """Credentials of the function's role, assumed as lambda.amazonaws.com (the trust policy says)."""

@@ -6,21 +6,26 @@ vend time (runcreds.dal.audit_sessions), trying in turn:
 2. `userIdentity.arn`, an assumed-role ARN: AWS account, role name and session name;
 3. `userIdentity.sessionContext.sourceIdentity` (kept by AWS through role chaining);
 4. for sts:AssumeRole records, `requestParameters.roleArn` + `roleSessionName`, then `sourceIdentity`.
-A mapping counts only if the record comes from the AWS account of the mapping's role or from runcreds'
-own account (EventBridge sets the envelope's `account`; nobody can forward another account's
-CloudTrail), and only if the session was issued before the event. Records of sessions runcreds did not
-issue are dropped and counted, never indexed. A record that cannot be parsed fails alone (SQS batch
-item failure → retried → dead-letter queue after maxReceiveCount).
+Who may speak for a session (EventBridge sets the envelope's `account`; nobody can forward another
+account's CloudTrail): the AWS account of the mapping's role, i.e. an account the run was vended into,
+for 1-3; for 4 only a call that succeeded (a denied AssumeRole names whatever its caller typed), made
+in that account or, in runcreds' own account, by the broker role. A source identity is anybody's to set
+where sts:SetSourceIdentity is allowed, so the account is what makes it the run's. A record that names
+a session and fails these is dropped and counted (`UntrustedRecordsDropped`); one that names no session
+runcreds issued too (`ForeignSessionsDropped`); neither is indexed. A record that cannot be parsed
+fails alone (SQS batch item failure → retried → dead-letter queue after maxReceiveCount).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC
-from functools import cache
+from enum import StrEnum
+from functools import cache, lru_cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -51,11 +56,34 @@ ISSUE_SKEW_SECONDS = 5
 REQUEST_PARAMETERS_MAX = 64 * 1024
 TEXT_MAX = 4096
 RESOURCES_MAX = 50
-_SECRET_WORDS = ("secret", "password", "passwd", "token", "privatekey", "credential")
 HIDDEN = "HIDDEN_BY_RUNCREDS"
-# Lists of {name, value} pairs (ECS environments, CloudFormation parameters, tags, ...).
-_PAIR_NAMES = ("name", "Name", "key", "Key", "parameterKey", "ParameterKey", "parameterName", "ParameterName")
-_PAIR_VALUES = ("value", "Value", "parameterValue", "ParameterValue")
+# What a field holding a secret is called, matched on the name in lower case with `_` between its words
+# (camelCase split; `-`, `.`, spaces and the like become `_`). `_?` is any separator or none. A long word
+# may have a prefix glued on (`dbpassword`, `accesstoken`); `pass` and `pwd` must stand alone (`bypass`,
+# `compass`). Either must end a word: `tokenizer`, `secretary`, `passwordless` are not secrets. Every
+# `token` is hidden, pagination and idempotency tokens too: they are opaque, and a bearer token looks
+# the same; so is an MFA `tokenCode` (a live authentication factor for its 30 seconds).
+_SECRET_TERMS = (
+    r"password", r"passwd", r"passphrase", r"secret", r"secret_?(access_?)?key", r"token",
+    r"api_?key", r"private_?key", r"authorization", r"credentials?", r"connection_?string",
+)  # fmt: skip
+_SHORT_SECRET_TERMS = (r"pass", r"pwd")
+# ... unless the name's last word says it is about the secret, not the secret: `secretId`, `tokenType`,
+# `passwordLength`, `maxPasswordAge`, `secretArn`.
+_METADATA_WORDS = (
+    "id", "ids", "arn", "arns", "name", "names", "type", "types", "length", "age", "policy", "version",
+    "expiry", "expiration", "enabled", "required", "count", "status",
+)  # fmt: skip
+_SECRET_NAME = re.compile(
+    rf"(?:{'|'.join(_SECRET_TERMS)})s?(?:_|$)|(?:^|_)(?:{'|'.join(_SHORT_SECRET_TERMS)})s?(?:_|$)"
+)
+_METADATA_NAME = re.compile(rf"_(?:{'|'.join(_METADATA_WORDS)})$")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_SEPARATORS = re.compile(r"[^a-z0-9]+")
+# Lists of {name, value} pairs (ECS environments, CloudFormation parameters, Elastic Beanstalk option
+# settings, tags, ...): the value is hidden when the name says it is a secret. Compared in lower case.
+_PAIR_NAMES = ("name", "key", "parameterkey", "parametername", "optionname")
+_PAIR_VALUES = ("value", "parametervalue")
 # Where the acted-on resource sits in requestParameters when CloudTrail's `resources` is missing.
 _RESOURCE_PARAMETERS = (
     "bucketName",
@@ -88,6 +116,14 @@ class Resolution:
     source_identity: str | None
 
 
+class Dropped(StrEnum):
+    """Why a record is not indexed; the value is the metric that counts it."""
+
+    FOREIGN = "ForeignSessionsDropped"  # it names no session runcreds issued (before the event)
+    # It names one, but its account, caller or outcome may not speak for it (whatever else it names).
+    UNTRUSTED = "UntrustedRecordsDropped"
+
+
 @dataclass
 class _Cached:
     fetched_at: float
@@ -98,8 +134,14 @@ class _Cached:
 class SessionResolver:
     store: AuditSessionsStore
     own_account: str | None
+    broker_role_arn: str | None
     clock: Callable[[], float] = time.time
     _cache: dict[str, _Cached] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # The broker's sessions, as CloudTrail names their caller: assumed-role/<name>/<session> in its account.
+        arn = self.broker_role_arn
+        self._broker = (arn.split(":")[4], role_name_of(arn).lower()) if arn and arn.count(":") >= 5 else None
 
     def _mappings(self, key: str, event_time: float) -> list[SessionMapping]:
         cached = self._cache.get(key)
@@ -115,20 +157,25 @@ class SessionResolver:
         self._cache[key] = _Cached(fetched_at, mappings)
         return mappings
 
-    def _choose(self, key: str, detail: CloudTrailDetail, source_account: str) -> SessionMapping | None:
+    def _choose(
+        self, key: str, detail: CloudTrailDetail, trusted: Callable[[SessionMapping], bool]
+    ) -> SessionMapping | Dropped:
         event_time = detail.event_time.timestamp()
-        candidates = [
-            m
-            for m in self._mappings(key, event_time)
-            if source_account in (m.aws_account_id, self.own_account) and m.issued_at <= event_time + ISSUE_SKEW_SECONDS
-        ]
+        named = [m for m in self._mappings(key, event_time) if m.issued_at <= event_time + ISSUE_SKEW_SECONDS]
+        candidates = [m for m in named if trusted(m)]
         if len({(m.account, m.run_id) for m in candidates}) > 1:
             metrics.add_metric(name="AmbiguousSessions", unit=MetricUnit.Count, value=1)
             logger.warning("a session key names several runs: not indexed", extra={"session_key": key})
-            return None
-        return max(candidates, key=lambda m: m.issued_at, default=None)
+            return Dropped.FOREIGN
+        if not candidates:
+            return Dropped.UNTRUSTED if named else Dropped.FOREIGN
+        return max(candidates, key=lambda m: m.issued_at)
 
-    def resolve(self, detail: CloudTrailDetail, source_account: str) -> Resolution | None:
+    def _by_broker(self, arn: str | None) -> bool:
+        assumed = _assumed_role(arn)
+        return assumed is not None and self._broker == (assumed[0], assumed[1].lower())
+
+    def resolve(self, detail: CloudTrailDetail, source_account: str) -> Resolution | Dropped:
         identity = detail.user_identity
         context = identity.session_context
         source_identity = context.source_identity if context else None
@@ -142,15 +189,24 @@ class SessionResolver:
             keys.append(role_session_key(*assumed))
         if source_identity:
             keys.append(source_identity_key(source_identity))
+        verdict = Dropped.FOREIGN
         for key in keys:
-            if mapping := self._choose(key, detail, source_account):
-                role_arn = issuer_arn or _role_arn_of(assumed) or mapping.role_arn
-                return Resolution(mapping, role_arn, session_name or mapping.session_name, source_identity)
+            # The caller is the run's session, or a session chained from it: in an account it was vended into.
+            found = self._choose(key, detail, lambda m: m.aws_account_id == source_account)
+            if isinstance(found, SessionMapping):
+                role_arn = issuer_arn or _role_arn_of(assumed) or found.role_arn
+                return Resolution(found, role_arn, session_name or found.session_name, source_identity)
+            if found is Dropped.UNTRUSTED:
+                verdict = found
         if detail.is_assume_role:
-            return self._resolve_assume_role(detail, source_account)
-        return None
+            by_request = self._resolve_assume_role(detail, source_account)
+            if isinstance(by_request, Resolution) or by_request is Dropped.UNTRUSTED:
+                return by_request
+        return verdict
 
-    def _resolve_assume_role(self, detail: CloudTrailDetail, source_account: str) -> Resolution | None:
+    def _resolve_assume_role(self, detail: CloudTrailDetail, source_account: str) -> Resolution | Dropped:
+        """The AssumeRole that opened a run's session, known by what it asked for: anyone may ask for
+        anything, so only a call that succeeded counts, in the role's account or by runcreds' broker."""
         params = detail.request_parameters or {}
         role_arn, session = params.get("roleArn"), params.get("roleSessionName")
         source_identity = params.get("sourceIdentity")
@@ -159,15 +215,25 @@ class SessionResolver:
             keys.append(role_session_key(role_arn.split(":")[4], role_name_of(role_arn), session))
         if isinstance(source_identity, str):
             keys.append(source_identity_key(source_identity))
+        succeeded = not detail.error_code
+        by_broker = source_account == self.own_account and self._by_broker(detail.user_identity.arn)
+
+        def trusted(m: SessionMapping) -> bool:
+            return succeeded and (m.aws_account_id == source_account or by_broker)
+
+        verdict = Dropped.FOREIGN
         for key in keys:
-            if mapping := self._choose(key, detail, source_account):
+            found = self._choose(key, detail, trusted)
+            if isinstance(found, SessionMapping):
                 return Resolution(
-                    mapping,
-                    role_arn if isinstance(role_arn, str) else mapping.role_arn,
-                    session if isinstance(session, str) else mapping.session_name,
+                    found,
+                    role_arn if isinstance(role_arn, str) else found.role_arn,
+                    session if isinstance(session, str) else found.session_name,
                     source_identity if isinstance(source_identity, str) else None,
                 )
-        return None
+            if found is Dropped.UNTRUSTED:
+                verdict = found
+        return verdict
 
 
 def _assumed_role(arn: str | None) -> tuple[str, str, str] | None:
@@ -189,19 +255,27 @@ def _clip(text: str | None, limit: int = TEXT_MAX) -> str | None:
     return text if text is None or len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _secret_named(name: object) -> bool:
-    return isinstance(name, str) and any(w in name.lower().replace("_", "") for w in _SECRET_WORDS)
+@lru_cache(maxsize=4096)  # field names repeat from record to record
+def _secret_named(name: str) -> bool:
+    words = _SEPARATORS.sub("_", _CAMEL.sub("_", name).lower()).strip("_")
+    return bool(_SECRET_NAME.search(words)) and not _METADATA_NAME.search(words)
+
+
+def _hides(name: object, value: Any) -> bool:
+    # A boolean holds no secret (`allowUsersToChangePassword`); anything else named so is hidden.
+    return isinstance(name, str) and not isinstance(value, bool) and _secret_named(name)
 
 
 def _scrub(value: Any) -> Any:
     """requestParameters without anything named like a secret (CloudTrail redacts most; not all): a key
     named so, or the value of a {name: ..., value: ...} pair whose name says so."""
     if isinstance(value, dict):
-        pair_names_a_secret = any(_secret_named(value.get(k)) for k in _PAIR_NAMES)
-        return {
-            k: HIDDEN if _secret_named(k) or (pair_names_a_secret and k in _PAIR_VALUES) else _scrub(v)
-            for k, v in value.items()
-        }
+        pair_values = [k for k in value if isinstance(k, str) and k.lower() in _PAIR_VALUES]
+        if pair_values and any(
+            isinstance(n, str) and _secret_named(n) for k, n in value.items() if k.lower() in _PAIR_NAMES
+        ):
+            return {k: HIDDEN if k in pair_values or _hides(k, v) else _scrub(v) for k, v in value.items()}
+        return {k: HIDDEN if _hides(k, v) else _scrub(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_scrub(v) for v in value]
     return value
@@ -281,13 +355,15 @@ class AuditIndexer:
     def __init__(self, settings: AuditIndexerSettings) -> None:
         self.settings = settings
         self.index = AuditIndexStore(settings.index_table)
-        self.resolver = SessionResolver(AuditSessionsStore(settings.sessions_table), settings.own_account_id)
+        self.resolver = SessionResolver(
+            AuditSessionsStore(settings.sessions_table), settings.own_account_id, settings.broker_role_arn
+        )
 
     def item_for(self, body: str) -> dict[str, Any] | None:
         event = parse_record(body)
         resolution = self.resolver.resolve(event.detail, event.source_account)
-        if resolution is None:
-            metrics.add_metric(name="ForeignSessionsDropped", unit=MetricUnit.Count, value=1)
+        if isinstance(resolution, Dropped):
+            metrics.add_metric(name=resolution.value, unit=MetricUnit.Count, value=1)
             return None
         item = index_item(event, resolution, self.settings.retention_days)
         if item is None:
