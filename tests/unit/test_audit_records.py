@@ -234,3 +234,39 @@ def test_samples_directory_covers_each_robustness_case() -> None:
         "large_request_parameters_put_parameter.json",
         "malformed_missing_event_id.json",
     } <= names
+
+
+SECRET_NAMES = [
+    "password", "DB_PASSWORD", "dbPassword", "master-passwd", "user.pwd", "Pass", "passphrase", "clientSecret",
+    "secret_access_key", "SessionToken", "x-api-key", "ApiKey", "api key", "PRIVATE_KEY", "privateKey",
+    "Authorization", "credential", "Credentials", "connectionString", "Connection-String", "passwords",
+]  # fmt: skip
+HARMLESS_NAMES = [
+    "bypass", "compass", "tokenizer", "secretary", "passwordless", "secretId", "tokenType", "passwordLength",
+    "maxPasswordAge", "secretArn", "bucketName", "passengerCount",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", SECRET_NAMES)
+def test_a_parameter_named_like_a_secret_is_hidden_whatever_its_case_or_separator(name: str) -> None:
+    # Given a request parameter whose name, in any spelling, says it holds a secret
+    event = parse_record(body("direct_s3_put_object.json", requestParameters={name: "v4lue-0f-the-secret"}))
+
+    # When it is indexed
+    item = index_item(event, resolution(), retention_days=400, now=0)
+
+    # Then its value is gone, and so is the value given as a {name, value} pair
+    assert "v4lue-0f-the-secret" not in json.dumps(item)
+    paired = parse_record(
+        body("direct_s3_put_object.json", requestParameters={"settings": [{"optionName": name, "value": "s3cr3t"}]})
+    )
+    assert "s3cr3t" not in json.dumps(index_item(paired, resolution(), retention_days=400, now=0))
+
+
+@pytest.mark.parametrize("name", HARMLESS_NAMES)
+def test_a_parameter_about_a_secret_but_not_one_is_kept(name: str) -> None:
+    # Given a parameter that names a secret's metadata, or a word that merely contains a secret's name
+    event = parse_record(body("direct_s3_put_object.json", requestParameters={name: "kept-value"}))
+
+    # When it is indexed, then the auditor still sees it
+    assert "kept-value" in json.dumps(index_item(event, resolution(), retention_days=400, now=0))
