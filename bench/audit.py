@@ -57,15 +57,22 @@ def _vend(stack: Any) -> tuple[str, str, str, str]:
 def _records(count: int, run_id: str, role_arn: str, access_key_id: str) -> list[dict[str, Any]]:
     base = _sample()
     role_name = role_arn.rsplit("/", 1)[-1]
+    role_account = role_arn.split(":")[4]  # the customer's account: its records come forwarded from there
     start = datetime.now(UTC) + timedelta(minutes=1)
     records = []
     for i in range(count):
         event = copy.deepcopy(base)
+        event["account"] = role_account
         detail = event["detail"]
+        detail["recipientAccountId"] = role_account
         detail["eventID"] = str(uuid.uuid4())
         detail["eventTime"] = (start + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ")
         identity = detail["userIdentity"]
-        identity.update(arn=f"arn:aws:sts::123456789012:assumed-role/{role_name}/{run_id}", accessKeyId=access_key_id)
+        identity.update(
+            arn=f"arn:aws:sts::{role_account}:assumed-role/{role_name}/{run_id}",
+            accountId=role_account,
+            accessKeyId=access_key_id,
+        )
         identity["sessionContext"]["sourceIdentity"] = run_id
         identity["sessionContext"]["sessionIssuer"].update(arn=role_arn, userName=role_name)
         detail["requestParameters"]["key"] = f"networking-prod/objects/{i}.json"
