@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
+from runcreds.dal.credentials import Claim, CredentialsStore
 from runcreds.local.lambda_runtime import FunctionError
 from runcreds.local.stack import LocalStack
 from runcreds.models.events import Phase, RunPhase
@@ -79,3 +80,27 @@ def test_finished_with_nothing_vended_leaves_the_phase_closed_for_the_worker(
     # Given no integration at all: a Finished still closes the phase
     publish(tenant, "plan", detail_type=FINISHED)
     assert_closed(stack, tenant, "plan")
+
+
+def test_finish_racing_a_released_claim_leaves_no_record_of_keys_only(stack: LocalStack, tenant: Tenant) -> None:
+    # Given a pending claim, released (deleted) by its invocation just after Finished's query saw it
+    table = stack.outputs["CredentialsTableName"]
+    client = stack.client("dynamodb")
+    store = CredentialsStore(table, client)
+    run = run_phase(tenant, "plan")
+    integration_id = "01" + "A" * 24
+    assert store.claim(run, integration_id, "token") is Claim.CLAIMED
+
+    def release_first(**_kwargs: object) -> None:
+        store.release(run, integration_id, "token")
+
+    client.meta.events.register("before-call.dynamodb.UpdateItem", release_first)
+
+    # When the phase finishes
+    store.finish(run)
+
+    # Then no item of keys only was created, and the worker reads the phase as finished, without a traceback
+    assert record_items(stack, tenant, "plan") == []
+    assert not store.phase_is_open(run)
+    with pytest.raises(PhaseFinishedError):
+        CredentialsFetcher(table).fetch(run)

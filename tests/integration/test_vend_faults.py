@@ -13,8 +13,6 @@ import pytest
 
 from runcreds import aws
 from runcreds.local.stack import LocalStack
-from runcreds.logic.vend import handle_run_event
-from runcreds.settings import VendSettings
 from tests.support import Tenant, assumptions_of, credentials_of, events_for, record_items, trust_policy
 
 Publish = Callable[..., None]
@@ -36,19 +34,6 @@ def faults(stack: LocalStack) -> Iterator[Callable[..., None]]:
     yield inject
     stack.aws.faults.clear()
     stack.aws.strict_sts.clear_faults()
-
-
-@pytest.fixture
-def vend_here(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[dict[str, Any]], Any]]:
-    """The vend function's handler logic run in this process, as the function's role (so a test can make
-    it crash where no exception handler runs)."""
-    for name, value in stack.functions["VendCredentialsFunction"].environment.items():
-        if name.startswith(("AWS_", "RUNCREDS_")):
-            monkeypatch.setenv(name, value)
-    aws.reset_clients()
-    yield lambda event: handle_run_event(event, VendSettings.from_env())
-    monkeypatch.undo()
-    aws.reset_clients()
 
 
 class Crash(BaseException):
