@@ -10,8 +10,12 @@ from typing import Any
 
 import pytest
 
+from runcreds import aws
 from runcreds.api_client import ApiClient
 from runcreds.local.stack import LocalStack
+from runcreds.logic.vend import handle_run_event
+from runcreds.observability import metrics
+from runcreds.settings import VendSettings
 from tests.support import Tenant, attach, create_integration, create_role, trust_policy
 
 # The attach API retries an AccessDenied IAM propagation may explain for up to this long (the template's
@@ -83,3 +87,20 @@ def publish(stack: LocalStack) -> Callable[..., None]:
         stack.router.drain()
 
     return publish
+
+
+@pytest.fixture
+def vend_here(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[dict[str, Any]], Any]]:
+    """The vend function's handler logic run in this process, as the function's role and with its
+    environment: for what a function process cannot show (a crash no handler sees; 200 concurrent
+    vends as threads rather than 200 processes). The AWS side is the same embedded server."""
+    environment = stack.functions["VendCredentialsFunction"].environment
+    for name, value in environment.items():
+        if name.startswith(("AWS_", "RUNCREDS_", "POWERTOOLS_")):
+            monkeypatch.setenv(name, value)
+    monkeypatch.setattr(metrics.provider, "namespace", environment["POWERTOOLS_METRICS_NAMESPACE"])
+    aws.reset_clients()
+    yield lambda event: handle_run_event(event, VendSettings.from_env())
+    metrics.clear_metrics()
+    monkeypatch.undo()
+    aws.reset_clients()

@@ -12,6 +12,7 @@ from typing import Any
 from moto.sts.models import sts_backends
 
 from runcreds.api_client import ApiClient, ApiResponse
+from runcreds.dal.credentials import PHASE_ITEM
 from runcreds.local.stack import LocalStack
 from runcreds.models.events import Phase, RunPhase
 from runcreds.worker import CredentialsFetcher
@@ -76,6 +77,12 @@ def events_for(stack: LocalStack, tenant: Tenant, detail_type: str) -> list[dict
 
 
 def record_items(stack: LocalStack, tenant: Tenant, phase: str) -> list[dict[str, Any]]:
+    """The phase's integration records, as stored (without the phase's own state item)."""
+    return [i for i in partition_items(stack, tenant, phase) if i["integration_id"]["S"] != PHASE_ITEM]
+
+
+def partition_items(stack: LocalStack, tenant: Tenant, phase: str) -> list[dict[str, Any]]:
+    """Every item of the phase's partition: its records and its state item."""
     return list(
         stack.client("dynamodb").query(
             TableName=stack.outputs["CredentialsTableName"],

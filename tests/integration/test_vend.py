@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -10,7 +11,6 @@ import pytest
 from botocore.exceptions import ClientError
 
 from runcreds.dal.attachments import AttachmentsStore
-from runcreds.local.lambda_runtime import FunctionError
 from runcreds.local.stack import LocalStack
 from runcreds.models.entities import encryption_context_for
 from runcreds.models.events import Phase, RunPhase
@@ -204,14 +204,22 @@ def test_records_hold_no_plaintext_and_only_their_run_can_decrypt(
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (EVENTS / "invalid").glob("*.json")))
-def test_invalid_events_make_no_aws_call_and_no_write(stack: LocalStack, name: str) -> None:
+def test_invalid_events_are_dropped_with_their_reason_and_make_no_aws_call(stack: LocalStack, name: str) -> None:
     # Given an invalid run-phase event (a valid one would at least Query the attachments)
     event = load_event(f"invalid/{name}")
     mark = stack.aws.calls.mark()
-    with pytest.raises(FunctionError) as caught:
-        stack.functions["VendCredentialsFunction"].invoke(event)
-    assert caught.value.error_type == "InvalidRunEventError"
-    assert "invalid run-phase event" in str(caught.value)
+    logged = len(stack.logs.lines)
+
+    # When it is delivered, the invocation succeeds: no retry, no dead letter, for what no retry can fix
+    result = stack.functions["VendCredentialsFunction"].invoke(event)
+
+    # Then it was dropped with its reason, logged and counted, without any AWS call
+    assert result["dropped"].startswith("invalid run-phase event")
+    deadline = time.monotonic() + 5  # the function's log lines arrive through a pipe
+    while not any('"InvalidRunEvents"' in line for _, line in stack.logs.lines[logged:]):
+        assert time.monotonic() < deadline, "the drop was not counted"
+        time.sleep(0.05)
+    assert any("invalid run-phase event dropped" in line for _, line in stack.logs.lines[logged:])
     assert stack.aws.calls.since(mark) == []
 
 
@@ -266,7 +274,7 @@ def test_an_exhausted_transient_failure_lands_in_the_dead_letter_queue(
     assert mine[0]["responsePayload"]["errorType"] == "TransientAwsError"
 
 
-def test_a_warm_vend_makes_exactly_the_six_unavoidable_requests(
+def test_a_warm_vend_makes_exactly_the_seven_unavoidable_requests(
     stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
 ) -> None:
     # Given one warm container that has vended before (its broker session is cached)
@@ -279,15 +287,16 @@ def test_a_warm_vend_makes_exactly_the_six_unavoidable_requests(
     mark = stack.aws.calls.mark()
     vend.invoke(tenant.event("apply"))
 
-    # Then it made the six requests a vend cannot avoid, and no others
+    # Then it made the seven requests a vend cannot avoid, and no others
     assert sorted(stack.aws.calls.since(mark)) == sorted(
         [
             ("dynamodb", "Query"),  # the stack's attachments
-            ("dynamodb", "PutItem"),  # the claim
+            ("dynamodb", "TransactWriteItems"),  # the claim, conditional on the phase being open
             ("sts", "AssumeRole"),
             ("kms", "Encrypt"),
-            ("dynamodb", "TransactWriteItems"),  # the record and its audit session mappings
+            ("dynamodb", "TransactWriteItems"),  # the record, its audit session mappings, the phase check
             ("events", "PutEvents"),  # Run Phase Credentials Ready
+            ("dynamodb", "UpdateItem"),  # the record marked announced (a retry re-announces it otherwise)
         ]
     )
 

@@ -86,3 +86,9 @@ def broker_sts(broker_role_arn: str, session_name: str, region: str | None) -> S
 @cache
 def sts(region: str | None = None) -> STSClient:
     return _session().client("sts", region_name=region or _session().region_name, config=STS_CONFIG)
+
+
+def reset_clients() -> None:
+    """Forget every cached session and client (a test taking on a function's identity in-process)."""
+    for cached in (_session, known_regions, dynamodb, kms, events, broker_session, broker_sts, sts):
+        cached.cache_clear()

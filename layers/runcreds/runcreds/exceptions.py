@@ -39,18 +39,36 @@ class RateLimitedError(RuncredsError):
 
 
 class TransientAwsError(RuncredsError):
-    """AWS was throttling or failing: worth retrying, never the caller's fault."""
+    """AWS was throttling or failing: worth retrying, never the caller's fault (runcreds.faults decides)."""
+
+
+class BrokerUnavailableError(TransientAwsError):
+    """The broker's own hop (function role → BrokerRole) failed: an operator's problem (IAM propagation,
+    a trust edit), never the customer role's verdict. Transient for the run; metric BrokerUnavailable."""
 
 
 class InvalidRunEventError(RuncredsError, ValueError):
     """A run-phase event that does not follow CONTRACT §1; nothing was called or written."""
 
 
-class RoleRefusedError(RuncredsError):
-    """STS refused an AssumeRole for a reason that retrying will not change (AccessDenied,
-    ValidationError, RegionDisabledException, ...). `code` and `message` are STS's own."""
+class FinalRefusalError(RuncredsError):
+    """An AWS answer that retrying will not change: the run phase fails with `code` (the service's own)."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
-        self.sts_message = message
+        self.reason = message
+
+
+class RoleRefusedError(FinalRefusalError):
+    """STS refused an AssumeRole of the customer's role (AccessDenied, ValidationError,
+    RegionDisabledException, ...). `code` and `message` are STS's own."""
+
+    @property
+    def sts_message(self) -> str:
+        return self.reason
+
+
+class KeyUnusableError(FinalRefusalError):
+    """KMS refused runcreds' credentials key (AccessDeniedException, DisabledException, NotFoundException,
+    KMSInvalidStateException): no retry fixes that, the run phase fails with KMS's code."""

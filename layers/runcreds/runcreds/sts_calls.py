@@ -6,30 +6,27 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from runcreds.exceptions import RoleRefusedError, TransientAwsError
+from runcreds import aws, faults
+from runcreds.exceptions import BrokerUnavailableError
 from runcreds.models.entities import AssumeRoleSpec
 
 if TYPE_CHECKING:
     from mypy_boto3_sts import STSClient
     from mypy_boto3_sts.type_defs import CredentialsTypeDef
 
-_TRANSIENT_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "InternalFailure",
-        "InternalError",
-        "ServiceUnavailable",
-        "IDPCommunicationError",
-    }
-)
 
-
-def is_transient(error: ClientError) -> bool:
-    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
-    return error.response.get("Error", {}).get("Code", "") in _TRANSIENT_CODES or status >= 500
+def broker_sts(broker_role_arn: str, session_name: str, region: str | None) -> STSClient:
+    """STS as the broker role, the broker's own hop made (or its cached session reused) first, so that
+    its failure is told apart from the customer role's answer: BrokerUnavailableError, whatever it was."""
+    try:
+        credentials = aws.broker_session(broker_role_arn, session_name).get_credentials()
+        if credentials is None:
+            raise BrokerUnavailableError("no credentials to assume the broker role with")
+        credentials.get_frozen_credentials()  # assumes BrokerRole when not done (or about to expire)
+    except (ClientError, BotoCoreError) as error:
+        code = faults.error_code(error) if isinstance(error, ClientError) else type(error).__name__
+        raise BrokerUnavailableError(f"the broker could not assume its own role ({code})") from None
+    return aws.broker_sts(broker_role_arn, session_name, region)
 
 
 def assume_run_role(
@@ -50,19 +47,11 @@ def assume_run_role(
         extra["SourceIdentity"] = spec.source_identity
     if external_id:
         extra["ExternalId"] = spec.external_id
-    try:
+    with faults.classified("sts", "AssumeRole"):
         response = client.assume_role(
             RoleArn=spec.role_arn,
             RoleSessionName=spec.session_name,
             DurationSeconds=spec.duration_seconds,
             **extra,  # type: ignore[arg-type]
         )
-    except ClientError as error:
-        details = error.response.get("Error", {})
-        code, message = details.get("Code", "Unknown"), details.get("Message", "")
-        if is_transient(error):
-            raise TransientAwsError(f"STS AssumeRole failed transiently ({code})") from None
-        raise RoleRefusedError(code, message) from None
-    except BotoCoreError as error:
-        raise TransientAwsError(f"STS AssumeRole could not be made: {type(error).__name__}") from None
     return response["Credentials"]

@@ -96,7 +96,12 @@ class CredentialsFetcher:
         deadline = time.monotonic() + wait
         delay = 0.25
         while True:
-            records = [r for r in self.store.records(run) if integration_id in (None, r.integration_id)]
+            phase = self.store.read_phase(run)
+            if phase.finished:  # final (CONTRACT §1), whatever the records say or are still waiting for
+                raise PhaseFinishedError(
+                    f"the {run.phase} phase of run {run.run_id} has finished; its credentials are gone"
+                )
+            records = [r for r in phase.records if integration_id in (None, r.integration_id)]
             settled = [r for r in records if r.status is not RecordStatus.PENDING]
             if len(settled) > 1 and integration_id is None:
                 ids = ", ".join(r.integration_id for r in settled)

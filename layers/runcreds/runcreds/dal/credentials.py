@@ -1,14 +1,23 @@
-"""Credential records: one item per (run phase, integration), keyed `account#stack#run#phase`.
+"""Credential records and the run phase's state, in one partition per run phase (`account#stack#run#phase`).
 
-The first write for a key is a *claim* (status pending, a token and a lease): only the invocation that
-holds it may assume the role and write the record, so duplicate deliveries of one event assume the
-role once. A claim whose lease ran out (its invocation died) may be taken over by a retry.
+- The *phase item* (sort key PHASE_ITEM, which no integration ID can equal) is the phase's lifecycle:
+  absent while the phase is open, `finished` once its Finished was seen. It is final: every claim,
+  completion and refresh is conditional on it in the same TransactWriteItems (`phase_open_check`).
+- One *record* per integration (sort key: the integration ID). Its first write is a *claim* (status
+  pending, a token and a lease): only the invocation that holds it may assume the role and write the
+  record, so duplicate deliveries of one event assume the role once. A claim whose lease ran out (its
+  invocation died) may be taken over by a retry.
+- A record is written `unannounced`, still holding its writer's token and lease, until its Ready or Failed
+  event is published: a retry re-announces a record whose writer failed (or died) before announcing it.
+- Every update is conditional on the item existing: no write here creates an item of keys only.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -21,18 +30,91 @@ CLAIM_LEASE_SECONDS = 60
 # Records that carry no credentials (failures, worker instructions, tombstones) outlive the phase
 # by a day so that late readers get a clear answer; DynamoDB TTL removes them afterwards.
 RECORD_RETENTION_SECONDS = 86400
+# The phase item's sort key: integration IDs are ULIDs ([0-9A-Z]{26}), so it can never collide.
+PHASE_ITEM = "#phase"
+PHASE_FINISHED = "finished"
+
+
+class Claim(StrEnum):
+    CLAIMED = "claimed"  # this invocation owns the record now
+    TAKEN = "taken"  # another invocation owns it, or it is already written
+    PHASE_FINISHED = "phase_finished"  # the phase is over: nothing may be vended
+
+
+class Completion(StrEnum):
+    WRITTEN = "written"
+    CLAIM_LOST = "claim_lost"  # our lease ran out and another invocation took the record over
+    PHASE_FINISHED = "phase_finished"
+
+
+@dataclass
+class PhaseRecords:
+    """What one strongly consistent query of the phase's partition says (the worker's one call)."""
+
+    finished: bool
+    records: list[CredentialRecord] = field(default_factory=list)
+
+
+def _error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
 
 
 def _conditional_failed(error: ClientError) -> bool:
-    return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    return _error_code(error) == "ConditionalCheckFailedException"
+
+
+def _cancelled_by_condition(error: ClientError) -> list[bool] | None:
+    """Which items of a cancelled transaction failed their condition; None for any other error (or a
+    cancellation for another reason: a conflict or throttling, which the caller treats as transient)."""
+    if _error_code(error) != "TransactionCanceledException":
+        return None
+    reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+    if not any(code == "ConditionalCheckFailed" for code in reasons):
+        return None
+    if any(code not in (None, "None", "ConditionalCheckFailed") for code in reasons):
+        return None
+    return [code == "ConditionalCheckFailed" for code in reasons]
 
 
 class CredentialsStore(TableStore):
     def _key(self, run: RunPhase, integration_id: str) -> dict[str, Any]:
         return to_item({"run_key": run.run_key, "integration_id": integration_id})
 
-    def claim(self, run: RunPhase, integration_id: str, token: str) -> bool:
-        """True when this invocation now owns the record; False when another one does or did."""
+    # ------------------------------------------------------------------ the phase's state
+    def phase_open_check(self, run: RunPhase) -> dict[str, Any]:
+        """The TransactWriteItems element that holds a write to `run` still being open: put it in the
+        same transaction as any claim, completion or refresh of the phase's credentials."""
+        return {
+            "ConditionCheck": {
+                "TableName": self.table_name,
+                "Key": self._key(run, PHASE_ITEM),
+                "ConditionExpression": "attribute_not_exists(#status) OR #status <> :finished",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": to_item({":finished": PHASE_FINISHED}),
+            }
+        }
+
+    def phase_is_open(self, run: RunPhase) -> bool:
+        """Whether the phase's Finished has not been seen (a strongly consistent read). To act on the
+        answer, make the write conditional with `phase_open_check`: this alone is a snapshot."""
+        item = self.client.get_item(TableName=self.table_name, Key=self._key(run, PHASE_ITEM), ConsistentRead=True).get(
+            "Item"
+        )
+        return item is None or from_item(item).get("status") != PHASE_FINISHED
+
+    def _transact(self, items: list[dict[str, Any]]) -> list[bool] | None:
+        """Writes `items` (the phase check first); None when written, else which conditions failed."""
+        try:
+            self.client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+        except ClientError as error:
+            failed = _cancelled_by_condition(error)
+            if failed is None:
+                raise
+            return failed
+        return None
+
+    # ------------------------------------------------------------------ claims and records
+    def claim(self, run: RunPhase, integration_id: str, token: str) -> Claim:
         now = int(time.time())
         item = {
             "run_key": run.run_key,
@@ -43,42 +125,49 @@ class CredentialsStore(TableStore):
             "claimed_until": now + CLAIM_LEASE_SECONDS,
             "ttl": now + RECORD_RETENTION_SECONDS,
         }
-        try:
-            self.client.put_item(
-                TableName=self.table_name,
-                Item=to_item(item),
-                ConditionExpression="attribute_not_exists(run_key) OR (#status = :pending AND claimed_until < :now)",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=to_item({":pending": RecordStatus.PENDING.value, ":now": now}),
-            )
-        except ClientError as error:
-            if _conditional_failed(error):
-                return False
-            raise
-        return True
+        put = {
+            "Put": {
+                "TableName": self.table_name,
+                "Item": to_item(item),
+                "ConditionExpression": "attribute_not_exists(run_key) OR (#status = :pending AND claimed_until < :now)",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": to_item({":pending": RecordStatus.PENDING.value, ":now": now}),
+            }
+        }
+        failed = self._transact([self.phase_open_check(run), put])
+        if failed is None:
+            return Claim.CLAIMED
+        return Claim.PHASE_FINISHED if failed[0] else Claim.TAKEN
 
-    def complete(self, record: CredentialRecord, token: str, ttl: int, also_put: Sequence[dict[str, Any]] = ()) -> None:
-        """Replace our claim with the finished record; refused if our lease was taken over.
-
-        `also_put` (TransactWriteItems `Put`s, e.g. the audit session mappings) are written in the same
-        request, all or nothing: one request either way, so a vend stays at six AWS requests."""
+    def complete(
+        self, record: CredentialRecord, token: str, ttl: int, also_put: Sequence[dict[str, Any]] = ()
+    ) -> Completion:
+        """Replace our claim with the finished record, unless the phase finished or our lease was taken
+        over. `also_put` (TransactWriteItems `Put`s, e.g. the audit session mappings) are written in the
+        same transaction, all or nothing. The record keeps our token and a fresh lease until announced."""
         values = record.model_dump(mode="json", exclude={"ciphertext", "assume_role"})
-        values.update(run_key=record.run.run_key, ttl=ttl)
+        values.update(
+            run_key=record.run.run_key,
+            ttl=ttl,
+            unannounced=True,
+            claim_token=token,
+            claimed_until=int(time.time()) + CLAIM_LEASE_SECONDS,
+        )
         if record.ciphertext is not None:
             values["ciphertext"] = record.ciphertext
         if record.assume_role is not None:
             values["assume_role"] = record.assume_role.model_dump(mode="json")
-        put: dict[str, Any] = {
+        put = {
             "TableName": self.table_name,
             "Item": to_item(values),
             "ConditionExpression": "claim_token = :token",
             "ExpressionAttributeValues": to_item({":token": token}),
         }
-        if not also_put:
-            self.client.put_item(**put)
-            return
-        items: list[Any] = [{"Put": put}, *({"Put": p} for p in also_put)]
-        self.client.transact_write_items(TransactItems=items)
+        items: list[Any] = [self.phase_open_check(record.run), {"Put": put}, *({"Put": p} for p in also_put)]
+        failed = self._transact(items)
+        if failed is None:
+            return Completion.WRITTEN
+        return Completion.PHASE_FINISHED if failed[0] else Completion.CLAIM_LOST
 
     def release(self, run: RunPhase, integration_id: str, token: str) -> None:
         """Give a claim back after a transient failure, so that the retry need not wait for the lease."""
@@ -86,39 +175,113 @@ class CredentialsStore(TableStore):
             self.client.delete_item(
                 TableName=self.table_name,
                 Key=self._key(run, integration_id),
-                ConditionExpression="claim_token = :token",
-                ExpressionAttributeValues=to_item({":token": token}),
+                ConditionExpression="claim_token = :token AND #status = :pending",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_item({":token": token, ":pending": RecordStatus.PENDING.value}),
             )
         except ClientError as error:
             if not _conditional_failed(error):
                 raise
 
+    # ------------------------------------------------------------------ announcements
+    def take_over_announcement(self, run: RunPhase, integration_id: str, token: str) -> CredentialRecord | None:
+        """The record, now ours to announce, when it is unannounced and its writer's lease ran out (the
+        writer failed to announce it, or died); None otherwise (announced, or its writer still at it)."""
+        now = int(time.time())
+        try:
+            response = self.client.update_item(
+                TableName=self.table_name,
+                Key=self._key(run, integration_id),
+                UpdateExpression="SET claim_token = :token, claimed_until = :until",
+                ConditionExpression="attribute_exists(unannounced) AND claimed_until < :now",
+                ExpressionAttributeValues=to_item({":token": token, ":until": now + CLAIM_LEASE_SECONDS, ":now": now}),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if _conditional_failed(error):
+                return None
+            raise
+        return CredentialRecord.model_validate(from_item(response["Attributes"]))
+
+    def mark_announced(self, run: RunPhase, integration_id: str, token: str) -> None:
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=self._key(run, integration_id),
+                UpdateExpression="REMOVE unannounced, claim_token, claimed_until",
+                ConditionExpression="claim_token = :token",
+                ExpressionAttributeValues=to_item({":token": token}),
+            )
+        except ClientError as error:
+            if not _conditional_failed(error):  # finished meanwhile, or taken over: nothing to mark
+                raise
+
+    def release_announcement(self, run: RunPhase, integration_id: str, token: str) -> None:
+        """Publishing failed: let the retry announce the record at once instead of after the lease."""
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=self._key(run, integration_id),
+                UpdateExpression="SET claimed_until = :zero",
+                ConditionExpression="claim_token = :token",
+                ExpressionAttributeValues=to_item({":token": token, ":zero": 0}),
+            )
+        except ClientError as error:
+            if not _conditional_failed(error):
+                raise
+
+    # ------------------------------------------------------------------ reading and finishing
+    def read_phase(self, run: RunPhase) -> PhaseRecords:
+        phase = PhaseRecords(finished=False)
+        for item in self.query("run_key", run.run_key, ConsistentRead=True):
+            if item["integration_id"] == PHASE_ITEM:
+                phase.finished = item.get("status") == PHASE_FINISHED
+            else:
+                phase.records.append(CredentialRecord.model_validate(item))
+        return phase
+
     def records(self, run: RunPhase) -> list[CredentialRecord]:
-        response = self.client.query(
-            TableName=self.table_name,
-            KeyConditionExpression="run_key = :key",
-            ExpressionAttributeValues=to_item({":key": run.run_key}),
-            ConsistentRead=True,
-        )
-        return [CredentialRecord.model_validate(from_item(item)) for item in response["Items"]]
+        return self.read_phase(run).records
 
     def finish(self, run: RunPhase) -> int:
-        """Erase the phase's credentials, leaving a tombstone so a late duplicate cannot vend again."""
+        """Close the phase for good, then erase its credentials. The tombstone comes first, even when
+        nothing was vended: from then on no claim or completion can succeed (they check it), so the
+        records the query then finds are all that will ever hold credentials for the phase."""
+        now = int(time.time())
+        self.client.put_item(
+            TableName=self.table_name,
+            Item=to_item(
+                {
+                    "run_key": run.run_key,
+                    "integration_id": PHASE_ITEM,
+                    **run.model_dump(mode="json"),
+                    "status": PHASE_FINISHED,
+                    "finished_at": now,
+                    "ttl": now + RECORD_RETENTION_SECONDS,
+                }
+            ),
+        )
         erased = 0
         for record in self.records(run):
             if record.status is RecordStatus.FINISHED:
                 continue
-            self.client.update_item(
-                TableName=self.table_name,
-                Key=self._key(run, record.integration_id),
-                UpdateExpression="SET #status = :finished, #ttl = :ttl REMOVE ciphertext, claim_token",
-                ExpressionAttributeNames={"#status": "status", "#ttl": "ttl"},
-                ExpressionAttributeValues=to_item(
-                    {
-                        ":finished": RecordStatus.FINISHED.value,
-                        ":ttl": int(time.time()) + RECORD_RETENTION_SECONDS,
-                    }
-                ),
-            )
+            try:
+                self.client.update_item(
+                    TableName=self.table_name,
+                    Key=self._key(run, record.integration_id),
+                    UpdateExpression=(
+                        "SET #status = :finished, #ttl = :ttl REMOVE ciphertext, claim_token, unannounced"
+                    ),
+                    # A claim released (deleted) since the query stays deleted: no item of keys only.
+                    ConditionExpression="attribute_exists(run_key)",
+                    ExpressionAttributeNames={"#status": "status", "#ttl": "ttl"},
+                    ExpressionAttributeValues=to_item(
+                        {":finished": RecordStatus.FINISHED.value, ":ttl": now + RECORD_RETENTION_SECONDS}
+                    ),
+                )
+            except ClientError as error:
+                if not _conditional_failed(error):
+                    raise
+                continue
             erased += 1
         return erased

@@ -8,9 +8,11 @@ plays EventBridge → Lambda (moto's EventBridge cannot target Lambda).
 from __future__ import annotations
 
 import io
+import json
 import re
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -25,6 +27,12 @@ PutEventsHook = Callable[[bytes, bytes], None]
 # carry this header and are not counted as calls of runcreds.
 INTERNAL_HEADER = "x-runcreds-local-internal"
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/")
+_ACCESS_KEY = re.compile(r"Credential=([^/]+)/")
+
+
+def _access_key_of(authorization: str) -> str | None:
+    match = _ACCESS_KEY.search(authorization)
+    return match.group(1) if match else None
 
 
 class CallLog:
@@ -47,12 +55,90 @@ class CallLog:
             return list(self._calls[mark:])
 
 
+# PutEvents answered 200 with every entry failed (EventBridge's partial failure), not an error.
+PUT_EVENTS_PARTIAL_FAILURE = "PartialFailure"
+
+
+@dataclass
+class Fault:
+    service: str
+    action: str
+    code: str
+    status: int
+    access_key: str | None
+    extra: dict[str, Any] = field(default_factory=dict)
+    skip: int = 0  # matching calls to let through first
+
+    def response(self, body: bytes) -> tuple[str, bytes]:
+        if self.code == PUT_EVENTS_PARTIAL_FAILURE:
+            count = len(json.loads(body or b"{}").get("Entries", []))
+            failed = [{"ErrorCode": "InternalFailure", "ErrorMessage": "injected"}] * count
+            return "200 OK", json.dumps({"FailedEntryCount": count, "Entries": failed}).encode()
+        document = {"__type": self.code, "message": f"injected {self.code}", **self.extra}
+        return f"{self.status} Injected", json.dumps(document).encode()
+
+
+class FaultInjector:
+    """Answers the next calls of a service's action with an error (or a partial failure) instead of
+    moto, optionally only for one caller's access key (a function's execution role): AWS failing."""
+
+    def __init__(self) -> None:
+        self._faults: list[Fault] = []
+        self._lock = threading.Lock()
+
+    def inject(
+        self,
+        service: str,
+        action: str,
+        code: str,
+        status: int = 400,
+        times: int = 1,
+        access_key: str | None = None,
+        after: int = 0,
+        **extra: Any,
+    ) -> None:
+        """`times` faults, after letting `after` matching calls through."""
+        with self._lock:
+            self._faults.extend(
+                Fault(service, action, code, status, access_key, extra, skip=after) for _ in range(times)
+            )
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._faults)
+
+    def take(self, service: str, action: str, access_key: str | None) -> Fault | None:
+        with self._lock:
+            matching = [
+                f
+                for f in self._faults
+                if (f.service, f.action) == (service, action) and f.access_key in (None, access_key)
+            ]
+            if matching and matching[0].skip > 0:
+                for fault in matching:
+                    fault.skip -= 1
+                return None
+            if matching:
+                self._faults.remove(matching[0])
+                return matching[0]
+        return None
+
+
 class FrontDoor:
     def __init__(self, app: Any, sts: StrictSts, calls: CallLog) -> None:
         self.app = app
         self.sts = sts
         self.calls = calls
+        self.faults = FaultInjector()
         self.on_put_events: PutEventsHook | None = None
+        # DynamoDB applies each request atomically; moto's server does not (a cancelled transaction restores
+        # a copy of the table taken before it, erasing what other threads wrote meanwhile): one at a time.
+        self._dynamodb = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -68,6 +154,12 @@ class FrontDoor:
         action = target.rsplit(".", 1)[-1] if target else params.get("Action", environ.get("REQUEST_METHOD", ""))
         if service and not environ.get("HTTP_" + INTERNAL_HEADER.upper().replace("-", "_")):
             self.calls.add(service, action)
+
+        fault = self.faults.take(service, action, _access_key_of(authorization)) if service else None
+        if fault is not None:
+            status_line, payload = fault.response(body)
+            start_response(status_line, [("Content-Type", "application/x-amz-json-1.1")])
+            return [payload]
 
         if service == "sts" and action == "AssumeRole":
             try:
@@ -91,6 +183,9 @@ class FrontDoor:
             if status and status[0].startswith("200"):
                 self.on_put_events(body, response)
             return [response]
+        if service == "dynamodb":
+            with self._dynamodb:
+                return list(self.app(environ, start_response))
         return self.app(environ, start_response)  # type: ignore[no-any-return]
 
 
@@ -102,6 +197,7 @@ class EmbeddedAws(ThreadedMotoServer):
         self.strict_sts = StrictSts()
         self.calls = CallLog()
         self.front_door = FrontDoor(DomainDispatcherApplication(create_backend_app), self.strict_sts, self.calls)
+        self.faults = self.front_door.faults
 
     def _server_entry(self) -> None:
         self._server = make_server(self._ip_address, self._port, self.front_door, threaded=True)

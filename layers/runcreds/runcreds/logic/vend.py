@@ -11,14 +11,20 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ValidationError
 
 from runcreds import aws
 from runcreds.dal.attachments import AttachmentsStore
 from runcreds.dal.audit_sessions import AuditSessionsStore
-from runcreds.dal.credentials import CredentialsStore
-from runcreds.exceptions import InvalidRunEventError, RoleRefusedError, TransientAwsError
+from runcreds.dal.credentials import Claim, Completion, CredentialsStore
+from runcreds.exceptions import (
+    BrokerUnavailableError,
+    FinalRefusalError,
+    InvalidRunEventError,
+    RoleRefusedError,
+    TransientAwsError,
+)
+from runcreds.faults import classified
 from runcreds.models import problems
 from runcreds.models.audit import SessionMapping
 from runcreds.models.entities import (
@@ -40,7 +46,7 @@ from runcreds.models.events import (
 )
 from runcreds.observability import logger, metrics
 from runcreds.settings import VendSettings
-from runcreds.sts_calls import assume_run_role
+from runcreds.sts_calls import assume_run_role, broker_sts
 
 _PUT_EVENTS_BATCH = 10
 
@@ -51,6 +57,9 @@ class VendOutcome:
     failed: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     retry: list[str] = field(default_factory=list)
+    reannounced: list[str] = field(default_factory=list)
+    # The phase's Finished was seen: these got nothing, and nothing is announced for them.
+    phase_finished: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v}
@@ -71,8 +80,15 @@ def _describe(error: Exception) -> str:
 
 
 def handle_run_event(event: dict[str, Any], settings: VendSettings) -> dict[str, Any]:
-    """Entry point of the vend function: validate first, so bad input makes no AWS call."""
-    run_event = parse_run_event(event)
+    """Entry point of the vend function: validate first, so bad input makes no AWS call. An invalid
+    event is no transient fault: it is logged with its reason, counted and dropped (a retry or the
+    dead-letter queue would change nothing about it)."""
+    try:
+        run_event = parse_run_event(event)
+    except InvalidRunEventError as invalid:
+        logger.error("invalid run-phase event dropped", extra={"reason": str(invalid)})
+        metrics.add_metric(name="InvalidRunEvents", unit=MetricUnit.Count, value=1)
+        return {"dropped": str(invalid)}
     detail = run_event.detail
     run = RunPhase(account=detail.account, stack=detail.stack, run_id=detail.run_id, phase=detail.phase)
     logger.append_keys(account=run.account, stack=run.stack, run_id=run.run_id, phase=run.phase.value)
@@ -100,37 +116,74 @@ class Vendor:
         )
         if not attachments:
             logger.warning("no integration attached to the stack for this phase", extra={"access": access})
-        announcements: list[BaseModel] = []
-        for attachment in attachments:
-            integration_id = attachment.integration_id
-            token = uuid.uuid4().hex
-            if not self.records.claim(run, integration_id, token):
-                logger.info("duplicate delivery: already vended or in progress", extra={"integration": integration_id})
-                outcome.duplicates.append(integration_id)
-                continue
-            logger.debug("claimed", extra={"integration": integration_id})
-            try:
-                announcements.append(self._vend_one(run, attachment, token))
-            except RoleRefusedError as refusal:
-                announcements.append(self._record_refusal(run, attachment, token, refusal))
-                outcome.failed.append(integration_id)
-                continue
-            except (TransientAwsError, ClientError, BotoCoreError) as error:
-                logger.warning(
-                    "transient failure, claim released for the retry",
-                    extra={"integration": integration_id, "error": type(error).__name__},
-                )
-                self.records.release(run, integration_id, token)
-                outcome.retry.append(integration_id)
-                continue
-            outcome.ready.append(integration_id)
-        self._announce(announcements)
+        announcements: list[tuple[str, str, BaseModel]] = []  # (integration, token, detail)
+        try:
+            for attachment in attachments:
+                integration_id = attachment.integration_id
+                token = uuid.uuid4().hex
+                with classified("dynamodb", "claim"):
+                    claim = self.records.claim(run, integration_id, token)
+                if claim is Claim.PHASE_FINISHED:
+                    outcome.phase_finished = [a.integration_id for a in attachments[attachments.index(attachment) :]]
+                    break
+                if claim is Claim.TAKEN:
+                    with classified("dynamodb", "take over an announcement"):
+                        record = self.records.take_over_announcement(run, integration_id, token)
+                    if record is None:
+                        logger.info(
+                            "duplicate delivery: already vended or in progress", extra={"integration": integration_id}
+                        )
+                        outcome.duplicates.append(integration_id)
+                    else:
+                        logger.info(
+                            "re-announcing a record its writer did not announce", extra={"integration": integration_id}
+                        )
+                        announcements.append((integration_id, token, _announcement_of(record)))
+                        outcome.reannounced.append(integration_id)
+                    continue
+                logger.debug("claimed", extra={"integration": integration_id})
+                try:
+                    with classified("dynamodb", "record"):
+                        result = self._vend_one(run, attachment, token)
+                except FinalRefusalError as failure:
+                    with classified("dynamodb", "record"):
+                        result = self._record_failure(run, attachment, token, failure)
+                    if not isinstance(result, Completion):
+                        outcome.failed.append(integration_id)
+                except TransientAwsError as error:
+                    if isinstance(error, BrokerUnavailableError):
+                        metrics.add_metric(name="BrokerUnavailable", unit=MetricUnit.Count, value=1)
+                    logger.warning(
+                        "transient failure, claim released for the retry",
+                        extra={"integration": integration_id, "error": str(error)},
+                    )
+                    self.records.release(run, integration_id, token)
+                    outcome.retry.append(integration_id)
+                    continue
+                else:
+                    if not isinstance(result, Completion):
+                        outcome.ready.append(integration_id)
+                if result is Completion.PHASE_FINISHED:
+                    outcome.phase_finished.append(integration_id)
+                elif result is Completion.CLAIM_LOST:
+                    outcome.duplicates.append(integration_id)
+                else:
+                    assert not isinstance(result, Completion)
+                    announcements.append((integration_id, token, result))
+        finally:
+            # What was recorded is announced even when a later integration raised.
+            self._announce(run, announcements)
+        if outcome.phase_finished:
+            logger.info("run phase already finished: nothing vended", extra={"integrations": outcome.phase_finished})
+            metrics.add_metric(name="StartedAfterFinished", unit=MetricUnit.Count, value=1)
         if outcome.retry:
             # Raising hands the event to Lambda's asynchronous retries, then the dead-letter queue.
             raise TransientAwsError(f"vending failed transiently for integrations {outcome.retry}")
         return outcome
 
-    def _vend_one(self, run: RunPhase, attachment: Attachment, token: str) -> CredentialsReadyDetail:
+    def _vend_one(self, run: RunPhase, attachment: Attachment, token: str) -> BaseModel | Completion:
+        """The record's announcement once written; the Completion when the phase finished or our claim
+        was taken over meanwhile (then the credentials are dropped unstored: they expire unused)."""
         spec = AssumeRoleSpec.for_run(run, attachment)
         if attachment.assume_role_on_worker:
             record = CredentialRecord(
@@ -140,13 +193,15 @@ class Vendor:
                 mode="worker",
                 assume_role=spec,
             )
-            self.records.complete(
+            completion = self.records.complete(
                 record, token, ttl=int(time.time()) + 86400, also_put=self._session_mappings(run, attachment, spec)
             )
+            if completion is not Completion.WRITTEN:
+                return completion
             metrics.add_metric(name="WorkerInstructions", unit=MetricUnit.Count, value=1)
             return _ready(run, attachment, "worker", None)
 
-        sts = aws.broker_sts(self.settings.broker_role_arn, self.settings.function_name, spec.region)
+        sts = broker_sts(self.settings.broker_role_arn, self.settings.function_name, spec.region)
         credentials = assume_run_role(sts, spec)
         expires_at: datetime = credentials["Expiration"]
         plaintext = json.dumps(
@@ -157,11 +212,12 @@ class Vendor:
                 "Expiration": expires_at.isoformat(),
             }
         ).encode()
-        ciphertext = aws.kms().encrypt(
-            KeyId=self.settings.credentials_key_arn,
-            Plaintext=plaintext,
-            EncryptionContext=encryption_context_for(run, attachment.integration_id),
-        )["CiphertextBlob"]
+        with classified("kms", "Encrypt"):
+            ciphertext = aws.kms().encrypt(
+                KeyId=self.settings.credentials_key_arn,
+                Plaintext=plaintext,
+                EncryptionContext=encryption_context_for(run, attachment.integration_id),
+            )["CiphertextBlob"]
         del plaintext, credentials["SecretAccessKey"], credentials["SessionToken"]
         record = CredentialRecord(
             **run.model_dump(),
@@ -173,12 +229,14 @@ class Vendor:
             expires_at=expires_at,
             assume_role=spec,
         )
-        self.records.complete(
+        completion = self.records.complete(
             record,
             token,
             ttl=int(expires_at.timestamp()),
             also_put=self._session_mappings(run, attachment, spec, credentials["AccessKeyId"]),
         )
+        if completion is not Completion.WRITTEN:
+            return completion
         metrics.add_metric(name="CredentialsVended", unit=MetricUnit.Count, value=1)
         logger.info("credentials vended", extra={"integration": attachment.integration_id, "expires_at": expires_at})
         return _ready(run, attachment, "broker", expires_at)
@@ -202,53 +260,74 @@ class Vendor:
         )
         return self.sessions.puts_for(mapping, ttl=int(time.time()) + self.settings.audit_retention_days * 86400)
 
-    def _record_refusal(
-        self, run: RunPhase, attachment: Attachment, token: str, refusal: RoleRefusedError
-    ) -> CredentialsFailedDetail:
+    def _record_failure(
+        self, run: RunPhase, attachment: Attachment, token: str, failure: FinalRefusalError
+    ) -> BaseModel | Completion:
         logger.warning(
-            "the role refused the broker",
-            extra={
-                "integration": attachment.integration_id,
-                "code": refusal.code,
-                "reason": refusal.sts_message,
-            },
+            "final refusal: the run phase fails for this integration",
+            extra={"integration": attachment.integration_id, "code": failure.code, "reason": failure.reason},
         )
         record = CredentialRecord(
             **run.model_dump(),
             integration_id=attachment.integration_id,
             status=RecordStatus.FAILED,
-            failure_code=refusal.code,
-            failure_reason=refusal.sts_message,
+            failure_code=failure.code,
+            failure_reason=failure.reason,
         )
-        self.records.complete(record, token, ttl=int(time.time()) + 86400)
-        metrics.add_metric(name="CredentialsRefused", unit=MetricUnit.Count, value=1)
-        return CredentialsFailedDetail(
-            **run.model_dump(),
-            integration_id=attachment.integration_id,
-            reason=refusal.sts_message,
-            code=refusal.code,
-        )
+        completion = self.records.complete(record, token, ttl=int(time.time()) + 86400)
+        if completion is not Completion.WRITTEN:
+            return completion
+        metric = "CredentialsRefused" if isinstance(failure, RoleRefusedError) else "CredentialsKeyUnusable"
+        metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
+        return _announcement_of(record)
 
-    def _announce(self, details: list[BaseModel]) -> None:
-        entries = [
-            {
-                "Source": BROKER_EVENT_SOURCE,
-                "DetailType": CREDENTIALS_READY if isinstance(d, CredentialsReadyDetail) else CREDENTIALS_FAILED,
-                "Detail": d.model_dump_json(),
-                "EventBusName": self.settings.event_bus_name,
-            }
-            for d in details
-        ]
-        for start in range(0, len(entries), _PUT_EVENTS_BATCH):
-            batch = entries[start : start + _PUT_EVENTS_BATCH]
+    def _announce(self, run: RunPhase, announcements: list[tuple[str, str, BaseModel]]) -> None:
+        """Publish, then mark each record announced. What could not be published is left unannounced with
+        its lease released, and raises: Lambda's retry (or the dead-letter queue) announces it."""
+        unpublished: list[tuple[str, str, BaseModel]] = []
+        for start in range(0, len(announcements), _PUT_EVENTS_BATCH):
+            batch = announcements[start : start + _PUT_EVENTS_BATCH]
             for _attempt in range(3):
-                response = aws.events().put_events(Entries=batch)  # type: ignore[arg-type]
-                if not response.get("FailedEntryCount"):
+                try:
+                    with classified("events", "PutEvents"):
+                        response = aws.events().put_events(Entries=[self._entry(d) for _, _, d in batch])  # type: ignore[misc]
+                except TransientAwsError:
+                    continue
+                failed = [a for a, r in zip(batch, response["Entries"], strict=True) if "ErrorCode" in r]
+                for announced in (a for a in batch if a not in failed):
+                    self.records.mark_announced(run, announced[0], announced[1])
+                batch = failed
+                if not batch:
                     break
-                batch = [e for e, r in zip(batch, response["Entries"], strict=True) if "ErrorCode" in r]
-            else:
-                # The records are written and are what the worker reads; a lost announcement is logged.
-                logger.error("could not publish run-phase credential events", extra={"entries": len(batch)})
+            unpublished.extend(batch)
+        if unpublished:
+            for integration_id, token, _ in unpublished:
+                self.records.release_announcement(run, integration_id, token)
+            metrics.add_metric(name="AnnouncementsDeferred", unit=MetricUnit.Count, value=len(unpublished))
+            raise TransientAwsError(f"could not publish the run-phase events of {[i for i, _, _ in unpublished]}")
+
+    def _entry(self, detail: BaseModel) -> dict[str, Any]:
+        return {
+            "Source": BROKER_EVENT_SOURCE,
+            "DetailType": CREDENTIALS_READY if isinstance(detail, CredentialsReadyDetail) else CREDENTIALS_FAILED,
+            "Detail": detail.model_dump_json(),
+            "EventBusName": self.settings.event_bus_name,
+        }
+
+
+def _announcement_of(record: CredentialRecord) -> BaseModel:
+    """The Ready or Failed event a written record stands for (what a retry re-announces)."""
+    if record.status is RecordStatus.FAILED:
+        return CredentialsFailedDetail(
+            **record.model_dump(include={"account", "stack", "run_id", "phase", "integration_id"}),
+            reason=record.failure_reason or "",
+            code=record.failure_code or "",
+        )
+    return CredentialsReadyDetail(
+        **record.model_dump(include={"account", "stack", "run_id", "phase", "integration_id"}),
+        mode="worker" if record.status is RecordStatus.WORKER else "broker",
+        expires_at=record.expires_at,
+    )
 
 
 def _ready(run: RunPhase, attachment: Attachment, mode: str, expires_at: datetime | None) -> CredentialsReadyDetail:
