@@ -54,3 +54,12 @@ class RoleRefusedError(RuncredsError):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.sts_message = message
+
+
+class RefreshRefusedError(ConflictError):
+    """The refresh route will not refresh this phase (finished, detached, not broker mode, ...): a 409 whose
+    `code` says which (CONTRACT §4: `phase_finished`)."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code

@@ -53,6 +53,9 @@ class FrontDoor:
         self.sts = sts
         self.calls = calls
         self.on_put_events: PutEventsHook | None = None
+        # DynamoDB applies a conditional write atomically; moto's backend does not lock, so two concurrent
+        # conditional updates of one item could both succeed here. One request at a time, as DynamoDB would.
+        self._dynamodb = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -91,6 +94,9 @@ class FrontDoor:
             if status and status[0].startswith("200"):
                 self.on_put_events(body, response)
             return [response]
+        if service == "dynamodb":
+            with self._dynamodb:
+                return [b"".join(self.app(environ, start_response))]
         return self.app(environ, start_response)  # type: ignore[no-any-return]
 
 
