@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from runcreds.api_client import ApiClient
 from runcreds.dal.audit_sessions import access_key_key
@@ -20,7 +21,7 @@ def refresh_path(tenant: Tenant, phase: str) -> str:
     return f"/accounts/{tenant.account}/stacks/{tenant.stack}/runs/{tenant.run_id}/phases/{phase}/refresh"
 
 
-def session_mapping(stack: LocalStack, access_key_id: str) -> list[dict[str, object]]:
+def session_mapping(stack: LocalStack, access_key_id: str) -> list[dict[str, Any]]:
     return list(
         stack.client("dynamodb").query(
             TableName=stack.functions["AttachApiFunction"].environment["RUNCREDS_AUDIT_SESSIONS_TABLE"],

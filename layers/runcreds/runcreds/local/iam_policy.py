@@ -123,7 +123,10 @@ def evaluate(
     allowed = False
     for document in documents:
         for statement in statements(document):
-            if not (_matches(statement, "Action", action, False) and _matches(statement, "Resource", resource, True, context)):
+            if not (
+                _matches(statement, "Action", action, False)
+                and _matches(statement, "Resource", resource, True, context)
+            ):
                 continue
             if "Condition" in statement:
                 if context is None:

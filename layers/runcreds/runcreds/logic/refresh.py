@@ -147,7 +147,11 @@ class RefreshService:
         metrics.add_metric(name="CredentialsRefreshed", unit=MetricUnit.Count, value=1)
         logger.info(
             "credentials refreshed",
-            extra={"integration": current.integration_id, "generation": fresh.generation, "expires_at": fresh.expires_at},
+            extra={
+                "integration": current.integration_id,
+                "generation": fresh.generation,
+                "expires_at": fresh.expires_at,
+            },
         )
         return fresh
 
@@ -173,7 +177,9 @@ class RefreshService:
         return [
             {
                 "TableName": self.settings.attachments_table,
-                "Key": to_item({"stack_key": stack_key(run.account, run.stack), "integration_id": attachment.integration_id}),
+                "Key": to_item(
+                    {"stack_key": stack_key(run.account, run.stack), "integration_id": attachment.integration_id}
+                ),
                 "ConditionExpression": "#access = :granted",
                 "ExpressionAttributeNames": {"#access": run.phase.access.value},
                 "ExpressionAttributeValues": to_item({":granted": True}),
@@ -185,7 +191,9 @@ class RefreshService:
             },
         ]
 
-    def _await_fresh(self, run: RunPhase, integration_id: str, wait: float = WAIT_FOR_WINNER_SECONDS) -> CredentialRecord:
+    def _await_fresh(
+        self, run: RunPhase, integration_id: str, wait: float = WAIT_FOR_WINNER_SECONDS
+    ) -> CredentialRecord:
         """Another request holds the claim, or just refreshed: answer with its generation once written."""
         deadline = time.monotonic() + wait
         while True:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from runcreds.dal.attachments import AttachmentsStore
 from runcreds.dal.audit_sessions import AuditSessionsStore
 from runcreds.dal.credentials import CredentialsStore
 from runcreds.exceptions import InvalidRunEventError, RoleRefusedError, TransientAwsError
+from runcreds.logic.sealing import assume_and_seal, session_mapping_puts
 from runcreds.models import problems
 from runcreds.models.entities import (
     AssumeRoleSpec,
@@ -36,7 +36,6 @@ from runcreds.models.events import (
     RunPhase,
     RunPhaseEvent,
 )
-from runcreds.logic.sealing import assume_and_seal, session_mapping_puts
 from runcreds.observability import logger, metrics
 from runcreds.settings import VendSettings
 
