@@ -53,7 +53,7 @@ def _worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
                 help="refresh once fewer seconds are left (default 900, at most half the credentials' lifetime)",
             )
         if name == "exec":
-            p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
+            p.add_argument("child_command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
 
 
 def _local_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -100,7 +100,7 @@ def run_worker(args: argparse.Namespace) -> int:
         try:
             if args.action == "serve":
                 return worker_serve.serve(args, run)
-            command = args.command[1:] if args.command[:1] == ["--"] else args.command
+            command = args.child_command[1:] if args.child_command[:1] == ["--"] else args.child_command
             return worker_serve.exec_command(args, run, command)
         except WorkerError as error:
             return _fail(str(error), error.exit_status)
