@@ -37,12 +37,16 @@ def short_sessions(stack: LocalStack) -> Iterator[None]:
     stack.aws.strict_sts.session_seconds = None
 
 
-def worker_exec(stack: LocalStack, tenant: Tenant, phase: str, *command: str, cwd: Path | None = None,
-                extra_env: dict[str, str] | None = None, timeout: float = 100) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def worker_exec(
+    stack: LocalStack, tenant: Tenant, phase: str, *command: str, cwd: Path | None = None,
+    extra_env: dict[str, str] | None = None, timeout: float = 100,
+) -> subprocess.CompletedProcess[str]:  # fmt: skip
     env = {**os.environ, **stack.client_env(), "RUNCREDS_API_URL": stack.outputs["ApiUrl"], **(extra_env or {})}
     args = [str(BIN / "runcreds"), "worker", "exec", "--account", tenant.account, "--stack", tenant.stack,
-            "--run-id", tenant.run_id, "--phase", phase, "--refresh-before", REFRESH_BEFORE, "--", *command]  # fmt: skip
-    return subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+            "--run-id", tenant.run_id, "--phase", phase, "--refresh-before", REFRESH_BEFORE,
+            "--", *command]  # fmt: skip
+    # the test's own command line
+    return subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)  # noqa: S603
 
 
 BOTO3_CHILD = textwrap.dedent(
@@ -195,8 +199,9 @@ def test_terraform_apply_outlives_its_first_credentials(
     )
     tf_env = {"TF_CLI_CONFIG_FILE": str(tmp_path / "cli.tfrc"), "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1",
               "AWS_EC2_METADATA_DISABLED": "true"}  # fmt: skip
-    init = subprocess.run(["terraform", "init", "-input=false", "-no-color"], cwd=tmp_path, capture_output=True,
-                          text=True, env={**os.environ, **tf_env}, timeout=120, check=False)  # fmt: skip
+    init_args = ["terraform", "init", "-input=false", "-no-color"]  # terraform from PATH, as a user runs it
+    init = subprocess.run(init_args, cwd=tmp_path, capture_output=True, text=True, env={**os.environ, **tf_env},  # noqa: S603
+                          timeout=120, check=False)  # fmt: skip
     assert init.returncode == 0, init.stdout + init.stderr
 
     integrate(tenant, make_role(f"{tenant.account}@*"))

@@ -27,9 +27,9 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from runcreds.logic.refresh import phase_has_finished
 from runcreds.models.entities import CredentialRecord, RecordStatus
 from runcreds.models.events import RunPhase
+from runcreds.phase_state import phase_has_finished
 from runcreds.worker import CredentialsFetcher, PhaseFinishedError, RunCredentials, WorkerError
 
 log = logging.getLogger("runcreds.worker")

@@ -25,18 +25,13 @@ from runcreds.logic.sealing import assume_and_seal, session_mapping_puts
 from runcreds.models.entities import AssumeRoleSpec, Attachment, CredentialRecord, RecordStatus
 from runcreds.models.events import RunPhase
 from runcreds.observability import logger, metrics
+from runcreds.phase_state import phase_has_finished
 from runcreds.settings import AttachSettings
 
 REFRESH_LEASE_SECONDS = 30  # longer than an AssumeRole with its retries, an Encrypt and a write
 FRESH_SECONDS = 15  # refresh requests of one phase this close together share one session
 WAIT_FOR_WINNER_SECONDS = 10.0
 PHASE_FINISHED = "phase_finished"
-
-
-def phase_has_finished(run: RunPhase, records: list[CredentialRecord]) -> bool:
-    """Whether the phase's Run Phase Finished has been seen. Today a Finished turns every record of the
-    phase into a tombstone (CredentialsStore.finish); kept in one place so that it can follow the store."""
-    return any(r.status is RecordStatus.FINISHED for r in records)
 
 
 class RefreshService:
