@@ -13,6 +13,7 @@ import glob
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -215,3 +216,22 @@ def test_terraform_apply_outlives_its_first_credentials(
     assert puts[0] != puts[1], "the resource after the long step was signed with the first credentials"
     state = json.loads((tmp_path / "terraform.tfstate").read_text())
     assert state["outputs"]["session_arn"]["value"].endswith(f"/{tenant.run_id}")
+
+
+def test_sigterm_is_forwarded_to_the_command(
+    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
+    publish: Publish,
+) -> None:  # fmt: skip
+    integrate(tenant, make_role(f"{tenant.account}@*"))
+    publish(tenant, "plan")
+    child = (
+        "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(7)); "
+        "print('up', flush=True); time.sleep(60)"
+    )
+    env = {**os.environ, **stack.client_env(), "RUNCREDS_API_URL": stack.outputs["ApiUrl"]}
+    args = [str(BIN / "runcreds"), "worker", "exec", "--account", tenant.account, "--stack", tenant.stack,
+            "--run-id", tenant.run_id, "--phase", "plan", "--", sys.executable, "-c", child]  # fmt: skip
+    process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)  # noqa: S603
+    assert process.stdout is not None and process.stdout.readline().strip() == "up"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == 7

@@ -319,6 +319,13 @@ def child_environment(base: dict[str, str], server_env: dict[str, str]) -> dict[
     return env
 
 
+def _terminal_delivered() -> bool:
+    try:
+        return os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
+    except (OSError, ValueError):
+        return False
+
+
 def exec_command(args: argparse.Namespace, run: RunPhase, command: Sequence[str]) -> int:
     if not command:
         print("runcreds: worker exec needs a command after --", file=sys.stderr)
@@ -332,6 +339,10 @@ def exec_command(args: argparse.Namespace, run: RunPhase, command: Sequence[str]
         return 127
 
     def forward(sig: int, _frame: object) -> None:
+        # A Ctrl-C at the terminal already reached the child (same foreground process group): a second
+        # SIGINT would make Terraform abandon its graceful stop.
+        if sig == signal.SIGINT and _terminal_delivered():
+            return
         child.send_signal(sig)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
