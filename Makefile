@@ -74,6 +74,7 @@ test: lint typecheck validate build
 bench: $(VENV)/.installed-local
 	$(PY) bench/vend.py
 	$(PY) bench/audit.py
+	$(PY) bench/refresh.py
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -18,6 +18,7 @@ from tests.support import ROOT
 
 ROOT_ARN = f"arn:aws:iam::{ACCOUNT_ID}:root"
 VEND_ROLE = "VendFunctionRole-Arn"
+ATTACH_ROLE = "AttachFunctionRole-Arn"  # the refresh route lives in the attach function
 TABLE, KEY, BUS = "CredentialsTable-Arn", "CredentialsKey-Arn", "RunEventBus-Arn"
 ORCHESTRATOR = f"arn:aws:iam::{ACCOUNT_ID}:role/orchestrator"
 
@@ -38,8 +39,12 @@ def key_policy_for(principal: str) -> list[dict[str, Any]]:
     return [
         {k: v for k, v in statement.items() if k != "Principal"}
         for statement in document["Statement"]
-        if statement["Principal"]["AWS"] in (principal, ROOT_ARN)
+        if {principal, ROOT_ARN} & set(_as_list(statement["Principal"]["AWS"]))
     ]
+
+
+def _as_list(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else value
 
 
 def worker_policy(name: str) -> dict[str, Any]:
@@ -103,11 +108,12 @@ def test_administrators_administer_but_hold_no_cryptographic_action(action: str)
     assert key_decides(ROOT_ARN, "kms:ScheduleKeyDeletion", {}) == Decision.ALLOW
 
 
-def test_only_the_vend_function_encrypts_and_only_run_credentials() -> None:
+@pytest.mark.parametrize("role", [VEND_ROLE, ATTACH_ROLE])
+def test_only_the_vend_function_and_the_refresh_route_encrypt_and_only_run_credentials(role: str) -> None:
     context = encryption_context("acme", "net", "apply")
-    assert key_decides(VEND_ROLE, "kms:Encrypt", context) == Decision.ALLOW
-    assert key_decides(VEND_ROLE, "kms:Encrypt", {"kms:EncryptionContext:runcreds:account": "acme"}) != Decision.ALLOW
-    assert key_decides(VEND_ROLE, "kms:Decrypt", {**context, **tags(None)}) != Decision.ALLOW
+    assert key_decides(role, "kms:Encrypt", context) == Decision.ALLOW
+    assert key_decides(role, "kms:Encrypt", {"kms:EncryptionContext:runcreds:account": "acme"}) != Decision.ALLOW
+    assert key_decides(role, "kms:Decrypt", {**context, **tags(None)}) != Decision.ALLOW
     assert key_decides("arn:aws:iam::123456789012:role/ci", "kms:Encrypt", context) != Decision.ALLOW
 
 
@@ -188,3 +194,29 @@ def test_only_runcreds_functions_announce_credentials() -> None:
     assert not bus_denies("ReverifyFunctionRole-Arn", "runcreds.broker")
     assert bus_denies(ORCHESTRATOR, "runcreds.broker")
     assert bus_denies(f"arn:aws:iam::{ACCOUNT_ID}:role/tenant-ci", "runcreds.broker")
+
+
+# ---------------------------------------------------------------- the refresh route (long runs)
+def may_refresh(policy: str, account: str, stack: str, phase: str, principal_tags: dict[str, str]) -> bool:
+    resource = (
+        f"arn:aws:execute-api:us-east-1:{ACCOUNT_ID}:RuncredsApi-Ref/v1/POST/accounts/{account}/stacks/{stack}"
+        f"/runs/01RUN/phases/{phase}/refresh"
+    )
+    decision = evaluate([worker_policy(policy)], "execute-api:Invoke", resource, principal_tags)
+    return decision == Decision.ALLOW
+
+
+def test_a_worker_refreshes_only_its_own_accounts_phases_of_its_kind() -> None:
+    assert may_refresh(READ, "acme", "net", "plan", tags("acme"))
+    assert may_refresh(WRITE, "acme", "net", "apply", tags("acme"))
+    # A plan worker cannot refresh an apply (write) phase, nor an apply worker a plan
+    assert not may_refresh(READ, "acme", "net", "apply", tags("acme"))
+    assert not may_refresh(WRITE, "acme", "net", "plan", tags("acme"))
+    # Another account's phases, or no tag at all: nothing
+    assert not may_refresh(WRITE, "globex", "net", "apply", tags("acme"))
+    assert not may_refresh(WRITE, "acme", "net", "apply", tags(None))
+
+
+def test_a_stack_tagged_worker_refreshes_only_its_stack() -> None:
+    assert may_refresh(WRITE, "acme", "net", "apply", tags("acme", "net"))
+    assert not may_refresh(WRITE, "acme", "db", "apply", tags("acme", "net"))

@@ -13,11 +13,14 @@ from runcreds.exceptions import (
     ConflictError,
     NotFoundError,
     RateLimitedError,
+    RefreshRefusedError,
+    RoleRefusedError,
     TransientAwsError,
     VerificationFailedError,
 )
 from runcreds.http import Account, Stack
 from runcreds.logic.attach import AttachService
+from runcreds.logic.refresh import RefreshService
 from runcreds.models.api import (
     AttachmentList,
     AttachmentOut,
@@ -26,10 +29,13 @@ from runcreds.models.api import (
     IntegrationList,
     IntegrationOut,
     IntegrationUpdate,
+    RefreshedCredentials,
+    RefreshRequest,
+    RefreshResponse,
     TrustPolicyDocument,
 )
 from runcreds.models.entities import INTEGRATION_ID_PATTERN, ROLE_ARN_PATTERN, Attachment, Integration
-from runcreds.models.events import SLUG_PATTERN
+from runcreds.models.events import RUN_ID_PATTERN, SLUG_PATTERN, Phase, RunPhase
 from runcreds.observability import logger
 from runcreds.settings import AttachSettings
 
@@ -57,6 +63,19 @@ def _not_found(error: NotFoundError) -> Response[dict[str, Any]]:
 @app.exception_handler(ConflictError)
 def _conflict(error: ConflictError) -> Response[dict[str, Any]]:
     return http.error(409, str(error))
+
+
+@app.exception_handler(RefreshRefusedError)
+def _refresh_refused(error: RefreshRefusedError) -> Response[dict[str, Any]]:
+    return http.error(409, str(error), code=error.code)
+
+
+@app.exception_handler(RoleRefusedError)
+def _role_refused(error: RoleRefusedError) -> Response[dict[str, Any]]:
+    # STS's own words: the customer's role (trust policy, MaxSessionDuration) refused the broker's refresh.
+    return http.error(
+        422, f"the role refused the broker's refresh: {error}; fix the role's trust policy", code=error.code
+    )
 
 
 @app.exception_handler(VerificationFailedError)
@@ -186,6 +205,35 @@ def list_attachments(account: Account, stack: Stack) -> AttachmentList:
 def detach_integration(account: Account, stack: Stack, integration_id: IntegrationIdPath) -> Response[str]:
     service().detach(account, stack, integration_id)
     return Response(status_code=204, body="")
+
+
+# ---------------------------------------------------------------------- long runs
+RunIdPath = Annotated[str, Path(pattern=RUN_ID_PATTERN, description="run ID")]
+
+
+@app.post(
+    "/accounts/<account>/stacks/<stack>/runs/<run_id>/phases/<phase>/refresh",
+    summary="Fresh credentials for a run phase that outlives its session (called by `runcreds worker serve`)",
+    responses=http.responses(200, RefreshResponse, "the fresh credentials are in the credentials record", 404, 409,
+                             415, 422, 503),
+)  # fmt: skip
+def refresh_run_phase(
+    account: Account,
+    stack: Stack,
+    run_id: RunIdPath,
+    phase: Annotated[Phase, Path(description="the run phase")],
+    body: Annotated[RefreshRequest | None, Body()] = None,
+) -> RefreshResponse:
+    run = RunPhase(account=account, stack=stack, run_id=run_id, phase=phase)
+    settings = AttachSettings.from_env()
+    records = RefreshService(settings).refresh(run, body.integration_id if body else None)
+    return RefreshResponse(
+        credentials=[
+            RefreshedCredentials(integration_id=r.integration_id, expires_at=r.expires_at)
+            for r in records
+            if r.expires_at is not None
+        ]
+    )
 
 
 def resolve(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -30,6 +30,8 @@ def _worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     for name, text in (
         ("credentials", "print AWS credential_process JSON"),
         ("env", "print export lines for the shell"),
+        ("serve", "serve the credentials on 127.0.0.1 (container-credentials format), refreshed"),
+        ("exec", "run a command with the served credentials (and no AWS key of the worker's)"),
     ):
         p = actions.add_parser(name, help=text)
         p.add_argument("--account", required=True)
@@ -39,6 +41,19 @@ def _worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         p.add_argument("--integration", default=None, help="integration ID (when several are attached)")
         p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait this long for the record")
         p.add_argument("--table", default=os.environ.get("RUNCREDS_CREDENTIALS_TABLE"), help="credentials table")
+        if name in ("serve", "exec"):
+            if name == "serve":
+                p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+            p.set_defaults(port=0)
+            p.add_argument(
+                "--refresh-before",
+                type=float,
+                default=None,
+                metavar="SECONDS",
+                help="refresh once fewer seconds are left (default 900, at most half the credentials' lifetime)",
+            )
+        if name == "exec":
+            p.add_argument("child_command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
 
 
 def _local_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -79,6 +94,16 @@ def run_worker(args: argparse.Namespace) -> int:
     except ValidationError as error:
         problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in error.errors())
         return _fail(f"invalid run: {problems}", 2)
+    if args.action in ("serve", "exec"):
+        from runcreds import worker_serve
+
+        try:
+            if args.action == "serve":
+                return worker_serve.serve(args, run)
+            command = args.child_command[1:] if args.child_command[:1] == ["--"] else args.child_command
+            return worker_serve.exec_command(args, run, command)
+        except WorkerError as error:
+            return _fail(str(error), error.exit_status)
     fetcher = CredentialsFetcher(args.table, progress=lambda line: print(f"runcreds: {line}", file=sys.stderr))
     try:
         credentials = fetcher.fetch(run, args.integration, args.wait)

@@ -72,3 +72,12 @@ class RoleRefusedError(FinalRefusalError):
 class KeyUnusableError(FinalRefusalError):
     """KMS refused runcreds' credentials key (AccessDeniedException, DisabledException, NotFoundException,
     KMSInvalidStateException): no retry fixes that, the run phase fails with KMS's code."""
+
+
+class RefreshRefusedError(ConflictError):
+    """The refresh route will not refresh this phase (finished, detached, not broker mode, ...): a 409 whose
+    `code` says which (CONTRACT §4: `phase_finished`)."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code

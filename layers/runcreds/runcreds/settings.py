@@ -46,6 +46,11 @@ class AttachSettings(BrokerSettings):
     own_account_id: str = Field(alias="RUNCREDS_AWS_ACCOUNT_ID", pattern=r"^\d{12}$")
     allowed_customer_account_ids: str = Field("", alias="RUNCREDS_ALLOWED_CUSTOMER_ACCOUNT_IDS", pattern=r"^[\d, ]*$")
     allowed_customer_organization_id: str = Field("", alias="RUNCREDS_ALLOWED_CUSTOMER_ORGANIZATION_ID")
+    # The refresh route (logic/refresh.py) writes credential records as the vend does.
+    credentials_table: str = Field(alias="RUNCREDS_CREDENTIALS_TABLE", min_length=3)
+    credentials_key_arn: str = Field(alias="RUNCREDS_CREDENTIALS_KEY_ARN", min_length=20)
+    audit_sessions_table: str | None = Field(None, alias="RUNCREDS_AUDIT_SESSIONS_TABLE", min_length=3)
+    audit_retention_days: int = Field(400, alias="RUNCREDS_AUDIT_RETENTION_DAYS", ge=1)
 
     @property
     def allowed_customer_accounts(self) -> frozenset[str]:

@@ -145,21 +145,15 @@ class CredentialsStore(TableStore):
         """Replace our claim with the finished record, unless the phase finished or our lease was taken
         over. `also_put` (TransactWriteItems `Put`s, e.g. the audit session mappings) are written in the
         same transaction, all or nothing. The record keeps our token and a fresh lease until announced."""
-        values = record.model_dump(mode="json", exclude={"ciphertext", "assume_role"})
-        values.update(
-            run_key=record.run.run_key,
-            ttl=ttl,
-            unannounced=True,
-            claim_token=token,
-            claimed_until=int(time.time()) + CLAIM_LEASE_SECONDS,
+        item = self._item(record, ttl)
+        item.update(
+            to_item(
+                {"unannounced": True, "claim_token": token, "claimed_until": int(time.time()) + CLAIM_LEASE_SECONDS}
+            )
         )
-        if record.ciphertext is not None:
-            values["ciphertext"] = record.ciphertext
-        if record.assume_role is not None:
-            values["assume_role"] = record.assume_role.model_dump(mode="json")
         put = {
             "TableName": self.table_name,
-            "Item": to_item(values),
+            "Item": item,
             "ConditionExpression": "claim_token = :token",
             "ExpressionAttributeValues": to_item({":token": token}),
         }
@@ -168,6 +162,117 @@ class CredentialsStore(TableStore):
         if failed is None:
             return Completion.WRITTEN
         return Completion.PHASE_FINISHED if failed[0] else Completion.CLAIM_LOST
+
+    def _item(self, record: CredentialRecord, ttl: int) -> dict[str, Any]:
+        values = record.model_dump(mode="json", exclude={"ciphertext", "assume_role"})
+        values.update(run_key=record.run.run_key, ttl=ttl)
+        if record.ciphertext is not None:
+            values["ciphertext"] = record.ciphertext
+        if record.assume_role is not None:
+            values["assume_role"] = record.assume_role.model_dump(mode="json")
+        return to_item(values)
+
+    # ------------------------------------------------------------------ refresh (logic/refresh.py)
+    def get(self, run: RunPhase, integration_id: str) -> CredentialRecord | None:
+        response = self.client.get_item(
+            TableName=self.table_name, Key=self._key(run, integration_id), ConsistentRead=True
+        )
+        return CredentialRecord.model_validate(from_item(response["Item"])) if "Item" in response else None
+
+    def claim_refresh(
+        self, run: RunPhase, integration_id: str, token: str, lease_seconds: int, fresh_since: int
+    ) -> CredentialRecord | None:
+        """Take the right to refresh a ready record: only when no other refresh holds a live lease and the
+        current generation was not issued since `fresh_since` (epoch seconds). The record as claimed, or
+        None when the condition failed (the caller reads the record to see why)."""
+        now = int(time.time())
+        try:
+            response = self.client.update_item(
+                TableName=self.table_name,
+                Key=self._key(run, integration_id),
+                UpdateExpression="SET refresh_token = :token, refresh_until = :until",
+                ConditionExpression=(
+                    "#status = :ready AND (attribute_not_exists(refresh_until) OR refresh_until < :now)"
+                    " AND (attribute_not_exists(issued_epoch) OR issued_epoch < :fresh)"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_item(
+                    {
+                        ":token": token,
+                        ":until": now + lease_seconds,
+                        ":ready": RecordStatus.READY.value,
+                        ":now": now,
+                        ":fresh": fresh_since,
+                    }
+                ),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if _conditional_failed(error):
+                return None
+            raise
+        return CredentialRecord.model_validate(from_item(response["Attributes"]))
+
+    def release_refresh(self, run: RunPhase, integration_id: str, token: str) -> None:
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=self._key(run, integration_id),
+                UpdateExpression="REMOVE refresh_token, refresh_until",
+                ConditionExpression="refresh_token = :token",
+                ExpressionAttributeValues=to_item({":token": token}),
+            )
+        except ClientError as error:
+            if not _conditional_failed(error):
+                raise
+
+    def replace_refreshed(
+        self,
+        record: CredentialRecord,
+        token: str,
+        previous_generation: int,
+        ttl: int,
+        condition_checks: Sequence[dict[str, Any]] = (),
+        also_put: Sequence[dict[str, Any]] = (),
+    ) -> int | None:
+        """Write the next generation, only while our refresh claim holds, the generation is the one we
+        claimed and the phase is still ready (a Finished erases the record: a late refresh must not bring
+        it back). `condition_checks` (ConditionCheck items) and `also_put` go in the same transaction.
+        It is conditional on the phase being open too (`phase_open_check`). None when written; else the index
+        of the first item whose condition failed: 0 the phase finished, 1 the record's own, then the
+        condition checks in their order."""
+        assert record.issued_at is not None
+        item = self._item(record, ttl)
+        item.update(to_item({"issued_epoch": int(record.issued_at.timestamp())}))
+        put = {
+            "TableName": self.table_name,
+            "Item": item,
+            "ConditionExpression": (
+                "refresh_token = :token AND #status = :ready"
+                " AND (generation = :generation OR attribute_not_exists(generation))"
+            ),
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": to_item(
+                {":token": token, ":ready": RecordStatus.READY.value, ":generation": previous_generation}
+            ),
+        }
+        items: list[Any] = [
+            self.phase_open_check(record.run),
+            {"Put": put},
+            *({"ConditionCheck": c} for c in condition_checks),
+            *({"Put": p} for p in also_put),
+        ]
+        try:
+            self.client.transact_write_items(TransactItems=items)
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = error.response.get("CancellationReasons") or []
+            failed = [i for i, r in enumerate(reasons) if r.get("Code") == "ConditionalCheckFailed"]
+            if not failed:
+                raise
+            return failed[0]
+        return None
 
     def release(self, run: RunPhase, integration_id: str, token: str) -> None:
         """Give a claim back after a transient failure, so that the retry need not wait for the lease."""

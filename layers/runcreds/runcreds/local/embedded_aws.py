@@ -13,6 +13,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -26,13 +27,9 @@ PutEventsHook = Callable[[bytes, bytes], None]
 # Requests the embedded stack makes for itself (Lambda's event source mappings and destinations, see `internal`)
 # carry this header and are not counted as calls of runcreds.
 INTERNAL_HEADER = "x-runcreds-local-internal"
+_SIGNER = re.compile(r"Credential=([^/]+)/")
+_EXPIRATION = re.compile(rb"<Expiration>[^<]*</Expiration>")
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/")
-_ACCESS_KEY = re.compile(r"Credential=([^/]+)/")
-
-
-def _access_key_of(authorization: str) -> str | None:
-    match = _ACCESS_KEY.search(authorization)
-    return match.group(1) if match else None
 
 
 class CallLog:
@@ -40,11 +37,19 @@ class CallLog:
 
     def __init__(self) -> None:
         self._calls: list[tuple[str, str]] = []
+        self._signers: list[tuple[str, str, str]] = []
         self._lock = threading.Lock()
 
-    def add(self, service: str, action: str) -> None:
+    def add(self, service: str, action: str, access_key_id: str = "") -> None:
         with self._lock:
             self._calls.append((service, action))
+            self._signers.append((service, action, access_key_id))
+
+    def signed_since(self, mark: int) -> list[tuple[str, str, str]]:
+        """(service, action, access key ID that signed it) of every request since `mark`, like CloudTrail's
+        userIdentity.accessKeyId: which session made which call."""
+        with self._lock:
+            return list(self._signers[mark:])
 
     def mark(self) -> int:
         with self._lock:
@@ -152,10 +157,11 @@ class FrontDoor:
         if "x-www-form-urlencoded" in environ.get("CONTENT_TYPE", ""):
             params = dict(parse_qsl(body.decode(), keep_blank_values=True))
         action = target.rsplit(".", 1)[-1] if target else params.get("Action", environ.get("REQUEST_METHOD", ""))
+        signer = _SIGNER.search(authorization)
         if service and not environ.get("HTTP_" + INTERNAL_HEADER.upper().replace("-", "_")):
-            self.calls.add(service, action)
+            self.calls.add(service, action, signer.group(1) if signer else "")
 
-        fault = self.faults.take(service, action, _access_key_of(authorization)) if service else None
+        fault = self.faults.take(service, action, signer.group(1) if signer else None) if service else None
         if fault is not None:
             status_line, payload = fault.response(body)
             start_response(status_line, [("Content-Type", "application/x-amz-json-1.1")])
@@ -171,6 +177,8 @@ class FrontDoor:
             except StsRefusal as refusal:
                 start_response(f"{refusal.status} Refused", [("Content-Type", "text/xml")])
                 return [refusal.as_xml()]
+            if self.sts.session_seconds is not None:
+                return [self._shortened(environ, start_response, self.sts.session_seconds)]
 
         if service == "events" and action == "PutEvents" and self.on_put_events is not None:
             status: list[str] = []
@@ -185,8 +193,25 @@ class FrontDoor:
             return [response]
         if service == "dynamodb":
             with self._dynamodb:
-                return list(self.app(environ, start_response))
+                return [b"".join(self.app(environ, start_response))]
         return self.app(environ, start_response)  # type: ignore[no-any-return]
+
+    def _shortened(self, environ: dict[str, Any], start_response: Callable[..., Any], seconds: int) -> bytes:
+        """STS may grant less than the DurationSeconds asked for: the Expiration it returns is what counts."""
+        status: list[tuple[str, list[tuple[str, str]]]] = []
+
+        def capture(code: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            status.append((code, headers))
+            return lambda _data: None
+
+        body = b"".join(self.app(environ, capture))
+        expiration = datetime.now(UTC) + timedelta(seconds=seconds)
+        stamp = expiration.strftime("%Y-%m-%dT%H:%M:%SZ").encode()
+        body = _EXPIRATION.sub(b"<Expiration>" + stamp + b"</Expiration>", body)
+        code, headers = status[0]
+        start_response(code, [(k, v) for k, v in headers if k.lower() != "content-length"]
+                       + [("Content-Length", str(len(body)))])  # fmt: skip
+        return body
 
 
 class EmbeddedAws(ThreadedMotoServer):

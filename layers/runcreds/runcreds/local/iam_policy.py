@@ -31,13 +31,21 @@ def _glob(pattern: str, value: str, case_sensitive: bool) -> bool:
     return re.fullmatch(regex, value, re.DOTALL | (0 if case_sensitive else re.IGNORECASE)) is not None
 
 
-def _matches(statement: dict[str, Any], key: str, value: str, case_sensitive: bool) -> bool:
+def _matches(
+    statement: dict[str, Any], key: str, value: str, case_sensitive: bool, context: Context | None = None
+) -> bool:
     if key in statement and f"Not{key}" in statement:
         raise ValueError(f"a statement has both {key} and Not{key}")
+
+    def hit(patterns: Any) -> bool:
+        # Policy variables in resources (`${aws:PrincipalTag/...}`): one the request lacks matches nothing.
+        resolved = [_substitute(p, context) if context is not None else p for p in _as_list(patterns)]
+        return any(p is not None and _glob(p, value, case_sensitive) for p in resolved)
+
     if key in statement:
-        return any(_glob(p, value, case_sensitive) for p in _as_list(statement[key]))
+        return hit(statement[key])
     if f"Not{key}" in statement:
-        return not any(_glob(p, value, case_sensitive) for p in _as_list(statement[f"Not{key}"]))
+        return not hit(statement[f"Not{key}"])
     raise ValueError(f"a statement has neither {key} nor Not{key}")
 
 
@@ -58,6 +66,11 @@ def _lookup(context: Context, key: str) -> list[str] | None:
         if name.lower() == key.lower():  # condition keys are case-insensitive
             return [value] if isinstance(value, str) else list(value)
     return None
+
+
+def _substitute(pattern: str, context: Context) -> str | None:
+    substituted = _VARIABLE.sub(lambda m: (_lookup(context, m.group(1)) or ["\0"])[0], str(pattern))
+    return None if "\0" in substituted else substituted
 
 
 def _operand_matches(operator: str, pattern: str, value: str) -> bool:
@@ -110,7 +123,10 @@ def evaluate(
     allowed = False
     for document in documents:
         for statement in statements(document):
-            if not (_matches(statement, "Action", action, False) and _matches(statement, "Resource", resource, True)):
+            if not (
+                _matches(statement, "Action", action, False)
+                and _matches(statement, "Resource", resource, True, context)
+            ):
                 continue
             if "Condition" in statement:
                 if context is None:

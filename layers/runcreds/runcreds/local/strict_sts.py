@@ -12,6 +12,7 @@ assumes roles that do not exist. This stand-in evaluates, before moto answers:
   has no policies);
 - the role's MaxSessionDuration and the one-hour cap on role chaining;
 - regions where STS is not activated (RegionDisabledException);
+- optionally, sessions shorter than asked for (`session_seconds`): the Expiration returned is earlier;
 - optionally, IAM's propagation delay: a role younger than `propagation_delay` seconds is refused with
   the AccessDenied of an untrusted role, as STS refuses a just-created role for a few seconds.
 """
@@ -220,6 +221,9 @@ class StrictSts:
     def __init__(self, disabled_regions: Iterable[str] = DEFAULT_DISABLED_REGIONS) -> None:
         self.disabled_regions = set(disabled_regions)
         self.propagation_delay = 0.0  # off; tests switch it on after the stack's own roles exist
+        # When set, every session granted expires this many seconds after issue, whatever DurationSeconds
+        # asked for (tests of long runs: runcreds must honour the Expiration STS returns).
+        self.session_seconds: int | None = None
         self.refusals: list[StsRefusal] = []
         self._faults: list[StsRefusal] = []
 

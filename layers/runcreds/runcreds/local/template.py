@@ -162,7 +162,8 @@ class Template:
                 return self.getatt(logical_id, attribute)
             if key == "Fn::Sub":
                 text, variables = (value, {}) if isinstance(value, str) else (value[0], value[1])
-                return _SUB.sub(lambda m: self._sub_var(m.group(1), variables), text)
+                # `${!Literal}` is Sub's escape for a literal `${Literal}` (IAM policy variables).
+                return _SUB.sub(lambda m: self._sub_var(m.group(1), variables), text).replace("${!", "${")
             if key == "Fn::Join":
                 separator, parts = value
                 return separator.join(str(p) for p in self.resolve(parts))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -25,14 +24,13 @@ from runcreds.exceptions import (
     TransientAwsError,
 )
 from runcreds.faults import classified
+from runcreds.logic.sealing import assume_and_seal, session_mapping_puts
 from runcreds.models import problems
-from runcreds.models.audit import SessionMapping
 from runcreds.models.entities import (
     AssumeRoleSpec,
     Attachment,
     CredentialRecord,
     RecordStatus,
-    encryption_context_for,
 )
 from runcreds.models.events import (
     BROKER_EVENT_SOURCE,
@@ -46,7 +44,6 @@ from runcreds.models.events import (
 )
 from runcreds.observability import logger, metrics
 from runcreds.settings import VendSettings
-from runcreds.sts_calls import assume_run_role, broker_sts
 
 _PUT_EVENTS_BATCH = 10
 
@@ -201,31 +198,22 @@ class Vendor:
             metrics.add_metric(name="WorkerInstructions", unit=MetricUnit.Count, value=1)
             return _ready(run, attachment, "worker", None)
 
-        sts = broker_sts(self.settings.broker_role_arn, self.settings.function_name, spec.region)
-        credentials = assume_run_role(sts, spec)
-        expires_at: datetime = credentials["Expiration"]
-        plaintext = json.dumps(
-            {
-                "AccessKeyId": credentials["AccessKeyId"],
-                "SecretAccessKey": credentials["SecretAccessKey"],
-                "SessionToken": credentials["SessionToken"],
-                "Expiration": expires_at.isoformat(),
-            }
-        ).encode()
-        with classified("kms", "Encrypt"):
-            ciphertext = aws.kms().encrypt(
-                KeyId=self.settings.credentials_key_arn,
-                Plaintext=plaintext,
-                EncryptionContext=encryption_context_for(run, attachment.integration_id),
-            )["CiphertextBlob"]
-        del plaintext, credentials["SecretAccessKey"], credentials["SessionToken"]
+        sealed = assume_and_seal(
+            self.settings.broker_role_arn,
+            self.settings.function_name,
+            self.settings.credentials_key_arn,
+            run,
+            attachment.integration_id,
+            spec,
+        )
+        expires_at = sealed.expires_at
         record = CredentialRecord(
             **run.model_dump(),
             integration_id=attachment.integration_id,
             status=RecordStatus.READY,
             mode="broker",
-            ciphertext=ciphertext,
-            access_key_id=credentials["AccessKeyId"],
+            ciphertext=sealed.ciphertext,
+            access_key_id=sealed.access_key_id,
             expires_at=expires_at,
             assume_role=spec,
         )
@@ -233,7 +221,7 @@ class Vendor:
             record,
             token,
             ttl=int(expires_at.timestamp()),
-            also_put=self._session_mappings(run, attachment, spec, credentials["AccessKeyId"]),
+            also_put=self._session_mappings(run, attachment, spec, sealed.access_key_id),
         )
         if completion is not Completion.WRITTEN:
             return completion
@@ -244,21 +232,9 @@ class Vendor:
     def _session_mappings(
         self, run: RunPhase, attachment: Attachment, spec: AssumeRoleSpec, access_key_id: str | None = None
     ) -> list[dict[str, Any]]:
-        """The audit index's session mappings (docs/audit.md), written with the record. A worker-mode
-        session is known by role and session name and by source identity: the worker opens it."""
-        if self.sessions is None:
-            return []
-        mapping = SessionMapping(
-            **run.model_dump(),
-            integration_id=attachment.integration_id,
-            role_arn=spec.role_arn,
-            session_name=spec.session_name,
-            source_identity=spec.source_identity,
-            access_key_id=access_key_id,
-            mode="worker" if access_key_id is None else "broker",
-            issued_at=int(time.time()),
+        return session_mapping_puts(
+            self.sessions, self.settings.audit_retention_days, run, attachment.integration_id, spec, access_key_id
         )
-        return self.sessions.puts_for(mapping, ttl=int(time.time()) + self.settings.audit_retention_days * 86400)
 
     def _record_failure(
         self, run: RunPhase, attachment: Attachment, token: str, failure: FinalRefusalError

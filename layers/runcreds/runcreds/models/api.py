@@ -164,6 +164,25 @@ class AttachmentList(BaseModel):
     attachments: list[AttachmentOut]
 
 
+class RefreshRequest(BaseModel):
+    """The refresh route's body: which integration's credentials (all of the phase's when left out)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    integration_id: Annotated[str, StringConstraints(pattern=r"^[0-9A-Z]{26}$")] | None = None
+
+
+class RefreshedCredentials(BaseModel):
+    integration_id: str
+    expires_at: datetime
+
+
+class RefreshResponse(BaseModel):
+    """Where the fresh credentials are: in the credentials record, which the worker reads and decrypts."""
+
+    credentials: list[RefreshedCredentials]
+
+
 class PolicyStatement(BaseModel):
     model_config = ConfigDict(extra="allow")
 

@@ -183,6 +183,10 @@ class CredentialRecord(IntegrationPhase):
     assume_role: AssumeRoleSpec | None = None
     failure_code: str | None = None
     failure_reason: str | None = None
+    # Broker mode: 0 as vended, +1 at every refresh (the refresh route's conditional writes count on it);
+    # issued_at is when the current generation's session was opened (set by refreshes).
+    generation: int = 0
+    issued_at: datetime | None = None
 
     @property
     def run(self) -> RunPhase:
