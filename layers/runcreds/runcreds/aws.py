@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import boto3
 from botocore.config import Config
 from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
+from botocore.exceptions import BotoCoreError, ClientError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -20,6 +21,49 @@ if TYPE_CHECKING:
     from mypy_boto3_sts import STSClient
 
 CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=10)
+# What AWS answers when a retry may succeed, in any service runcreds calls: throttling, a service-side
+# failure, a transaction that lost a race with another (DynamoDB's TransactionConflict). Every other
+# error code is an answer (a refusal, a failed condition, a missing resource).
+TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "TransactionConflictException",
+        "InternalFailure",
+        "InternalError",
+        "InternalServerError",
+        "InternalException",
+        "KMSInternalException",
+        "DependencyTimeoutException",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "IDPCommunicationError",
+    }
+)
+# The reasons of a cancelled DynamoDB transaction that a retry may cure.
+TRANSIENT_CANCELLATIONS = frozenset({"ThrottlingError", "TransactionConflict", "ProvisionedThroughputExceeded"})
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a retry may cure this AWS failure: the one classification of AWS errors (STS, DynamoDB,
+    KMS, EventBridge). Connection errors and timeouts (BotoCoreError) are; a ClientError is when its code
+    says throttling or a service-side failure, its status is 5xx, or it is a transaction cancelled only
+    for such reasons."""
+    if isinstance(error, BotoCoreError):
+        return True
+    if not isinstance(error, ClientError):
+        return False
+    code = error.response.get("Error", {}).get("Code", "")
+    if code == "TransactionCanceledException":
+        reasons = {r.get("Code", "None") for r in error.response.get("CancellationReasons", [])} - {"None"}
+        return bool(reasons) and reasons <= TRANSIENT_CANCELLATIONS
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
+    return code in TRANSIENT_CODES or status >= 500
+
+
 # AssumeRole against customer roles: a refusal is an answer, so retries are for throttling only.
 STS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=10)
 

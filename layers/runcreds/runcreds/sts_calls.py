@@ -6,30 +6,13 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from runcreds.aws import is_transient
 from runcreds.exceptions import RoleRefusedError, TransientAwsError
 from runcreds.models.entities import AssumeRoleSpec
 
 if TYPE_CHECKING:
     from mypy_boto3_sts import STSClient
     from mypy_boto3_sts.type_defs import CredentialsTypeDef
-
-_TRANSIENT_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "InternalFailure",
-        "InternalError",
-        "ServiceUnavailable",
-        "IDPCommunicationError",
-    }
-)
-
-
-def is_transient(error: ClientError) -> bool:
-    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
-    return error.response.get("Error", {}).get("Code", "") in _TRANSIENT_CODES or status >= 500
 
 
 def assume_run_role(

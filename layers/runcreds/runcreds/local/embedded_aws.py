@@ -1,8 +1,9 @@
 """moto's server on 127.0.0.1 behind a front door that makes it behave more like AWS where it matters.
 
 The front door (a WSGI middleware) records every request (service and action, for call counting),
-lets the strict STS decide AssumeRole calls, and hands successful PutEvents to the event router, which
-plays EventBridge → Lambda (moto's EventBridge cannot target Lambda).
+answers injected faults (`runcreds.local.faults`), lets the strict STS decide AssumeRole calls, and
+hands successful PutEvents to the event router, which plays EventBridge → Lambda (moto's EventBridge
+cannot target Lambda).
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import make_server
 
+from runcreds.local.faults import FaultInjector, Request
 from runcreds.local.strict_sts import LOCAL_SERVICE_HEADER, StrictSts, StsRefusal
 
 PutEventsHook = Callable[[bytes, bytes], None]
 # Requests the embedded stack makes for itself (Lambda's event source mappings and destinations, see `internal`)
 # carry this header and are not counted as calls of runcreds.
 INTERNAL_HEADER = "x-runcreds-local-internal"
-_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/")
+_SCOPE = re.compile(r"Credential=([^/]+)/\d{8}/([^/]+)/([^/]+)/")
 
 
 class CallLog:
@@ -48,10 +50,11 @@ class CallLog:
 
 
 class FrontDoor:
-    def __init__(self, app: Any, sts: StrictSts, calls: CallLog) -> None:
+    def __init__(self, app: Any, sts: StrictSts, calls: CallLog, faults: FaultInjector) -> None:
         self.app = app
         self.sts = sts
         self.calls = calls
+        self.faults = faults
         self.on_put_events: PutEventsHook | None = None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -60,7 +63,7 @@ class FrontDoor:
         environ["wsgi.input"] = io.BytesIO(body)
         authorization = environ.get("HTTP_AUTHORIZATION", "")
         scope = _SCOPE.search(authorization)
-        service = scope.group(2) if scope else ""
+        service = scope.group(3) if scope else ""
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         params: dict[str, str] = {}
         if "x-www-form-urlencoded" in environ.get("CONTENT_TYPE", ""):
@@ -68,6 +71,11 @@ class FrontDoor:
         action = target.rsplit(".", 1)[-1] if target else params.get("Action", environ.get("REQUEST_METHOD", ""))
         if service and not environ.get("HTTP_" + INTERNAL_HEADER.upper().replace("-", "_")):
             self.calls.add(service, action)
+            injected = self.faults.answer(Request(service, action, body, scope.group(1) if scope else None))
+            if injected is not None:
+                status_line, content_type, payload = injected
+                start_response(status_line, [("Content-Type", content_type), ("Content-Length", str(len(payload)))])
+                return [payload]
 
         if service == "sts" and action == "AssumeRole":
             try:
@@ -101,7 +109,10 @@ class EmbeddedAws(ThreadedMotoServer):
         super().__init__(ip_address="127.0.0.1", port=port, verbose=False)
         self.strict_sts = StrictSts()
         self.calls = CallLog()
-        self.front_door = FrontDoor(DomainDispatcherApplication(create_backend_app), self.strict_sts, self.calls)
+        self.faults = FaultInjector()
+        self.front_door = FrontDoor(
+            DomainDispatcherApplication(create_backend_app), self.strict_sts, self.calls, self.faults
+        )
 
     def _server_entry(self) -> None:
         self._server = make_server(self._ip_address, self._port, self.front_door, threaded=True)
