@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from runcreds import aws
 from runcreds.api_client import ApiClient
 from runcreds.local.stack import LocalStack
 from tests.support import Tenant, attach, create_integration, create_role, trust_policy
@@ -83,3 +84,16 @@ def publish(stack: LocalStack) -> Callable[..., None]:
         stack.router.drain()
 
     return publish
+
+
+@pytest.fixture
+def attach_service_env(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process, set up as the attach function is (its environment and role), with fresh clients."""
+    for name, value in stack.functions["AttachApiFunction"].environment.items():
+        monkeypatch.setenv(name, value)
+    cached = (aws._session, aws.dynamodb, aws.broker_session, aws.broker_sts)
+    for function in cached:
+        function.cache_clear()
+    yield
+    for function in cached:
+        function.cache_clear()
