@@ -150,17 +150,23 @@ class AttachmentsStore(TableStore):
             unless_changed=read,
         )
 
-    def scan_broker_mode(self) -> Iterator[Attachment]:
-        """Every attachment whose role the broker assumes, across accounts (re-verification)."""
+    def scan_broker_mode(
+        self, start_key: dict[str, Any] | None = None, page_size: int = 100
+    ) -> Iterator[tuple[list[Attachment], dict[str, Any] | None]]:
+        """Every attachment whose role the broker assumes, across accounts (re-verification), a page at a
+        time from `start_key`: (its attachments, the key to go on from, None after the last page)."""
         request: dict[str, Any] = {
             "TableName": self.table_name,
             "FilterExpression": "assume_role_on_worker = :false",
             "ExpressionAttributeValues": to_item({":false": False}),
+            "Limit": page_size,
         }
+        if start_key:
+            request["ExclusiveStartKey"] = start_key
         while True:
             response = self.client.scan(**request)
-            for item in response["Items"]:
-                yield Attachment.model_validate(from_item(item))
-            if "LastEvaluatedKey" not in response:
+            next_key = response.get("LastEvaluatedKey")
+            yield [Attachment.model_validate(from_item(item)) for item in response["Items"]], next_key
+            if next_key is None:
                 return
-            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            request["ExclusiveStartKey"] = next_key
