@@ -121,3 +121,28 @@ def test_a_permission_the_deployment_lacks_is_a_500_with_a_message_not_a_502(
     assert response.status == 500, response.body
     assert "AccessDeniedException" in response.message and "Retry-After" not in response.headers
     assert fault.hits == 1  # an answer, not retried
+
+
+def test_a_cancelled_attach_transaction_is_503_and_attaches_nothing(
+    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+) -> None:
+    # Given an integration whose role accepts the broker
+    integration_id = create_integration(api, tenant, make_role(f"{tenant.account}@*"))
+
+    # When DynamoDB cancels the attach's transaction because of throttling
+    reasons: dict[str, object] = {
+        "CancellationReasons": [{"Code": "None"}, {"Code": "ThrottlingError", "Message": "throttled"}]
+    }
+    with stack.aws.faults.inject(
+        "dynamodb",
+        "TransactWriteItems",
+        "TransactionCanceledException",
+        answer=reasons,
+        when=caller_is(key_of(stack, "AttachApiFunction")),
+    ) as fault:
+        response = attach(api, tenant, integration_id)
+
+    # Then the caller is told to retry, and nothing is attached
+    assert_retry_later(response)
+    assert fault.hits >= 1
+    assert api.get(f"/accounts/{tenant.account}/stacks/{tenant.stack}/integrations").body == {"attachments": []}

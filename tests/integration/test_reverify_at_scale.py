@@ -9,13 +9,14 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from runcreds import aws
-from runcreds.dal.attachments import integration_key, stack_key
+from runcreds.dal.attachments import AttachmentsStore, integration_key, stack_key
 from runcreds.dal.items import to_item
+from runcreds.local.faults import Request
 from runcreds.local.stack import LocalStack
 from runcreds.logic.reverify import Reverifier
 from runcreds.models.entities import Attachment, new_integration_id, utcnow
 from runcreds.settings import ReverifySettings
-from tests.support import Tenant, assumptions_of
+from tests.support import Tenant, assumptions_of, events_for
 
 ATTACHMENTS = 1000
 
@@ -33,7 +34,7 @@ def reverify_env(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator
         function.cache_clear()
 
 
-def put_many(stack: LocalStack, tenant: Tenant, role_arn: str, count: int) -> None:
+def put_many(stack: LocalStack, tenant: Tenant, role_arn: str, count: int) -> str:
     """`count` verified read-only attachments of one role, one stack each, written 25 to a request."""
     dynamodb, table = stack.client("dynamodb"), stack.template.ref("AttachmentsTable")
     integration_id = new_integration_id()
@@ -57,6 +58,7 @@ def put_many(stack: LocalStack, tenant: Tenant, role_arn: str, count: int) -> No
         items.append({"PutRequest": {"Item": to_item(values)}})
     for start in range(0, len(items), 25):
         dynamodb.batch_write_item(RequestItems={table: items[start : start + 25]})
+    return integration_id
 
 
 def test_a_thousand_attachments_are_verified_once_each_across_a_resumed_pass(
@@ -90,3 +92,31 @@ def test_a_thousand_attachments_are_verified_once_each_across_a_resumed_pass(
     not_due = Reverifier(reverify_env.model_copy(update={"pass_interval_seconds": 86400})).run()
     assert not_due.idle and not_due.pages == 0
     assert assumptions_of(role_arn) - before == ATTACHMENTS
+
+
+def test_sts_throttling_during_reverification_changes_no_status(
+    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], reverify_env: ReverifySettings
+) -> None:
+    # Given a verified attachment
+    role_arn = make_role(f"{tenant.account}@*")
+    integration_id = put_many(stack, tenant, role_arn, 1)
+    store = AttachmentsStore(stack.template.ref("AttachmentsTable"), stack.client("dynamodb"))
+    before = store.get(tenant.account, f"{tenant.stack}-0", integration_id)
+    role_name = role_arn.rsplit("/", 1)[1].encode()
+
+    # When STS throttles every AssumeRole of its role while the pass runs
+    def of_the_role(request: Request) -> bool:
+        return role_name in request.body
+
+    with stack.aws.faults.inject("sts", "AssumeRole", "Throttling", when=of_the_role) as fault:
+        outcome = Reverifier(reverify_env).run()
+
+    # Then that is no verdict: counted transient, the status and its time unchanged, nothing announced
+    assert fault.hits >= 1 and outcome.transient_count >= 1
+    assert f"{tenant.account}/{tenant.stack}-0/{integration_id}" in outcome.transient
+    after = store.get(tenant.account, f"{tenant.stack}-0", integration_id)
+    assert (after.status, after.checked_at) == (before.status, before.checked_at)
+    assert (
+        events_for(stack, Tenant(tenant.account, f"{tenant.stack}-0", tenant.run_id), "Attachment Verification Failed")
+        == []
+    )

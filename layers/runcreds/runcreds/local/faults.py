@@ -31,7 +31,7 @@ class Fault:
     action: str
     status: int
     code: str | None  # an AWS error code, or None for a canned success `answer`
-    answer: dict[str, object] | None
+    answer: dict[str, object] | None  # the success body; with a code, more fields of the error body
     times: int | None  # how many requests it answers (None: all while injected)
     when: Callable[[Request], bool] | None
     hits: int = field(default=0)
@@ -53,7 +53,9 @@ class Fault:
                 f"<RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
             ).encode()
             return status, "text/xml", body
-        payload = self.answer if self.code is None else {"__type": self.code, "message": "injected fault"}
+        payload = self.answer or {}
+        if self.code is not None:
+            payload = {"__type": self.code, "message": "injected fault", **payload}
         return status, _JSON_CONTENT_TYPES.get(service, "application/json"), json.dumps(payload).encode()
 
 
@@ -75,7 +77,8 @@ class FaultInjector:
         when: Callable[[Request], bool] | None = None,
     ) -> Iterator[Fault]:
         """While the block runs, answer `service` `action` requests (those `when` accepts, at most `times`)
-        with the error `code` and HTTP `status`, or with the success body `answer` (code None)."""
+        with the error `code` and HTTP `status` (and the error body's other fields `answer`), or with the
+        success body `answer` (code None)."""
         fault = Fault(service, action, status if code is not None else 200, code, answer, times, when)
         with self._lock:
             self._faults.append(fault)
