@@ -5,6 +5,7 @@ attachment exactly once per pass, none skipped and none twice."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,19 @@ def reverify_env(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator
         function.cache_clear()
 
 
-def put_many(stack: LocalStack, tenant: Tenant, role_arn: str, count: int) -> str:
+@pytest.fixture
+def written(stack: LocalStack) -> Iterator[list[dict[str, Any]]]:
+    """Keys of the attachments a test wrote, deleted after it: every later re-verification run in the
+    session would otherwise verify them again."""
+    keys: list[dict[str, Any]] = []
+    yield keys
+    dynamodb, table = stack.client("dynamodb"), stack.template.ref("AttachmentsTable")
+    for start in range(0, len(keys), 25):
+        batch = [{"DeleteRequest": {"Key": key}} for key in keys[start : start + 25]]
+        dynamodb.batch_write_item(RequestItems={table: batch})
+
+
+def put_many(stack: LocalStack, tenant: Tenant, role_arn: str, count: int, written: list[dict[str, Any]]) -> str:
     """`count` verified read-only attachments of one role, one stack each, written 25 to a request."""
     dynamodb, table = stack.client("dynamodb"), stack.template.ref("AttachmentsTable")
     integration_id = new_integration_id()
@@ -56,20 +69,25 @@ def put_many(stack: LocalStack, tenant: Tenant, role_arn: str, count: int) -> st
         values["stack_key"] = stack_key(tenant.account, attachment.stack)
         values["integration_key"] = integration_key(tenant.account, integration_id)
         items.append({"PutRequest": {"Item": to_item(values)}})
+        written.append(to_item({"stack_key": values["stack_key"], "integration_id": integration_id}))
     for start in range(0, len(items), 25):
         dynamodb.batch_write_item(RequestItems={table: items[start : start + 25]})
     return integration_id
 
 
 def test_a_thousand_attachments_are_verified_once_each_across_a_resumed_pass(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], reverify_env: ReverifySettings
+    stack: LocalStack,
+    tenant: Tenant,
+    make_role: Callable[..., str],
+    reverify_env: ReverifySettings,
+    written: list[dict[str, Any]],
 ) -> None:
     # Given a pass just finished (over what other tests left), and a thousand broker-mode attachments of
     # one healthy role
     reverifier = Reverifier(reverify_env)
     reverifier.run()
     role_arn = make_role(f"{tenant.account}@*")
-    put_many(stack, tenant, role_arn, ATTACHMENTS)
+    put_many(stack, tenant, role_arn, ATTACHMENTS, written)
     before = assumptions_of(role_arn)
 
     # When a run must stop after its first page (its Lambda time is up)
@@ -95,11 +113,15 @@ def test_a_thousand_attachments_are_verified_once_each_across_a_resumed_pass(
 
 
 def test_sts_throttling_during_reverification_changes_no_status(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], reverify_env: ReverifySettings
+    stack: LocalStack,
+    tenant: Tenant,
+    make_role: Callable[..., str],
+    reverify_env: ReverifySettings,
+    written: list[dict[str, Any]],
 ) -> None:
     # Given a verified attachment
     role_arn = make_role(f"{tenant.account}@*")
-    integration_id = put_many(stack, tenant, role_arn, 1)
+    integration_id = put_many(stack, tenant, role_arn, 1, written)
     store = AttachmentsStore(stack.template.ref("AttachmentsTable"), stack.client("dynamodb"))
     before = store.get(tenant.account, f"{tenant.stack}-0", integration_id)
     role_name = role_arn.rsplit("/", 1)[1].encode()
