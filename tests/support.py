@@ -12,8 +12,11 @@ from typing import Any
 from moto.sts.models import sts_backends
 
 from runcreds.api_client import ApiClient, ApiResponse
+from runcreds.dal.attachments import integration_key, stack_key
 from runcreds.dal.credentials import PHASE_ITEM
+from runcreds.dal.items import to_item
 from runcreds.local.stack import LocalStack
+from runcreds.models.entities import Attachment
 from runcreds.models.events import Phase, RunPhase
 from runcreds.worker import CredentialsFetcher
 
@@ -130,3 +133,12 @@ def apply_trust_policy(stack: LocalStack, role_arn: str, document: dict[str, Any
     stack.customer_client("iam").update_assume_role_policy(
         RoleName=role_arn.rsplit("/", 1)[1], PolicyDocument=json.dumps(document)
     )
+
+
+def put_attachment(stack: LocalStack, attachment: Attachment) -> None:
+    """An attachment item written straight into the table, as versions before the integrations recorded
+    their stacks wrote it (no transaction, no integration needed): data a deployment may still hold."""
+    values = attachment.model_dump(mode="json")
+    values["stack_key"] = stack_key(attachment.account, attachment.stack)
+    values["integration_key"] = integration_key(attachment.account, attachment.integration_id)
+    stack.client("dynamodb").put_item(TableName=stack.template.ref("AttachmentsTable"), Item=to_item(values))

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from runcreds.api_client import ApiClient
-from runcreds.dal.attachments import AttachmentsStore
 from runcreds.dal.integrations import IntegrationsStore
 from runcreds.identity import PROBE_ACCOUNT
 from runcreds.local.stack import LocalStack
@@ -28,6 +27,7 @@ from tests.support import (
     create_role,
     events_for,
     load_event,
+    put_attachment,
     trust_policy,
 )
 
@@ -213,8 +213,8 @@ def test_the_broker_role_itself_refuses_roles_of_runcreds_own_account(
     # Given an attachment written before the API refused them: a role of runcreds' own account that
     # trusts the account root, with no condition (the issue's admin role)
     own = create_role_in_own_account(stack)
-    store = AttachmentsStore(stack.template.ref("AttachmentsTable"), stack.client("dynamodb"))
-    store.put(
+    put_attachment(
+        stack,
         Attachment(
             account=tenant.account,
             stack=tenant.stack,
@@ -228,7 +228,7 @@ def test_the_broker_role_itself_refuses_roles_of_runcreds_own_account(
             duration_seconds=3600,
             region=None,
             assume_role_on_worker=False,
-        )
+        ),
     )
 
     # When a run phase starts

@@ -11,12 +11,11 @@ from datetime import UTC, datetime
 import pytest
 
 from runcreds.api_client import ApiClient
-from runcreds.dal.attachments import AttachmentsStore
 from runcreds.local.stack import LocalStack
 from runcreds.local.template import CUSTOMER_ACCOUNT_ID
 from runcreds.models.entities import Attachment
 from tests.conftest import VERIFY_RETRY_SECONDS
-from tests.support import Tenant, attach, create_integration, create_role, trust_policy
+from tests.support import Tenant, attach, create_integration, create_role, put_attachment, trust_policy
 
 PROPAGATION_SECONDS = 5.0
 
@@ -82,8 +81,8 @@ def test_after_propagation_the_stacks_already_attached_still_name_a_too_narrow_e
     name = f"fresh-{uuid.uuid4().hex[:10]}"
     role_arn = f"arn:aws:iam::{CUSTOMER_ACCOUNT_ID}:role/{name}"
     integration_id = create_integration(api, tenant, role_arn)
-    attachments = AttachmentsStore(stack.template.ref("AttachmentsTable"), stack.client("dynamodb"))
-    attachments.put(
+    put_attachment(
+        stack,
         Attachment(
             account=tenant.account,
             stack=tenant.stack,
@@ -93,7 +92,7 @@ def test_after_propagation_the_stacks_already_attached_still_name_a_too_narrow_e
             role_arn=role_arn,
             duration_seconds=3600,
             attached_at=datetime.now(UTC),
-        )
+        ),
     )
     document = trust_policy(stack.outputs["BrokerRoleArn"], f"{tenant.account}@*@{tenant.stack}@*")
     create_role(stack, document, name)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from runcreds import aws
 from runcreds.api_client import ApiClient
 from runcreds.exceptions import TransientAwsError
 from runcreds.local.stack import LocalStack
@@ -279,19 +278,6 @@ def test_a_body_that_is_not_json_is_415_and_writes_nothing(
     assert "application/json" in json.loads(response["body"])["message"]
     assert stack.aws.calls.since(mark) == []
     assert api.get(f"/accounts/{tenant.account}/integrations").body == {"integrations": []}
-
-
-@pytest.fixture
-def attach_service_env(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """This process, set up as the attach function is (its environment and role), with fresh clients."""
-    for name, value in stack.functions["AttachApiFunction"].environment.items():
-        monkeypatch.setenv(name, value)
-    cached = (aws._session, aws.dynamodb, aws.broker_session, aws.broker_sts)
-    for function in cached:
-        function.cache_clear()
-    yield
-    for function in cached:
-        function.cache_clear()
 
 
 @pytest.mark.usefixtures("attach_service_env")

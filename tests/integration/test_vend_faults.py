@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from typing import Any
 
 import pytest
 
 from runcreds import aws
+from runcreds.local.faults import Fault, caller_is, put_events_partial_failure
 from runcreds.local.stack import LocalStack
 from tests.support import Tenant, assumptions_of, credentials_of, events_for, record_items, trust_policy
 
@@ -21,18 +23,28 @@ FAILED = "Run Phase Credentials Failed"
 # The attempts botocore makes of one request (runcreds.aws: max_attempts 3 retries, 4 in all): this many
 # faults fail one invocation.
 ATTEMPTS = 4
+PARTIAL_FAILURE = "PartialFailure"  # PutEvents answering 200 with every entry failed
 
 
 @pytest.fixture
-def faults(stack: LocalStack) -> Iterator[Callable[..., None]]:
-    """Injects faults into what the vend function's own role calls (not the tests' or the broker's)."""
+def faults(stack: LocalStack) -> Iterator[Callable[..., Fault]]:
+    """Injects faults into what the vend function's own role calls (not the tests' or the broker's), for
+    the rest of the test. `times` defaults to one request."""
     key = stack.functions["VendCredentialsFunction"].environment["AWS_ACCESS_KEY_ID"]
+    with ExitStack() as injected:
 
-    def inject(service: str, action: str, code: str, **options: Any) -> None:
-        stack.aws.faults.inject(service, action, code, access_key=key, **options)
+        def inject(service: str, action: str, code: str, times: int = 1, **options: Any) -> Fault:
+            if code == PARTIAL_FAILURE:
+                return injected.enter_context(
+                    stack.aws.faults.inject(
+                        service, action, answer=put_events_partial_failure, times=times, when=caller_is(key), **options
+                    )
+                )
+            return injected.enter_context(
+                stack.aws.faults.inject(service, action, code, times=times, when=caller_is(key), **options)
+            )
 
-    yield inject
-    stack.aws.faults.clear()
+        yield inject
     stack.aws.strict_sts.clear_faults()
 
 
@@ -91,13 +103,13 @@ def test_kms_refusing_the_key_fails_the_phase_with_its_code_at_once(
     make_role: Callable[..., str],
     integrate: Callable[..., str],
     publish: Publish,
-    faults: Callable[..., None],
+    faults: Callable[..., Fault],
     code: str,
 ) -> None:
     integration_id = integrate(tenant, make_role(f"{tenant.account}@*"))
-    faults("kms", "Encrypt", code, times=5)
+    fault = faults("kms", "Encrypt", code, times=5)
     publish(tenant, "apply")
-    assert stack.aws.faults.pending == 4  # one call: not retried by anyone
+    assert fault.hits == 1  # one call: not retried by anyone
     (failed,) = events_for(stack, tenant, FAILED)
     assert (failed["integration_id"], failed["code"]) == (integration_id, code)
     (item,) = record_items(stack, tenant, "apply")
@@ -116,7 +128,7 @@ def test_kms_refusing_the_key_fails_the_phase_with_its_code_at_once(
             "TransactWriteItems",
             "TransactionCanceledException",
             400,
-            {"times": 1, "CancellationReasons": [{"Code": "TransactionConflict"}, {"Code": "None"}]},
+            {"times": 1, "answer": {"CancellationReasons": [{"Code": "TransactionConflict"}, {"Code": "None"}]}},
         ),
     ],
     ids=["kms-throttling", "kms-internal-error", "dynamodb-throttling", "dynamodb-transaction-conflict"],
@@ -127,7 +139,7 @@ def test_a_transient_fault_for_one_invocation_is_retried_to_delivery(
     make_role: Callable[..., str],
     integrate: Callable[..., str],
     publish: Publish,
-    faults: Callable[..., None],
+    faults: Callable[..., Fault],
     service: str,
     action: str,
     code: str,
@@ -148,7 +160,7 @@ def test_a_transient_fault_that_outlasts_the_retries_ends_in_the_dead_letter_que
     make_role: Callable[..., str],
     integrate: Callable[..., str],
     publish: Publish,
-    faults: Callable[..., None],
+    faults: Callable[..., Fault],
 ) -> None:
     integrate(tenant, make_role(f"{tenant.account}@*"))
     faults("kms", "Encrypt", "KMSInternalException", status=500, times=1000)
@@ -165,13 +177,13 @@ def test_put_events_failing_is_announced_by_the_retry(
     make_role: Callable[..., str],
     integrate: Callable[..., str],
     publish: Publish,
-    faults: Callable[..., None],
+    faults: Callable[..., Fault],
 ) -> None:
     # Given EventBridge failing every entry of the vend's three PutEvents attempts
     role = make_role(f"{tenant.account}@*")
     integrate(tenant, role)
     assumed = assumptions_of(role)
-    faults("events", "PutEvents", "PartialFailure", times=3)  # its own three, not botocore's
+    faults("events", "PutEvents", PARTIAL_FAILURE, times=3)  # its own three, not botocore's
     publish(tenant, "apply")
     # Then the retry announced the recorded credentials (without assuming the role again)
     assert_delivered_once(stack, tenant, "apply")
@@ -184,7 +196,7 @@ def test_what_was_recorded_is_announced_when_a_later_integration_fails(
     make_role: Callable[..., str],
     integrate: Callable[..., str],
     publish: Publish,
-    faults: Callable[..., None],
+    faults: Callable[..., Fault],
 ) -> None:
     # Given two integrations: the first vends; the second's Encrypt fails, and so does giving its claim back
     first = integrate(tenant, make_role(f"{tenant.account}@*"))
@@ -258,7 +270,7 @@ def test_dynamodb_refusing_a_write_for_good_is_not_silent(
     make_role: Callable[..., str],
     integrate: Callable[..., str],
     publish: Publish,
-    faults: Callable[..., None],
+    faults: Callable[..., Fault],
 ) -> None:
     # A fault no retry cures and that is no verdict on the run (a validation error: a bug, a limit)
     integrate(tenant, make_role(f"{tenant.account}@*"))

@@ -9,15 +9,6 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 
 from runcreds import http
-from runcreds.exceptions import (
-    ConflictError,
-    NotFoundError,
-    RateLimitedError,
-    RefreshRefusedError,
-    RoleRefusedError,
-    TransientAwsError,
-    VerificationFailedError,
-)
 from runcreds.http import Account, Stack
 from runcreds.logic.attach import AttachService
 from runcreds.logic.refresh import RefreshService
@@ -36,7 +27,6 @@ from runcreds.models.api import (
 )
 from runcreds.models.entities import INTEGRATION_ID_PATTERN, ROLE_ARN_PATTERN, Attachment, Integration
 from runcreds.models.events import RUN_ID_PATTERN, SLUG_PATTERN, Phase, RunPhase
-from runcreds.observability import logger
 from runcreds.settings import AttachSettings
 
 app = APIGatewayRestResolver(enable_validation=True)
@@ -52,48 +42,7 @@ def service() -> AttachService:
     return AttachService(AttachSettings.from_env(), time_left=time_left)
 
 
-http.answer_bad_input_with_400(app)
-
-
-@app.exception_handler(NotFoundError)
-def _not_found(error: NotFoundError) -> Response[dict[str, Any]]:
-    return http.error(404, str(error))
-
-
-@app.exception_handler(ConflictError)
-def _conflict(error: ConflictError) -> Response[dict[str, Any]]:
-    return http.error(409, str(error))
-
-
-@app.exception_handler(RefreshRefusedError)
-def _refresh_refused(error: RefreshRefusedError) -> Response[dict[str, Any]]:
-    return http.error(409, str(error), code=error.code)
-
-
-@app.exception_handler(RoleRefusedError)
-def _role_refused(error: RoleRefusedError) -> Response[dict[str, Any]]:
-    # STS's own words: the customer's role (trust policy, MaxSessionDuration) refused the broker's refresh.
-    return http.error(
-        422, f"the role refused the broker's refresh: {error}; fix the role's trust policy", code=error.code
-    )
-
-
-@app.exception_handler(VerificationFailedError)
-def _verification_failed(error: VerificationFailedError) -> Response[dict[str, Any]]:
-    return http.error(422, str(error), **error.diagnosis)
-
-
-@app.exception_handler(RateLimitedError)
-def _rate_limited(error: RateLimitedError) -> Response[dict[str, Any]]:
-    response = http.error(429, str(error))
-    response.headers["Retry-After"] = str(error.retry_after)
-    return response
-
-
-@app.exception_handler(TransientAwsError)
-def _transient(error: TransientAwsError) -> Response[dict[str, Any]]:
-    logger.warning("transient AWS failure", extra={"error": str(error)})
-    return http.error(503, "AWS is throttling or unavailable; retry in a few seconds")
+http.map_errors(app)
 
 
 def _integration(integration: Integration) -> IntegrationOut:

@@ -1,7 +1,7 @@
 """The audit routes (CONTRACT §4): what did run X do, what happened on stack Y — one Query a page.
 
 A separate resolver from runcreds.api because it runs in its own function (AuditApiFunction) with a
-read-only role on the audit index. Errors are mapped here, the same way: 4xx with a `message`, bad
+read-only role on the audit index. Errors are mapped by `runcreds.http`, as for runcreds.api: 4xx with a `message`, bad
 input never a 5xx, and the account in the path bounds every Query (a pagination token is checked to
 belong to the same partition, so a tampered one is a 400, never another account's data).
 """
@@ -9,11 +9,10 @@ belong to the same partition, so a tampered one is a 400, never another account'
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
-from botocore.exceptions import BotoCoreError, ClientError
 
 from runcreds import http
 from runcreds.dal.audit_index import AuditIndexStore, Page, decode_token, run_key, stack_key
@@ -22,7 +21,6 @@ from runcreds.http import Account, Stack
 from runcreds.models.api import AuditEventOut, AuditPage
 from runcreds.models.audit import parse_event_time
 from runcreds.models.events import RUN_ID_PATTERN
-from runcreds.observability import logger
 from runcreds.settings import AuditApiSettings
 
 DEFAULT_PAGE = 100
@@ -41,22 +39,7 @@ def store() -> AuditIndexStore:
     return AuditIndexStore(AuditApiSettings.from_env().index_table)
 
 
-http.answer_bad_input_with_400(app)
-
-
-@app.exception_handler(ClientError)
-def _aws_error(error: ClientError) -> Response[dict[str, Any]]:
-    code = error.response.get("Error", {}).get("Code", "")
-    logger.warning("audit index query failed", extra={"code": code})
-    if code == "ValidationException":  # only reachable with input we failed to reject ourselves
-        return http.error(400, "invalid request: the audit index refused the query")
-    return http.error(503, "the audit index is throttling or unavailable; retry in a few seconds")
-
-
-@app.exception_handler(BotoCoreError)
-def _aws_unreachable(error: BotoCoreError) -> Response[dict[str, Any]]:
-    logger.warning("audit index unreachable", extra={"error": type(error).__name__})
-    return http.error(503, "the audit index is unavailable; retry in a few seconds")
+http.map_errors(app)
 
 
 def _body(page: Page) -> AuditPage:

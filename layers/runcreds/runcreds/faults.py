@@ -33,6 +33,7 @@ TRANSIENT_CODES = frozenset(
         "InternalFailure",
         "InternalError",
         "InternalServerError",
+        "InternalException",
         "ServiceUnavailable",
         "ServiceUnavailableException",
         "KMSInternalException",
@@ -64,14 +65,17 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, TransientAwsError):
         return True
     if isinstance(error, ConnectionError | HTTPClientError):
-        return True  # connect and read timeouts, refused and reset connections
+        # connect and read timeouts, refused and reset connections, a response cut short; not a
+        # BotoCoreError of our own making (ParamValidationError, NoRegionError, NoCredentialsError)
+        return True
     if not isinstance(error, ClientError):
         return False
     status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500))
     code = error_code(error)
     if code == "TransactionCanceledException":
-        reasons = {str(r.get("Code")) for r in error.response.get("CancellationReasons", [])}
-        return bool(reasons & TRANSIENT_CANCELLATIONS)
+        # Transient only when every reason is (a failed condition among them is an answer).
+        reasons = {str(r.get("Code", "None")) for r in error.response.get("CancellationReasons", [])} - {"None"}
+        return bool(reasons) and reasons <= TRANSIENT_CANCELLATIONS
     return code in TRANSIENT_CODES or status >= 500
 
 

@@ -1,7 +1,9 @@
-"""What the two HTTP resolvers (runcreds.api, runcreds.audit_api) share: error bodies and their OpenAPI.
+"""What the two HTTP resolvers (runcreds.api, runcreds.audit_api) share: error bodies, their OpenAPI, and
+the one mapping of errors to HTTP statuses (`map_errors`).
 
 Every error is JSON with a `message` (ErrorBody); invalid input is a 400 that says what and where, never
-Powertools' 422, which this API keeps for refused verifications (DiagnosisBody).
+Powertools' 422, which this API keeps for refused verifications (DiagnosisBody). AWS throttling or failing
+is a 503 with Retry-After, never an unhandled exception (API Gateway's 502).
 """
 
 from __future__ import annotations
@@ -12,12 +14,27 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import AfterValidator
 
-from runcreds.exceptions import InvalidRequestError
+from runcreds.exceptions import (
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    RateLimitedError,
+    RefreshRefusedError,
+    RoleRefusedError,
+    TransientAwsError,
+    VerificationFailedError,
+)
+from runcreds.faults import is_transient
 from runcreds.identity import PROBE_ACCOUNT
 from runcreds.models.api import DiagnosisBody, ErrorBody
 from runcreds.models.events import SLUG_PATTERN
+from runcreds.observability import logger
+
+# What a 503 tells the caller to wait: long enough for botocore's own retries to have been outlasted.
+RETRY_AFTER_SECONDS = 2
 
 
 def _not_reserved(account: str) -> str:
@@ -68,10 +85,50 @@ def error(status: int, message: str, **extra: Any) -> Response[dict[str, Any]]:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body={"message": message, **extra})
 
 
-def answer_bad_input_with_400(app: APIGatewayRestResolver) -> None:
-    """What both resolvers answer to input they cannot serve: a 400 that says what, and where."""
+def map_errors(app: APIGatewayRestResolver) -> None:
+    """Every error a route may raise, mapped to its HTTP status here and nowhere else."""
     app.exception_handler(RequestValidationError)(invalid_request)
     app.exception_handler(InvalidRequestError)(invalid)
+    app.exception_handler(NotFoundError)(lambda e: error(404, str(e)))
+    app.exception_handler(ConflictError)(lambda e: error(409, str(e)))
+    app.exception_handler(RefreshRefusedError)(lambda e: error(409, str(e), code=e.code))
+    # STS's own words: the customer's role (trust policy, MaxSessionDuration) refused the broker's refresh.
+    app.exception_handler(RoleRefusedError)(
+        lambda e: error(422, f"the role refused the broker's refresh: {e}; fix the role's trust policy", code=e.code)
+    )
+    app.exception_handler(VerificationFailedError)(lambda e: error(422, str(e), **e.diagnosis))
+    app.exception_handler(RateLimitedError)(lambda e: retry_later(429, str(e), e.retry_after))
+    app.exception_handler(TransientAwsError)(transient)
+    app.exception_handler(ClientError)(aws_error)
+    app.exception_handler(BotoCoreError)(aws_error)
+
+
+def retry_later(status: int, message: str, seconds: int) -> Response[dict[str, Any]]:
+    response = error(status, message)
+    response.headers["Retry-After"] = str(seconds)
+    return response
+
+
+def transient(failure: TransientAwsError) -> Response[dict[str, Any]]:
+    logger.warning("transient AWS failure", extra={"error": str(failure)})
+    return retry_later(503, f"{failure}: retry in a few seconds", RETRY_AFTER_SECONDS)
+
+
+def aws_error(failure: ClientError | BotoCoreError) -> Response[dict[str, Any]]:
+    """An AWS error no layer below answered: transient → 503 + Retry-After; DynamoDB's ValidationException
+    (only reachable with input we failed to reject) → 400; anything else (a permission the deployment
+    lacks) → 500 with a message, logged for the operator."""
+    code = failure.response.get("Error", {}).get("Code", "") if isinstance(failure, ClientError) else ""
+    operation = getattr(failure, "operation_name", None)
+    if is_transient(failure):
+        logger.warning(
+            "AWS throttled or failed", extra={"code": code or type(failure).__name__, "operation": operation}
+        )
+        return retry_later(503, "AWS is throttling or unavailable: retry in a few seconds", RETRY_AFTER_SECONDS)
+    if code == "ValidationException":
+        return error(400, "invalid request: AWS refused it as invalid; check the parameters")
+    logger.error("AWS refused runcreds", extra={"code": code, "operation": operation})
+    return error(500, f"runcreds could not complete the request ({code}): its operators must check its permissions")
 
 
 def invalid(bad: InvalidRequestError) -> Response[dict[str, Any]]:

@@ -60,6 +60,9 @@ class AttachSettings(BrokerSettings):
 class ReverifySettings(BrokerSettings):
     attachments_table: str = Field(alias="RUNCREDS_ATTACHMENTS_TABLE", min_length=3)
     event_bus_name: str = Field(alias="RUNCREDS_EVENT_BUS_NAME", min_length=1)
+    checkpoint_table: str = Field(alias="RUNCREDS_REVERIFY_CHECKPOINT_TABLE", min_length=3)
+    # A new pass over every attachment starts this long after the last one started.
+    pass_interval_seconds: float = Field(86400, alias="RUNCREDS_REVERIFY_PASS_INTERVAL_SECONDS", ge=0)
 
 
 class AuditIndexerSettings(_Settings):

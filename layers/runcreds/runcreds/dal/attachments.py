@@ -10,7 +10,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from runcreds.dal.items import TableStore, from_item, to_item
-from runcreds.exceptions import NotFoundError
+from runcreds.exceptions import ConflictError, NotFoundError
 from runcreds.models.entities import VEND_FIELDS, Attachment, VerificationStatus
 
 
@@ -22,20 +22,47 @@ def integration_key(account: str, integration_id: str) -> str:
     return f"{account}#{integration_id}"
 
 
+def _cancellation_reasons(error: ClientError) -> list[str]:
+    return [r.get("Code", "None") for r in error.response.get("CancellationReasons", [])]
+
+
 class AttachmentsStore(TableStore):
-    def put(self, attachment: Attachment) -> Attachment:
+    def put(self, attachment: Attachment, integration_change: dict[str, Any]) -> Attachment:
+        """Write the attachment and, in the same transaction, `integration_change` (the integration's record
+        of its stacks, conditional on the integration being as read): ConflictError if that condition
+        failed (deleted or PATCHed meanwhile), and nothing is written."""
         values = attachment.model_dump(mode="json")
         values["stack_key"] = stack_key(attachment.account, attachment.stack)
         values["integration_key"] = integration_key(attachment.account, attachment.integration_id)
-        self.client.put_item(TableName=self.table_name, Item=to_item(values))
+        put = {"Put": {"TableName": self.table_name, "Item": to_item(values)}}
+        try:
+            self.client.transact_write_items(TransactItems=[put, integration_change])  # type: ignore[list-item]
+        except ClientError as error:
+            if _cancellation_reasons(error)[1:2] == ["ConditionalCheckFailed"]:
+                raise ConflictError(
+                    f"integration {attachment.integration_id} was changed or deleted while it was being attached: "
+                    "read it again and retry"
+                ) from None
+            raise  # throttling, a conflicting transaction: transient (503)
         return attachment
 
-    def delete(self, account: str, stack: str, integration_id: str) -> None:
-        response = self.client.delete_item(
-            TableName=self.table_name,
-            Key=to_item({"stack_key": stack_key(account, stack), "integration_id": integration_id}),
-            ReturnValues="ALL_OLD",
-        )
+    def delete(self, account: str, stack: str, integration_id: str, integration_change: dict[str, Any]) -> None:
+        """Delete the attachment and, in the same transaction, the integration's record of the stack. An
+        attachment whose integration is gone (left by a version without that record) is deleted alone."""
+        key = to_item({"stack_key": stack_key(account, stack), "integration_id": integration_id})
+        delete = {
+            "Delete": {"TableName": self.table_name, "Key": key, "ConditionExpression": "attribute_exists(stack_key)"}
+        }
+        try:
+            self.client.transact_write_items(TransactItems=[delete, integration_change])  # type: ignore[list-item]
+            return
+        except ClientError as error:
+            reasons = _cancellation_reasons(error)
+            if reasons[:1] == ["ConditionalCheckFailed"]:
+                raise NotFoundError(f"integration {integration_id} is not attached to stack {stack}") from None
+            if reasons[1:2] != ["ConditionalCheckFailed"]:
+                raise
+        response = self.client.delete_item(TableName=self.table_name, Key=key, ReturnValues="ALL_OLD")
         if "Attributes" not in response:
             raise NotFoundError(f"integration {integration_id} is not attached to stack {stack}")
 
@@ -123,17 +150,23 @@ class AttachmentsStore(TableStore):
             unless_changed=read,
         )
 
-    def scan_broker_mode(self) -> Iterator[Attachment]:
-        """Every attachment whose role the broker assumes, across accounts (re-verification)."""
+    def scan_broker_mode(
+        self, start_key: dict[str, Any] | None = None, page_size: int = 100
+    ) -> Iterator[tuple[list[Attachment], dict[str, Any] | None]]:
+        """Every attachment whose role the broker assumes, across accounts (re-verification), a page at a
+        time from `start_key`: (its attachments, the key to go on from, None after the last page)."""
         request: dict[str, Any] = {
             "TableName": self.table_name,
             "FilterExpression": "assume_role_on_worker = :false",
             "ExpressionAttributeValues": to_item({":false": False}),
+            "Limit": page_size,
         }
+        if start_key:
+            request["ExclusiveStartKey"] = start_key
         while True:
             response = self.client.scan(**request)
-            for item in response["Items"]:
-                yield Attachment.model_validate(from_item(item))
-            if "LastEvaluatedKey" not in response:
+            next_key = response.get("LastEvaluatedKey")
+            yield [Attachment.model_validate(from_item(item)) for item in response["Items"]], next_key
+            if next_key is None:
                 return
-            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            request["ExclusiveStartKey"] = next_key

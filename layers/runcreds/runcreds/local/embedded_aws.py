@@ -1,18 +1,17 @@
 """moto's server on 127.0.0.1 behind a front door that makes it behave more like AWS where it matters.
 
 The front door (a WSGI middleware) records every request (service and action, for call counting),
-lets the strict STS decide AssumeRole calls, and hands successful PutEvents to the event router, which
-plays EventBridge → Lambda (moto's EventBridge cannot target Lambda).
+answers injected faults (`runcreds.local.faults`), lets the strict STS decide AssumeRole calls, and
+hands successful PutEvents to the event router, which plays EventBridge → Lambda (moto's EventBridge
+cannot target Lambda).
 """
 
 from __future__ import annotations
 
 import io
-import json
 import re
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
@@ -21,15 +20,15 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import make_server
 
+from runcreds.local.faults import FaultInjector, Request
 from runcreds.local.strict_sts import LOCAL_SERVICE_HEADER, StrictSts, StsRefusal
 
 PutEventsHook = Callable[[bytes, bytes], None]
 # Requests the embedded stack makes for itself (Lambda's event source mappings and destinations, see `internal`)
 # carry this header and are not counted as calls of runcreds.
 INTERNAL_HEADER = "x-runcreds-local-internal"
-_SIGNER = re.compile(r"Credential=([^/]+)/")
 _EXPIRATION = re.compile(rb"<Expiration>[^<]*</Expiration>")
-_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/")
+_SCOPE = re.compile(r"Credential=([^/]+)/\d{8}/([^/]+)/([^/]+)/")
 
 
 class CallLog:
@@ -60,86 +59,12 @@ class CallLog:
             return list(self._calls[mark:])
 
 
-# PutEvents answered 200 with every entry failed (EventBridge's partial failure), not an error.
-PUT_EVENTS_PARTIAL_FAILURE = "PartialFailure"
-
-
-@dataclass
-class Fault:
-    service: str
-    action: str
-    code: str
-    status: int
-    access_key: str | None
-    extra: dict[str, Any] = field(default_factory=dict)
-    skip: int = 0  # matching calls to let through first
-
-    def response(self, body: bytes) -> tuple[str, bytes]:
-        if self.code == PUT_EVENTS_PARTIAL_FAILURE:
-            count = len(json.loads(body or b"{}").get("Entries", []))
-            failed = [{"ErrorCode": "InternalFailure", "ErrorMessage": "injected"}] * count
-            return "200 OK", json.dumps({"FailedEntryCount": count, "Entries": failed}).encode()
-        document = {"__type": self.code, "message": f"injected {self.code}", **self.extra}
-        return f"{self.status} Injected", json.dumps(document).encode()
-
-
-class FaultInjector:
-    """Answers the next calls of a service's action with an error (or a partial failure) instead of
-    moto, optionally only for one caller's access key (a function's execution role): AWS failing."""
-
-    def __init__(self) -> None:
-        self._faults: list[Fault] = []
-        self._lock = threading.Lock()
-
-    def inject(
-        self,
-        service: str,
-        action: str,
-        code: str,
-        status: int = 400,
-        times: int = 1,
-        access_key: str | None = None,
-        after: int = 0,
-        **extra: Any,
-    ) -> None:
-        """`times` faults, after letting `after` matching calls through."""
-        with self._lock:
-            self._faults.extend(
-                Fault(service, action, code, status, access_key, extra, skip=after) for _ in range(times)
-            )
-
-    def clear(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
-    @property
-    def pending(self) -> int:
-        with self._lock:
-            return len(self._faults)
-
-    def take(self, service: str, action: str, access_key: str | None) -> Fault | None:
-        with self._lock:
-            matching = [
-                f
-                for f in self._faults
-                if (f.service, f.action) == (service, action) and f.access_key in (None, access_key)
-            ]
-            if matching and matching[0].skip > 0:
-                for fault in matching:
-                    fault.skip -= 1
-                return None
-            if matching:
-                self._faults.remove(matching[0])
-                return matching[0]
-        return None
-
-
 class FrontDoor:
-    def __init__(self, app: Any, sts: StrictSts, calls: CallLog) -> None:
+    def __init__(self, app: Any, sts: StrictSts, calls: CallLog, faults: FaultInjector) -> None:
         self.app = app
         self.sts = sts
         self.calls = calls
-        self.faults = FaultInjector()
+        self.faults = faults
         self.on_put_events: PutEventsHook | None = None
         # DynamoDB applies each request atomically; moto's server does not (a cancelled transaction restores
         # a copy of the table taken before it, erasing what other threads wrote meanwhile): one at a time.
@@ -151,21 +76,20 @@ class FrontDoor:
         environ["wsgi.input"] = io.BytesIO(body)
         authorization = environ.get("HTTP_AUTHORIZATION", "")
         scope = _SCOPE.search(authorization)
-        service = scope.group(2) if scope else ""
+        service = scope.group(3) if scope else ""
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         params: dict[str, str] = {}
         if "x-www-form-urlencoded" in environ.get("CONTENT_TYPE", ""):
             params = dict(parse_qsl(body.decode(), keep_blank_values=True))
         action = target.rsplit(".", 1)[-1] if target else params.get("Action", environ.get("REQUEST_METHOD", ""))
-        signer = _SIGNER.search(authorization)
+        signer = scope.group(1) if scope else None
         if service and not environ.get("HTTP_" + INTERNAL_HEADER.upper().replace("-", "_")):
-            self.calls.add(service, action, signer.group(1) if signer else "")
-
-        fault = self.faults.take(service, action, signer.group(1) if signer else None) if service else None
-        if fault is not None:
-            status_line, payload = fault.response(body)
-            start_response(status_line, [("Content-Type", "application/x-amz-json-1.1")])
-            return [payload]
+            self.calls.add(service, action, signer or "")
+            injected = self.faults.answer(Request(service, action, body, signer))
+            if injected is not None:
+                status_line, content_type, payload = injected
+                start_response(status_line, [("Content-Type", content_type), ("Content-Length", str(len(payload)))])
+                return [payload]
 
         if service == "sts" and action == "AssumeRole":
             try:
@@ -221,8 +145,10 @@ class EmbeddedAws(ThreadedMotoServer):
         super().__init__(ip_address="127.0.0.1", port=port, verbose=False)
         self.strict_sts = StrictSts()
         self.calls = CallLog()
-        self.front_door = FrontDoor(DomainDispatcherApplication(create_backend_app), self.strict_sts, self.calls)
-        self.faults = self.front_door.faults
+        self.faults = FaultInjector()
+        self.front_door = FrontDoor(
+            DomainDispatcherApplication(create_backend_app), self.strict_sts, self.calls, self.faults
+        )
 
     def _server_entry(self) -> None:
         self._server = make_server(self._ip_address, self._port, self.front_door, threaded=True)

@@ -134,7 +134,7 @@ class AttachService:
         if time.monotonic() > self.answer_by:
             # API Gateway has answered 504 by now: saving would change what the caller was told failed.
             raise TransientAwsError("verifying every attached stack took too long; nothing was saved, retry")
-        self.integrations.replace(updated, current.updated_at)
+        self.integrations.replace(updated, current)
         for attachment in attachments:
             self.attachments.update_fields(
                 account,
@@ -149,17 +149,24 @@ class AttachService:
         return updated
 
     def delete_integration(self, account: str, integration_id: str) -> None:
+        """409 while attached. The integration's own record of its stacks decides (the delete is conditional
+        on it); the by-integration GSI is asked first only for attachments made before that record existed,
+        long since indexed."""
         stacks = self.attachments.stacks_of(account, integration_id, limit=_DELETE_BLOCKERS_SHOWN)
+        if not stacks:
+            stacks = sorted(self.integrations.delete(account, integration_id))[:_DELETE_BLOCKERS_SHOWN]
         if stacks:
             raise ConflictError(
                 f"integration {integration_id} is attached to stacks {', '.join(stacks)}: detach it from every "
                 f"stack first (DELETE /accounts/{account}/stacks/<stack>/integrations/{integration_id})"
             )
-        self.integrations.delete(account, integration_id)
 
     def _attachments_of(self, integration: Integration) -> list[Attachment]:
+        """Every attachment: the stacks the integration records (exact, read with it) and, for attachments
+        made before it recorded them, the GSI's."""
         found = []
-        for stack in self.attachments.stacks_of(integration.account, integration.id):
+        stacks = integration.attached_stacks | set(self.attachments.stacks_of(integration.account, integration.id))
+        for stack in sorted(stacks):
             try:
                 found.append(self.attachments.get(integration.account, stack, integration.id))
             except NotFoundError:
@@ -225,8 +232,11 @@ class AttachService:
             checked_at=checked_at,
             **integration.vend_fields(),
         )
-        self.attachments.put(attachment)
-        self._settle(integration, attachment)
+        try:
+            self.attachments.put(attachment, self.integrations.record_attached(integration, stack))
+        except ConflictError:
+            self.integrations.get(account, integration_id)  # deleted meanwhile: 404
+            raise
         logger.info("integration attached", extra={"account": account, "stack": stack, "integration": integration.id})
         return attachment
 
@@ -240,19 +250,6 @@ class AttachService:
     def _other_stacks(self, integration: Integration) -> Iterator[str]:
         """Stacks to probe external IDs with, read only if a diagnosis needs them (lazy)."""
         yield from self.attachments.stacks_of(integration.account, integration.id, limit=4)
-
-    def _settle(self, read: Integration, attachment: Attachment) -> None:
-        """A DELETE or PATCH of the integration may have run while we verified: never leave an attachment
-        to a deleted integration, nor one with vend fields the PATCH did not see."""
-        try:
-            now = self.integrations.get(read.account, read.id)
-        except NotFoundError:
-            self.attachments.delete(attachment.account, attachment.stack, attachment.integration_id)
-            raise
-        if now.vend_fields() != read.vend_fields():
-            self.attachments.update_fields(
-                attachment.account, attachment.stack, attachment.integration_id, _copy_of(now, None)
-            )
 
     def _refused(self, diagnosis: Diagnosis, prefix: str = "") -> NoReturn:
         logger.info(
@@ -268,7 +265,9 @@ class AttachService:
         raise VerificationFailedError(prefix + diagnosis.message, diagnosis.body())
 
     def detach(self, account: str, stack: str, integration_id: str) -> None:
-        self.attachments.delete(account, stack, integration_id)
+        self.attachments.delete(
+            account, stack, integration_id, self.integrations.record_detached(account, integration_id, stack)
+        )
 
     def list_attachments(self, account: str, stack: str) -> list[Attachment]:
         return self.attachments.list_for_stack(account, stack)

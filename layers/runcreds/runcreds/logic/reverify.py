@@ -3,12 +3,19 @@
 A role can break after it was attached (trust policy edited, role deleted, region deactivated). Each
 attachment records `status` ok/broken, the diagnosis code and message as `status_code`/`status_reason`,
 and `checked_at`; a broken one is announced on the runcreds bus as `Attachment Verification Failed`.
+
+At scale (docs/reliability.md has the arithmetic): the table is scanned a page at a time, each page's
+attachments verified by REVERIFY_WORKERS threads, and a checkpoint (the Scan key after the last page
+done) saved after each page; a run stops a minute before Lambda's timeout and the next scheduled run goes
+on from the checkpoint. A new pass starts once the last one started `pass_interval_seconds` ago.
 """
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -16,6 +23,7 @@ from pydantic import BaseModel
 
 from runcreds import aws
 from runcreds.dal.attachments import AttachmentsStore
+from runcreds.dal.reverify_checkpoint import Checkpoint, CheckpointStore
 from runcreds.exceptions import TransientAwsError
 from runcreds.logic.verification import Target, Verifier
 from runcreds.models.entities import Attachment, VerificationStatus, utcnow
@@ -25,6 +33,12 @@ from runcreds.settings import ReverifySettings
 
 VERIFICATION_FAILED = "Attachment Verification Failed"
 _PUT_EVENTS_BATCH = 10
+PAGE_SIZE = 100  # attachments a Scan page evaluates; a checkpoint after each
+# Concurrent verifications: each makes 3-4 AssumeRoles of ~30 ms, so 8 stay near 250 STS calls a second,
+# under the broker account's STS quota, leaving room for vends.
+REVERIFY_WORKERS = 8
+STOP_MARGIN_SECONDS = 60.0  # a run stops this long before Lambda's timeout (a page takes seconds)
+_TRANSIENT_SHOWN = 20
 
 
 class VerificationFailedDetail(BaseModel):
@@ -46,29 +60,75 @@ class ReverifyOutcome:
     ok: int = 0
     broken: int = 0
     skipped: int = 0
-    transient: list[str] = field(default_factory=list)
+    transient: list[str] = field(default_factory=list)  # the first few; transient_count counts them all
+    transient_count: int = 0
+    pages: int = 0
+    resumes: bool = False  # stopped for time: the next run goes on from the checkpoint
+    idle: bool = False  # the last pass is finished and the next is not due
 
     def summary(self) -> dict[str, Any]:
-        return {"ok": self.ok, "broken": self.broken, "skipped": self.skipped, "transient": self.transient}
+        return {
+            "ok": self.ok,
+            "broken": self.broken,
+            "skipped": self.skipped,
+            "transient": self.transient,
+            "transient_count": self.transient_count,
+            "pages": self.pages,
+            "resumes": self.resumes,
+            "idle": self.idle,
+        }
 
 
 class Reverifier:
     def __init__(self, settings: ReverifySettings) -> None:
         self.settings = settings
         self.attachments = AttachmentsStore(settings.attachments_table)
+        self.checkpoints = CheckpointStore(settings.checkpoint_table)
         self.verifier = Verifier(settings.broker_role_arn, settings.function_name)
 
-    def run(self) -> ReverifyOutcome:
+    def run(self, time_left: float | None = None) -> ReverifyOutcome:
+        """Go on with the current pass (or start one when due) until it ends or `time_left` seconds less
+        STOP_MARGIN_SECONDS have passed; the checkpoint is saved after every page."""
+        stop_at = time.monotonic() + (900.0 if time_left is None else time_left) - STOP_MARGIN_SECONDS
         outcome = ReverifyOutcome()
+        checkpoint = self.checkpoints.load()
+        if checkpoint is None or (
+            checkpoint.finished_at is not None
+            and utcnow() - checkpoint.started_at >= timedelta(seconds=self.settings.pass_interval_seconds)
+        ):
+            checkpoint = Checkpoint(started_at=utcnow())
+        elif checkpoint.finished_at is not None:
+            outcome.idle = True
+            return outcome
+        with ThreadPoolExecutor(max_workers=REVERIFY_WORKERS, thread_name_prefix="reverify") as pool:
+            for page, next_key in self.attachments.scan_broker_mode(checkpoint.next_key, PAGE_SIZE):
+                self._verify_page(pool, page, outcome)
+                outcome.pages += 1
+                checkpoint.next_key = next_key
+                if next_key is None:
+                    checkpoint.finished_at = utcnow()
+                self.checkpoints.save(checkpoint)
+                if next_key is not None and time.monotonic() > stop_at:
+                    outcome.resumes = True
+                    break
+        metrics.add_metric(name="AttachmentsVerified", unit=MetricUnit.Count, value=outcome.ok)
+        metrics.add_metric(name="AttachmentsBroken", unit=MetricUnit.Count, value=outcome.broken)
+        logger.info("re-verification run finished", extra=outcome.summary())
+        return outcome
+
+    def _verify_page(self, pool: ThreadPoolExecutor, page: list[Attachment], outcome: ReverifyOutcome) -> None:
+        for region in {a.region for a in page}:
+            self.verifier.warm(region)  # build the STS clients here: creating them is not thread-safe
         failures: list[VerificationFailedDetail] = []
         try:
-            for attachment in self.attachments.scan_broker_mode():
-                try:
-                    recorded, failure = self.reverify(attachment)
-                except TransientAwsError:
-                    # No answer about the role: its status stays as it was; the next run tries again.
-                    outcome.transient.append(f"{attachment.account}/{attachment.stack}/{attachment.integration_id}")
+            for attachment, result in zip(page, pool.map(self._reverify_or_transient, page), strict=True):
+                if result is None:
+                    # No answer about the role: its status stays as it was; the next pass tries again.
+                    outcome.transient_count += 1
+                    if len(outcome.transient) < _TRANSIENT_SHOWN:
+                        outcome.transient.append(f"{attachment.account}/{attachment.stack}/{attachment.integration_id}")
                     continue
+                recorded, failure = result
                 if not recorded:
                     outcome.skipped += 1  # detached, changed or verified anew while we verified
                 elif failure is None:
@@ -81,10 +141,12 @@ class Reverifier:
                         failures = []
         finally:
             self._announce(failures)
-        metrics.add_metric(name="AttachmentsVerified", unit=MetricUnit.Count, value=outcome.ok)
-        metrics.add_metric(name="AttachmentsBroken", unit=MetricUnit.Count, value=outcome.broken)
-        logger.info("re-verification finished", extra=outcome.summary())
-        return outcome
+
+    def _reverify_or_transient(self, attachment: Attachment) -> tuple[bool, VerificationFailedDetail | None] | None:
+        try:
+            return self.reverify(attachment)
+        except TransientAwsError:
+            return None
 
     def reverify(self, attachment: Attachment) -> tuple[bool, VerificationFailedDetail | None]:
         """(whether the status was recorded, the failure if the role refused)."""
@@ -138,5 +200,5 @@ class Reverifier:
             logger.error("could not publish verification failures", extra={"failed": response["FailedEntryCount"]})
 
 
-def handle_schedule(settings: ReverifySettings) -> dict[str, Any]:
-    return Reverifier(settings).run().summary()
+def handle_schedule(settings: ReverifySettings, time_left: float | None = None) -> dict[str, Any]:
+    return Reverifier(settings).run(time_left).summary()

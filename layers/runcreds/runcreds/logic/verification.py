@@ -154,6 +154,10 @@ class Verifier:
     def _sts(self, region: str | None) -> STSClient:
         return aws.broker_sts(self.broker_role_arn, self.session_name, region)
 
+    def warm(self, region: str | None) -> None:
+        """Build (and cache) the STS client for `region` now, before threads share it."""
+        self._sts(region)
+
     def attempt(
         self, spec: AssumeRoleSpec, *, tags: bool = True, source_identity: bool = True, external_id: bool = True
     ) -> RoleRefusedError | None:

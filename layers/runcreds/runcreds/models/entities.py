@@ -49,6 +49,9 @@ class Integration(BaseModel):
     labels: list[Label] = Field(default_factory=list)
     created_at: datetime
     updated_at: datetime | None = None
+    # The stacks it is attached to, written in each attach's and detach's transaction: read consistently
+    # with the integration, so DELETE and PATCH never miss an attachment the GSI has not shown yet.
+    attached_stacks: set[str] = Field(default_factory=set, exclude=True)
 
     def vend_fields(self) -> dict[str, Any]:
         """What an attachment copies from its integration (see Attachment)."""
