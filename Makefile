@@ -9,17 +9,20 @@ PYTHON312 := python3.12
 endif
 VENV := .venv
 SAM_VENV := .venv-sam
+# checkov pins boto3 and packaging below the project's pins: it gets a virtualenv of its own too.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_VERSION := 3.3.30
 PY := $(VENV)/bin/python
 SAM := $(SAM_VENV)/bin/sam
 # sam build looks for python3.12 on PATH; pyenv's shims find it with this.
 export PYENV_VERSION ?= 3.11.7:3.12.1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help demo up test lint typecheck validate build unit integration bench clean openapi
+.PHONY: help demo up test lint typecheck validate scan build unit integration bench clean openapi
 
 help:
 	@echo "make demo    run the end-to-end demo on the embedded AWS (moto on 127.0.0.1)"
-	@echo "make test    lint, typecheck, sam validate --lint, sam build, unit and integration tests"
+	@echo "make test    lint, typecheck, sam validate --lint, checkov, sam build, unit and integration tests"
 	@echo "make up      keep the embedded stack running (API on localhost, events accepted)"
 	@echo "make bench   benchmarks in bench/"
 
@@ -29,7 +32,7 @@ $(VENV)/.installed-local: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[local]'
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed-local
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed-local $(CHECKOV_VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
@@ -37,6 +40,11 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed-local
 $(SAM_VENV)/.installed: Makefile
 	test -x $(SAM_VENV)/bin/python || $(PYTHON312) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/python -m pip install --quiet 'aws-sam-cli==1.170.0'
+	touch $@
+
+$(CHECKOV_VENV)/.installed: Makefile
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON312) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov==$(CHECKOV_VERSION)'
 	touch $@
 
 demo: $(VENV)/.installed-local
@@ -55,6 +63,11 @@ typecheck: $(VENV)/.installed-dev
 validate: $(SAM_VENV)/.installed
 	$(SAM) validate  # --lint and the build flags come from samconfig.toml
 
+# checkov reads the SAM resources (Globals included) itself; every skip is in template.yaml's
+# Metadata with its reason. --skip-download: offline, no platform calls.
+scan: $(CHECKOV_VENV)/.installed
+	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --skip-download --compact --quiet
+
 build: $(SAM_VENV)/.installed
 	$(SAM) build
 
@@ -68,7 +81,7 @@ unit: $(VENV)/.installed-dev
 integration: $(VENV)/.installed-dev
 	$(VENV)/bin/pytest tests/integration
 
-test: lint typecheck validate build
+test: lint typecheck validate scan build
 	$(VENV)/bin/pytest
 
 bench: $(VENV)/.installed-local
@@ -77,4 +90,4 @@ bench: $(VENV)/.installed-local
 	$(PY) bench/refresh.py
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -18,6 +18,7 @@ _NOT_PROVISIONED = {
     "AWS::Events::EventBusPolicy",
     "AWS::Serverless::Function",
     "AWS::Lambda::Permission",
+    "AWS::ApiGateway::Account",
 }
 
 
@@ -97,6 +98,13 @@ class Provisioner:
                 Description=str(props.get("Description", ""))[:1000],
             )["Policy"]["Arn"]
             return {"Ref": arn, "PolicyArn": arn}
+        if kind == "AWS::Logs::LogGroup":
+            return self._log_group(logical_id, props)
+        if kind == "AWS::CloudWatch::Alarm":
+            return self._alarm(logical_id, props)
+        if kind == "AWS::ApiGateway::Account":
+            # A region-wide setting of API Gateway's; the local API Gateway logs nothing through it.
+            return {"Ref": logical_id}
         if kind == "AWS::Serverless::Api":
             return {"Ref": "local", "RootResourceId": "local"}
         if kind in ("AWS::Serverless::Function", "AWS::Serverless::LayerVersion"):
@@ -134,6 +142,25 @@ class Provisioner:
         if targets:
             events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": t["Id"], "Arn": t["Arn"]} for t in targets])
         return {"Ref": name, "Arn": arn}
+
+    def _log_group(self, logical_id: str, props: dict[str, Any]) -> dict[str, str]:
+        logs = self.client("logs")
+        name = self.template.resolve(props.get("LogGroupName")) or self.name_for(logical_id)
+        tags = {t["Key"]: str(t["Value"]) for t in self.template.resolve(props.get("Tags", []))}
+        logs.create_log_group(logGroupName=name, **({"tags": tags} if tags else {}))
+        if retention := props.get("RetentionInDays"):
+            logs.put_retention_policy(logGroupName=name, retentionInDays=int(self.template.resolve(retention)))
+        return {"Ref": name, "Arn": f"arn:{PARTITION}:logs:{REGION}:{ACCOUNT_ID}:log-group:{name}:*"}
+
+    def _alarm(self, logical_id: str, props: dict[str, Any]) -> dict[str, str]:
+        """The alarm as declared (moto's CloudWatch keeps it; it evaluates nothing)."""
+        resolved = self.template.resolve(props)
+        name = resolved.pop("AlarmName", None) or self.name_for(logical_id)
+        for key in ("Period", "EvaluationPeriods"):
+            resolved[key] = int(resolved[key])
+        resolved["Threshold"] = float(resolved["Threshold"])
+        self.client("cloudwatch").put_metric_alarm(AlarmName=name, **resolved)
+        return {"Ref": name, "Arn": f"arn:{PARTITION}:cloudwatch:{REGION}:{ACCOUNT_ID}:alarm:{name}"}
 
     def _table(self, name: str, props: dict[str, Any]) -> dict[str, str]:
         ddb = self.client("dynamodb")
