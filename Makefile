@@ -18,7 +18,7 @@ SAM := $(SAM_VENV)/bin/sam
 export PYENV_VERSION ?= 3.11.7:3.12.1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help demo up test lint typecheck validate scan build unit integration bench clean openapi
+.PHONY: help demo up test lint typecheck validate scan build unit integration bench clean openapi mutation
 
 help:
 	@echo "make demo    run the end-to-end demo on the embedded AWS (moto on 127.0.0.1)"
@@ -83,6 +83,11 @@ integration: $(VENV)/.installed-dev
 
 test: lint typecheck validate scan build
 	$(VENV)/bin/pytest
+
+# Mutation testing (slow; not part of `make test`): logic/, dal/, the worker, STS error classification.
+mutation: $(VENV)/.installed-dev
+	$(VENV)/bin/mutmut run --max-children 2
+	$(VENV)/bin/mutmut results
 
 bench: $(VENV)/.installed-local
 	$(PY) bench/vend.py

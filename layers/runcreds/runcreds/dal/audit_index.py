@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from runcreds.dal.items import TableStore, from_item, to_item
 from runcreds.exceptions import InvalidRequestError
 
@@ -73,9 +75,14 @@ class AuditIndexStore(TableStore):
             chunk = {i: to_item(items[i]) for i in range(start, min(start + BATCH_WRITE_MAX, len(items)))}
             pending = list(chunk)
             for attempt in range(WRITE_ATTEMPTS):
-                response = self.client.batch_write_item(
-                    RequestItems={self.table_name: [{"PutRequest": {"Item": chunk[i]}} for i in pending]}
-                )
+                try:
+                    response = self.client.batch_write_item(
+                        RequestItems={self.table_name: [{"PutRequest": {"Item": chunk[i]}} for i in pending]}
+                    )
+                except (ClientError, BotoCoreError):
+                    # Throttled (or failing) past botocore's retries: these items are unwritten, reported
+                    # as such (batch item failures, retried by SQS); the other chunks' stay written.
+                    break
                 unprocessed = response.get("UnprocessedItems", {}).get(self.table_name, [])
                 if not unprocessed:
                     pending = []

@@ -394,6 +394,9 @@ class AuditIndexer:
         if len(failures) > len(malformed):
             metrics.add_metric(name="RecordsToRetry", unit=MetricUnit.Count, value=len(failures) - len(malformed))
         unwritten = self.write(items)
+        if unwritten:  # throttled or refused past every retry: SQS delivers them again, then the DLQ
+            metrics.add_metric(name="RecordsUnwritten", unit=MetricUnit.Count, value=len(unwritten))
+            logger.warning("index items not written: reported as batch item failures", extra={"count": len(unwritten)})
         metrics.add_metric(name="AuditEventsIndexed", unit=MetricUnit.Count, value=len(items) - len(unwritten))
         return {"batchItemFailures": [{"itemIdentifier": m} for m in [*failures, *unwritten]]}
 
