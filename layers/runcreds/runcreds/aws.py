@@ -10,6 +10,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 import boto3
+from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
 
@@ -86,3 +87,10 @@ def broker_sts(broker_role_arn: str, session_name: str, region: str | None) -> S
 @cache
 def sts(region: str | None = None) -> STSClient:
     return _session().client("sts", region_name=region or _session().region_name, config=STS_CONFIG)
+
+
+@cache
+def web_identity_sts(region: str | None = None) -> STSClient:
+    """STS for AssumeRoleWithWebIdentity: unsigned, the token is the credential (no AWS keys needed)."""
+    config = STS_CONFIG.merge(Config(signature_version=UNSIGNED))
+    return _session().client("sts", region_name=region or _session().region_name, config=config)

@@ -1,4 +1,5 @@
-"""The one AssumeRole runcreds makes for a run phase: vending, attach verification and the worker."""
+"""The one AssumeRole runcreds makes for a run phase (vending, attach verification and the worker), and its
+web-identity form for OIDC integrations."""
 
 from __future__ import annotations
 
@@ -57,12 +58,32 @@ def assume_run_role(
             DurationSeconds=spec.duration_seconds,
             **extra,  # type: ignore[arg-type]
         )
-    except ClientError as error:
-        details = error.response.get("Error", {})
-        code, message = details.get("Code", "Unknown"), details.get("Message", "")
-        if is_transient(error):
-            raise TransientAwsError(f"STS AssumeRole failed transiently ({code})") from None
-        raise RoleRefusedError(code, message) from None
-    except BotoCoreError as error:
-        raise TransientAwsError(f"STS AssumeRole could not be made: {type(error).__name__}") from None
+    except (ClientError, BotoCoreError) as error:
+        raise _refusal_or_transient(error, "AssumeRole") from None
     return response["Credentials"]
+
+
+def assume_run_role_with_web_identity(client: STSClient, spec: AssumeRoleSpec, token: str) -> CredentialsTypeDef:
+    """AssumeRoleWithWebIdentity with runcreds' token for an OIDC integration (CONTRACT §7): the session
+    name and duration of `spec`; tags and source identity travel in the token. The client is unsigned.
+    Errors as assume_run_role's; neither they nor anything logged here carry the token."""
+    try:
+        response = client.assume_role_with_web_identity(
+            RoleArn=spec.role_arn,
+            RoleSessionName=spec.session_name,
+            WebIdentityToken=token,
+            DurationSeconds=spec.duration_seconds,
+        )
+    except (ClientError, BotoCoreError) as error:
+        raise _refusal_or_transient(error, "AssumeRoleWithWebIdentity") from None
+    return response["Credentials"]
+
+
+def _refusal_or_transient(error: ClientError | BotoCoreError, action: str) -> RoleRefusedError | TransientAwsError:
+    if isinstance(error, BotoCoreError):
+        return TransientAwsError(f"STS {action} could not be made: {type(error).__name__}")
+    details = error.response.get("Error", {})
+    code, message = details.get("Code", "Unknown"), details.get("Message", "")
+    if is_transient(error):
+        return TransientAwsError(f"STS {action} failed transiently ({code})")
+    return RoleRefusedError(code, message)

@@ -7,7 +7,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
@@ -19,6 +19,7 @@ from runcreds.dal.attachments import AttachmentsStore
 from runcreds.dal.audit_sessions import AuditSessionsStore
 from runcreds.dal.credentials import CredentialsStore
 from runcreds.exceptions import InvalidRunEventError, RoleRefusedError, TransientAwsError
+from runcreds.logic import oidc
 from runcreds.models import problems
 from runcreds.models.audit import SessionMapping
 from runcreds.models.entities import (
@@ -41,6 +42,9 @@ from runcreds.models.events import (
 from runcreds.observability import logger, metrics
 from runcreds.settings import VendSettings
 from runcreds.sts_calls import assume_run_role
+
+if TYPE_CHECKING:
+    from mypy_boto3_sts.type_defs import CredentialsTypeDef
 
 _PUT_EVENTS_BATCH = 10
 
@@ -146,8 +150,7 @@ class Vendor:
             metrics.add_metric(name="WorkerInstructions", unit=MetricUnit.Count, value=1)
             return _ready(run, attachment, "worker", None)
 
-        sts = aws.broker_sts(self.settings.broker_role_arn, self.settings.function_name, spec.region)
-        credentials = assume_run_role(sts, spec)
+        credentials = self._assume(run, attachment, spec)
         expires_at: datetime = credentials["Expiration"]
         plaintext = json.dumps(
             {
@@ -182,6 +185,21 @@ class Vendor:
         metrics.add_metric(name="CredentialsVended", unit=MetricUnit.Count, value=1)
         logger.info("credentials vended", extra={"integration": attachment.integration_id, "expires_at": expires_at})
         return _ready(run, attachment, "broker", expires_at)
+
+    def _assume(self, run: RunPhase, attachment: Attachment, spec: AssumeRoleSpec) -> CredentialsTypeDef:
+        """The role's session for the run phase: assumed by the broker role (CONTRACT §3), or, for an OIDC
+        integration (§7), exchanged for a token minted for this call (no role chaining: up to the role's
+        MaxSessionDuration). Both raise RoleRefusedError / TransientAwsError alike."""
+        if attachment.trust == "oidc":
+            if not self.settings.oidc_signing_key_arn or not self.settings.oidc_issuer_url:
+                raise RoleRefusedError(
+                    "OidcNotConfigured", "this runcreds deployment has no OIDC signing key or issuer URL"
+                )
+            return oidc.exchange(
+                self.settings.oidc_signing_key_arn, self.settings.oidc_issuer_url, run, attachment.integration_id, spec
+            )
+        sts = aws.broker_sts(self.settings.broker_role_arn, self.settings.function_name, spec.region)
+        return assume_run_role(sts, spec)
 
     def _session_mappings(
         self, run: RunPhase, attachment: Attachment, spec: AssumeRoleSpec, access_key_id: str | None = None
