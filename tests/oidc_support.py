@@ -91,3 +91,19 @@ def exchange(stack: LocalStack, role_arn: str, web_token: str, duration: int = 3
         RoleArn=role_arn, RoleSessionName="01RUNSESSION", WebIdentityToken=web_token, DurationSeconds=duration
     )
     return response
+
+
+def account_client(stack: LocalStack, service: str, account_id: str) -> Any:
+    """A client acting in another customer AWS account (one without runcreds' OIDC provider, or with its own)."""
+    client = stack.client(service)
+
+    def in_account(request: Any, **_kwargs: Any) -> None:
+        request.headers["x-moto-account-id"] = account_id
+
+    client.meta.events.register("before-send", in_account)
+    return client
+
+
+def claims_of(web_token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    header, claims, _signature = web_token.split(".")
+    return json.loads(oidc.b64url_decode(header)), json.loads(oidc.b64url_decode(claims))

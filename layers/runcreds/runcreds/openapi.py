@@ -1,7 +1,8 @@
 """The OpenAPI document of the whole HTTP API, as committed in docs/openapi.json (`make openapi`).
 
 API Gateway serves one API (RuncredsApi) from three functions: the attach routes (runcreds.api), the
-audit routes (runcreds.audit_api) and the OIDC issuer's public documents (runcreds.oidc_api). Each resolver generates its part; this module joins them.
+audit routes (runcreds.audit_api) and the OIDC issuer's public documents (runcreds.oidc_api). Each
+resolver generates its part; this module joins them.
 """
 
 from __future__ import annotations
@@ -54,7 +55,6 @@ def _part(app: APIGatewayRestResolver) -> dict[str, Any]:
 def openapi_document() -> dict[str, Any]:
     from runcreds.api import app as attach_app
     from runcreds.audit_api import app as audit_app
-
     from runcreds.oidc_api import app as oidc_app
 
     document = _part(attach_app)

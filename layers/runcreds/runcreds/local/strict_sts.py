@@ -241,6 +241,7 @@ class StrictSts:
         self.disabled_regions = set(disabled_regions)
         self.propagation_delay = 0.0  # off; tests switch it on after the stack's own roles exist
         self.refusals: list[StsRefusal] = []
+        self.web_identity_tokens: list[str] = []
         self._faults: list[StsRefusal] = []
 
     def inject(self, code: str = "Throttling", times: int = 1, status: int = 400) -> None:
@@ -360,6 +361,8 @@ class StrictSts:
                 )
 
     def check_web_identity(self, params: dict[str, str]) -> None:
+        # Kept for the tests (claims as minted; no token may reach a log, record or event).
+        self.web_identity_tokens.append(params.get("WebIdentityToken", ""))
         if self._faults:
             raise self._faults.pop()
         try:

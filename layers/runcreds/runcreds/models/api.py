@@ -202,8 +202,9 @@ class DiagnosisBody(BaseModel):
     code: str = Field(description="one of the diagnosis codes in docs/attach.md")
     phase: Literal["read", "write"]
     stack: str
-    external_id: str
-    principal: str
+    external_id: str | None = Field(description="the external ID verified (null for OIDC integrations: see sub)")
+    sub: str | None = Field(None, description="OIDC integrations: the sub of the token STS refused")
+    principal: str = Field(description="the principal the trust must name: the broker role, or the OIDC provider")
     role_arn: str
     sts_code: str | None = Field(
         description="STS's own error code (AccessDenied, ValidationError, ...); null when STS granted a probe "
