@@ -9,12 +9,14 @@ import time
 import uuid
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
 from runcreds.api_client import ApiClient
 from runcreds.local.stack import LocalStack
 from runcreds.logic import oidc
+from runcreds.logic.trust_policy import oidc_trust_policy_for
 from tests.oidc_support import (
     FEDERATED_ACTIONS,
     account_client,
@@ -25,7 +27,15 @@ from tests.oidc_support import (
     issuer,
     signing_key_arn,
 )
-from tests.support import Tenant, apply_trust_policy, attach, create_integration, credentials_of, record_items
+from tests.support import (
+    Tenant,
+    apply_trust_policy,
+    attach,
+    create_integration,
+    credentials_of,
+    events_for,
+    record_items,
+)
 
 DENY_ALL = {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "sts:*"}]}
 
@@ -231,3 +241,56 @@ def test_each_broken_setup_is_diagnosed_with_its_fix(
     # And nothing was attached
     listed = api.get(f"/accounts/{tenant.account}/stacks/{tenant.stack}/integrations")
     assert listed.body["attachments"] == []
+
+
+def test_a_role_that_stops_trusting_the_issuer_fails_the_vend_with_stss_answer_and_no_token(
+    stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant, publish: Callable[..., None]
+) -> None:
+    # Given an attached OIDC integration whose role then stops trusting the issuer
+    role = create_oidc_role(stack, federated_trust(stack, f"account:{tenant.account}:*"))
+    integration_id = create_integration(api, tenant, role, trust="oidc")
+    assert attach(api, tenant, integration_id).status == 200
+    apply_trust_policy(stack, role, federated_trust(stack, "account:someone-else:*"))
+    seen = len(stack.aws.strict_sts.web_identity_tokens)
+    # When the apply phase starts
+    publish(tenant, "apply")
+    # Then the vend records and announces STS's refusal, as in broker mode, with no token anywhere
+    (failed,) = events_for(stack, tenant, "Run Phase Credentials Failed")
+    assert (failed["integration_id"], failed["code"]) == (integration_id, "AccessDenied")
+    (record,) = record_items(stack, tenant, "apply")
+    assert record["status"]["S"] == "failed"
+    (token,) = stack.aws.strict_sts.web_identity_tokens[seen:]
+    assert token.split(".")[2] not in json.dumps([failed, record], default=str)
+
+
+def test_patching_a_broker_integration_to_oidc_verifies_the_new_trust_first(
+    stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant, make_role: Callable[..., str]
+) -> None:
+    # Given a broker-role integration attached to the stack
+    role = make_role(f"{tenant.account}@*")
+    integration_id = create_integration(api, tenant, role)
+    assert attach(api, tenant, integration_id).status == 200
+    path = f"/accounts/{tenant.account}/integrations/{integration_id}"
+    # When it is switched to OIDC while the role's OIDC statement lacks sts:TagSession, nothing is saved
+    broker_statement = trust_policy_of(stack, role)["Statement"]
+    partial = federated_trust(
+        stack, f"account:{tenant.account}:*", ("sts:AssumeRoleWithWebIdentity", "sts:SetSourceIdentity")
+    )
+    apply_trust_policy(stack, role, {**partial, "Statement": broker_statement + partial["Statement"]})
+    refused = api.patch(path, {"trust": "oidc"})
+    assert refused.status == 422
+    assert refused.body["code"] == "missing_tag_session"
+    assert refused.message.startswith("Not saved")
+    assert api.get(path).body["trust"] == "broker_role"
+    # And once the role trusts the issuer as the route says, the switch is verified and saved
+    oidc_policy = oidc_trust_policy_for(issuer(stack), role, tenant.account)
+    apply_trust_policy(stack, role, oidc_policy)
+    switched = api.patch(path, {"trust": "oidc"})
+    assert switched.status == 200, switched.body
+    assert switched.body["trust"] == "oidc"
+
+
+def trust_policy_of(stack: LocalStack, role_arn: str) -> dict[str, Any]:
+    document = stack.customer_client("iam").get_role(RoleName=role_arn.rsplit("/", 1)[1])["Role"]
+    policy = document["AssumeRolePolicyDocument"]
+    return dict(json.loads(unquote(policy)) if isinstance(policy, str) else policy)
