@@ -11,7 +11,8 @@ import pytest
 from runcreds.api_client import ApiClient
 from runcreds.cli import main
 from runcreds.local.stack import LocalStack
-from tests.support import Tenant, attach, create_integration, create_role, trust_policy
+from tests.oidc_support import create_oidc_role, ensure_provider, federated_trust
+from tests.support import Tenant, attach, create_integration, create_role, record_items, trust_policy
 
 DEBUG = {"POWERTOOLS_LOG_LEVEL": "DEBUG", "AWS_LAMBDA_LOG_LEVEL": "DEBUG", "POWERTOOLS_DEBUG": "true"}
 
@@ -76,3 +77,31 @@ def test_no_secret_reaches_any_log(
     assert leaks == 0, f"{leaks} log lines carry a vended secret"
     wire = sum("Plaintext" in line or "SecretAccessKey" in line for line in everything)
     assert wire == 0, f"{wire} log lines carry a KMS plaintext or a SecretAccessKey field"
+
+
+def test_no_oidc_token_reaches_any_log_record_or_event(
+    debug_stack: LocalStack, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """OIDC integrations: the tokens runcreds mints (attach verification, vend) are in no log line of any
+    function or of this process, in no credential record and in no event."""
+    caplog.set_level(logging.DEBUG)
+    stack = debug_stack
+    tenant = Tenant("acme", "oidc-prod", "01DEBUGOIDCRUN")
+    ensure_provider(stack)
+    role = create_oidc_role(stack, federated_trust(stack, f"account:{tenant.account}:*"))
+    api = ApiClient(stack.outputs["ApiUrl"], stack.session())
+    seen = len(stack.aws.strict_sts.web_identity_tokens)
+    assert attach(api, tenant, create_integration(api, tenant, role, trust="oidc")).status == 200
+    stack.put_event("Run Phase Started", tenant.detail("apply"))
+    stack.router.drain()
+    assert len(record_items(stack, tenant, "apply")) == 1
+    tokens = stack.aws.strict_sts.web_identity_tokens[seen:]
+    assert len(tokens) >= 3  # read, write, the binding probe, the vend
+
+    records = json.dumps(record_items(stack, tenant, "apply"), default=str)
+    events = json.dumps(stack.router.events("Run Phase Credentials Ready"), default=str)
+    everything = [line for _, line in stack.logs.lines] + [r.getMessage() for r in caplog.records]
+    everything += [*capsys.readouterr().err.splitlines(), records, events]
+    # A token's signature is what makes it one: counted, never shown
+    leaks = sum(token.split(".")[2] in text for token in tokens for text in everything)
+    assert leaks == 0, f"{leaks} log lines, records or events carry an OIDC token"

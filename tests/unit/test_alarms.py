@@ -19,7 +19,6 @@ GLOBAL_ENV = TEMPLATE.body["Globals"]["Function"]["Environment"]["Variables"]
 TOPIC = "arn:aws:sns:us-east-1:123456789012:runcreds-alarms"
 
 
-
 def _alarms() -> dict[str, dict[str, Any]]:
     return TEMPLATE.of_type("AWS::CloudWatch::Alarm")
 

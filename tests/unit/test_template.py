@@ -15,13 +15,22 @@ from runcreds.settings import (
     AttachSettings,
     AuditApiSettings,
     AuditIndexerSettings,
+    OidcIssuerSettings,
     ReverifySettings,
     VendSettings,
 )
 from tests.support import EVENTS, ROOT
 
 TEMPLATE = Template(ROOT / "template.yaml")
-CONTRACT_OUTPUTS = {"RunEventBusName", "ApiUrl", "CredentialsTableName", "CredentialsKeyArn", "BrokerRoleArn"}
+CONTRACT_OUTPUTS = {
+    "RunEventBusName",
+    "ApiUrl",
+    "CredentialsTableName",
+    "CredentialsKeyArn",
+    "BrokerRoleArn",
+    "AuditEventBusArn",
+    "OidcIssuerUrl",
+}
 
 
 def functions() -> dict[str, dict[str, Any]]:
@@ -101,6 +110,7 @@ def test_the_layer_is_built_for_the_lambda_runtime() -> None:
         ("ReverifyAttachmentsFunction", ReverifySettings),
         ("AuditIndexerFunction", AuditIndexerSettings),
         ("AuditApiFunction", AuditApiSettings),
+        ("OidcIssuerFunction", OidcIssuerSettings),
     ],
 )
 def test_each_function_is_given_exactly_the_runcreds_settings_it_reads(logical_id: str, settings: type[Any]) -> None:

@@ -42,6 +42,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     create.add_argument("--duration-seconds", type=int)
     create.add_argument("--region")
     create.add_argument("--assume-role-on-worker", action="store_true", help="the worker assumes the role itself")
+    create.add_argument(
+        "--trust", choices=["broker_role", "oidc"], help="oidc: the role trusts runcreds' OIDC issuer (no chaining)"
+    )
     create.add_argument("--label", action="append", dest="labels", metavar="LABEL", help="repeat for several")
 
     listing = actions.add_parser("list", help="the account's integrations")
@@ -65,6 +68,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     update.add_argument(
         "--assume-role-on-worker", action=argparse.BooleanOptionalAction, default=None, help="switch the mode"
     )
+    update.add_argument("--trust", choices=["broker_role", "oidc"])
     labels = update.add_mutually_exclusive_group()
     labels.add_argument("--label", action="append", dest="labels", metavar="LABEL", help="replaces the labels")
     labels.add_argument("--clear-labels", action="store_true")
@@ -125,7 +129,9 @@ def _call(client: ApiClient, base: str, args: argparse.Namespace) -> tuple[ApiRe
         path = f"{base}/integrations"
         if args.action == "create":
             body = {"name": args.name, "role_arn": args.role_arn, "assume_role_on_worker": args.assume_role_on_worker}
-            body |= _given(duration_seconds=args.duration_seconds, region=args.region, labels=args.labels)
+            body |= _given(
+                duration_seconds=args.duration_seconds, region=args.region, labels=args.labels, trust=args.trust
+            )
             return client.post(path, body), _integration_table
         if args.action == "list":
             query = {"label": args.label} if args.label else {}
@@ -141,6 +147,7 @@ def _call(client: ApiClient, base: str, args: argparse.Namespace) -> tuple[ApiRe
             region=args.region,
             assume_role_on_worker=args.assume_role_on_worker,
             labels=args.labels,
+            trust=args.trust,
         )
         if args.clear_region:
             body["region"] = None

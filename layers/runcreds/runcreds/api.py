@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -10,6 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 
 from runcreds import http
 from runcreds.http import Account, Stack
+from runcreds.logic import oidc
 from runcreds.logic.attach import AttachService
 from runcreds.logic.refresh import RefreshService
 from runcreds.models.api import (
@@ -39,7 +41,17 @@ PhaseName = Literal["plan", "apply", "destroy", "task", "drift", "read", "write"
 def service() -> AttachService:
     context = getattr(app, "lambda_context", None)
     time_left = context.get_remaining_time_in_millis() / 1000 if context is not None else None
-    return AttachService(AttachSettings.from_env(), time_left=time_left)
+    settings = AttachSettings.from_env()
+    return AttachService(settings, time_left=time_left, issuer=_issuer(settings))
+
+
+def _issuer(settings: AttachSettings) -> str | None:
+    """The OIDC issuer: configured, or this API's own URL from the request (not from the template: a cycle)."""
+    request_context = app.current_event.raw_event.get("requestContext")
+    try:
+        return oidc.issuer_url(settings.oidc_issuer_url, request_context, os.environ.get("AWS_REGION", "us-east-1"))
+    except ValueError:
+        return None
 
 
 http.map_errors(app)

@@ -10,6 +10,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 import boto3
+from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
 
@@ -88,7 +89,14 @@ def sts(region: str | None = None) -> STSClient:
     return _session().client("sts", region_name=region or _session().region_name, config=STS_CONFIG)
 
 
+@cache
+def web_identity_sts(region: str | None = None) -> STSClient:
+    """STS for AssumeRoleWithWebIdentity: unsigned, the token is the credential (no AWS keys needed)."""
+    config = STS_CONFIG.merge(Config(signature_version=UNSIGNED))
+    return _session().client("sts", region_name=region or _session().region_name, config=config)
+
+
 def reset_clients() -> None:
     """Forget every cached session and client (a test taking on a function's identity in-process)."""
-    for cached in (_session, known_regions, dynamodb, kms, events, broker_session, broker_sts, sts):
+    for cached in (_session, known_regions, dynamodb, kms, events, broker_session, broker_sts, sts, web_identity_sts):
         cached.cache_clear()

@@ -1,7 +1,8 @@
 """The OpenAPI document of the whole HTTP API, as committed in docs/openapi.json (`make openapi`).
 
-API Gateway serves one API (RuncredsApi) from two functions: the attach routes (runcreds.api) and the
-audit routes (runcreds.audit_api). Each resolver generates its part; this module joins them.
+API Gateway serves one API (RuncredsApi) from three functions: the attach routes (runcreds.api), the
+audit routes (runcreds.audit_api) and the OIDC issuer's public documents (runcreds.oidc_api). Each
+resolver generates its part; this module joins them.
 """
 
 from __future__ import annotations
@@ -54,17 +55,18 @@ def _part(app: APIGatewayRestResolver) -> dict[str, Any]:
 def openapi_document() -> dict[str, Any]:
     from runcreds.api import app as attach_app
     from runcreds.audit_api import app as audit_app
+    from runcreds.oidc_api import app as oidc_app
 
     document = _part(attach_app)
-    audit = _part(audit_app)
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
-    for name, schema in audit.get("components", {}).get("schemas", {}).items():
-        if schemas.setdefault(name, schema) != schema:
-            raise ValueError(f"two different OpenAPI schemas are both named {name}")
-    for path, operations in audit["paths"].items():
-        if path in document["paths"]:
-            raise ValueError(f"{path} is served by both functions")
-        document["paths"][path] = operations
+    for part in (_part(audit_app), _part(oidc_app)):
+        for name, schema in part.get("components", {}).get("schemas", {}).items():
+            if schemas.setdefault(name, schema) != schema:
+                raise ValueError(f"two different OpenAPI schemas are both named {name}")
+        for path, operations in part["paths"].items():
+            if path in document["paths"]:
+                raise ValueError(f"{path} is served by two functions")
+            document["paths"][path] = operations
     text = json.dumps(document["paths"])
     for name in _POWERTOOLS_ERRORS:
         if f'/{name}"' not in text:

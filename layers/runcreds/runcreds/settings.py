@@ -29,6 +29,9 @@ class VendSettings(BrokerSettings):
     # Session mappings for the audit index; written with the credential record when set.
     audit_sessions_table: str | None = Field(None, alias="RUNCREDS_AUDIT_SESSIONS_TABLE", min_length=3)
     audit_retention_days: int = Field(400, alias="RUNCREDS_AUDIT_RETENTION_DAYS", ge=1)
+    # OIDC integrations (CONTRACT §7): the key that signs their tokens, and the tokens' `iss`.
+    oidc_signing_key_arn: str | None = Field(None, alias="RUNCREDS_OIDC_SIGNING_KEY_ARN", min_length=20)
+    oidc_issuer_url: str = Field("", alias="RUNCREDS_OIDC_ISSUER_URL")
 
 
 class AttachSettings(BrokerSettings):
@@ -51,6 +54,10 @@ class AttachSettings(BrokerSettings):
     credentials_key_arn: str = Field(alias="RUNCREDS_CREDENTIALS_KEY_ARN", min_length=20)
     audit_sessions_table: str | None = Field(None, alias="RUNCREDS_AUDIT_SESSIONS_TABLE", min_length=3)
     audit_retention_days: int = Field(400, alias="RUNCREDS_AUDIT_RETENTION_DAYS", ge=1)
+    # OIDC integrations: the key verification tokens are signed with; `iss` when configured (else derived
+    # from the request: this function serves the API, whose URL the template cannot give it).
+    oidc_signing_key_arn: str | None = Field(None, alias="RUNCREDS_OIDC_SIGNING_KEY_ARN", min_length=20)
+    oidc_issuer_url: str = Field("", alias="RUNCREDS_OIDC_ISSUER_URL")
 
     @property
     def allowed_customer_accounts(self) -> frozenset[str]:
@@ -76,3 +83,14 @@ class AuditIndexerSettings(_Settings):
 
 class AuditApiSettings(_Settings):
     index_table: str = Field(alias="RUNCREDS_AUDIT_INDEX_TABLE", min_length=3)
+
+
+class OidcIssuerSettings(_Settings):
+    # Empty: derived from the request (the API's own URL and stage).
+    issuer_url: str = Field("", alias="RUNCREDS_OIDC_ISSUER_URL")
+    # Every key that may have signed a live token, the signing one first (comma-separated ARNs).
+    published_key_arns: str = Field(alias="RUNCREDS_OIDC_PUBLISHED_KEY_ARNS", min_length=20)
+
+    @property
+    def published_keys(self) -> list[str]:
+        return [arn.strip() for arn in self.published_key_arns.split(",") if arn.strip()]

@@ -1,4 +1,5 @@
-"""The one AssumeRole runcreds makes for a run phase: vending, attach verification and the worker."""
+"""The one AssumeRole runcreds makes for a run phase (vending, attach verification and the worker), and its
+web-identity form for OIDC integrations."""
 
 from __future__ import annotations
 
@@ -53,5 +54,19 @@ def assume_run_role(
             RoleSessionName=spec.session_name,
             DurationSeconds=spec.duration_seconds,
             **extra,  # type: ignore[arg-type]
+        )
+    return response["Credentials"]
+
+
+def assume_run_role_with_web_identity(client: STSClient, spec: AssumeRoleSpec, token: str) -> CredentialsTypeDef:
+    """AssumeRoleWithWebIdentity with runcreds' token for an OIDC integration (CONTRACT §7): the session
+    name and duration of `spec`; tags and source identity travel in the token. The client is unsigned.
+    Errors as assume_run_role's; neither they nor anything logged here carry the token."""
+    with faults.classified("sts", "AssumeRoleWithWebIdentity"):
+        response = client.assume_role_with_web_identity(
+            RoleArn=spec.role_arn,
+            RoleSessionName=spec.session_name,
+            WebIdentityToken=token,
+            DurationSeconds=spec.duration_seconds,
         )
     return response["Credentials"]

@@ -12,7 +12,7 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from runcreds.local.iam_auth import API_ID, MISSING_TOKEN, Refusal, authenticate, authorize, invoke_arn
+from runcreds.local.iam_auth import API_ID, MISSING_TOKEN, Caller, Refusal, authenticate, authorize, invoke_arn
 from runcreds.local.lambda_runtime import FunctionError, LocalFunction
 from runcreds.local.template import ACCOUNT_ID, ApiRoute
 
@@ -53,18 +53,21 @@ class LocalApiGateway:
         if not path.startswith(f"/{STAGE}/"):
             return deny(403, MISSING_TOKEN)
         path = path[len(STAGE) + 1 :]
-        # As API Gateway with IAM auth: the caller is authenticated and authorized on the request's ARN
-        # before any route is looked up, so an unknown path answers 403 to whoever may not invoke it.
-        raw_uri = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or request.full_path
-        try:
-            caller = authenticate(request.method, request.host, raw_uri, dict(request.headers), request.get_data())
-            authorize(caller, invoke_arn(STAGE, request.method, path))
-        except Refusal as refusal:
-            return deny(403, refusal.message)
         found = next(
             ((r, m, f) for r, regex, f in self.routes if (m := regex.match(path)) and r.method == request.method),
             None,
         )
+        caller: Caller | None = None
+        if found is None or not found[0].public:
+            # As API Gateway with IAM auth: the caller is authenticated and authorized on the request's ARN
+            # before the route is served, so an unknown path answers 403 to whoever may not invoke it. Only
+            # a route declared `Authorizer: NONE` (that method on that path) is served to anyone.
+            raw_uri = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or request.full_path
+            try:
+                caller = authenticate(request.method, request.host, raw_uri, dict(request.headers), request.get_data())
+                authorize(caller, invoke_arn(STAGE, request.method, path))
+            except Refusal as refusal:
+                return deny(403, refusal.message)
         if found is None:
             return deny(403, MISSING_TOKEN)
         route, match, function = found
@@ -92,8 +95,8 @@ class LocalApiGateway:
                 "protocol": "HTTP/1.1",
                 "domainName": request.host,
                 "identity": {
-                    "accessKey": caller.access_key,
-                    "userArn": caller.arn,
+                    "accessKey": caller.access_key if caller else None,
+                    "userArn": caller.arn if caller else None,
                     "sourceIp": request.remote_addr,
                     "userAgent": request.user_agent.string,
                 },

@@ -104,6 +104,13 @@ class FrontDoor:
             if self.sts.session_seconds is not None:
                 return [self._shortened(environ, start_response, self.sts.session_seconds)]
 
+        if action == "AssumeRoleWithWebIdentity":  # unsigned: no credential scope names the service
+            try:
+                self.sts.check_web_identity(params)
+            except StsRefusal as refusal:
+                start_response(f"{refusal.status} Refused", [("Content-Type", "text/xml")])
+                return [refusal.as_xml()]
+
         if service == "events" and action == "PutEvents" and self.on_put_events is not None:
             status: list[str] = []
 

@@ -52,6 +52,19 @@ class Provisioner:
                 self._attributes(logical_id)
         return self.physical
 
+    def retire_undeployed(self) -> None:
+        """Resources whose Condition no longer holds are deleted (only KMS keys are modelled: scheduled for
+        deletion, so they sign and publish nothing any more)."""
+        for logical_id in list(self.physical):
+            resource = self.template.resources[logical_id]
+            if "Condition" not in resource or self.template.condition(resource["Condition"]):
+                continue
+            if resource["Type"] != "AWS::KMS::Key":
+                raise NotImplementedError(f"the local stack cannot retire {resource['Type']} ({logical_id})")
+            self.client("kms").schedule_key_deletion(
+                KeyId=self.physical.pop(logical_id)["KeyId"], PendingWindowInDays=7
+            )
+
     # ------------------------------------------------------------------ creators
     def _create(self, logical_id: str, resource: dict[str, Any]) -> dict[str, str]:
         kind = resource["Type"]
@@ -64,6 +77,8 @@ class Provisioner:
             key = self.client("kms").create_key(
                 Description=props.get("Description", logical_id),
                 Policy=json.dumps(self.template.resolve(props.get("KeyPolicy", {}))),
+                KeySpec=props.get("KeySpec", "SYMMETRIC_DEFAULT"),
+                KeyUsage=props.get("KeyUsage", "ENCRYPT_DECRYPT"),
             )["KeyMetadata"]
             return {"Ref": key["KeyId"], "Arn": key["Arn"], "KeyId": key["KeyId"]}
         if kind == "AWS::KMS::Alias":

@@ -80,7 +80,12 @@ class LocalStack:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request is noise here
         self.aws.start()
         self.api.start()
-        Provisioner(self.template, self.client).provision_all()
+        if not self.template.parameters.get("OidcIssuerUrl"):
+            # The issuer is the embedded API itself (http on loopback, where AWS would demand https): the
+            # strict STS fetches its discovery document and JWKS from there, as AWS STS does from ApiUrl.
+            self.template.parameters["OidcIssuerUrl"] = self.api.url
+        self.provisioner = Provisioner(self.template, self.client)
+        self.provisioner.provision_all()
         self._create_local_admin()
         self.router = EventRouter(internal(self.client("sqs")))
         self.aws.front_door.on_put_events = self.router.on_put_events
@@ -98,6 +103,23 @@ class LocalStack:
         self.outputs = self.template.outputs()
         self.outputs["ApiUrl"] = self.api.url
         return self
+
+    def update(self, parameters: dict[str, str]) -> None:
+        """As `sam deploy --parameter-overrides` on the running stack: resources the new parameters deploy
+        are created, those they no longer deploy retired (a KMS key is scheduled for deletion, as
+        CloudFormation does), and functions whose environment changed start afresh with the new one."""
+        unknown = set(parameters) - set(self.template.parameters)
+        if unknown:
+            raise KeyError(f"template.yaml has no parameters {sorted(unknown)}")
+        self.template.parameters.update(parameters)
+        self.provisioner.retire_undeployed()
+        self.provisioner.provision_all()
+        for logical_id, spec in self.template.functions().items():
+            function = self.functions[logical_id]
+            if spec.environment != function.spec.environment:
+                function.stop()
+                function.spec, function.environment = spec, self._environment(spec)
+        self.outputs = {**self.template.outputs(), "ApiUrl": self.api.url}
 
     def stop(self) -> None:
         if hasattr(self, "sqs_poller"):

@@ -59,6 +59,7 @@ class SqsSource:
 class ApiRoute:
     path: str
     method: str
+    public: bool = False  # `Auth: {Authorizer: NONE}`: API Gateway lets anyone in, unsigned
 
 
 @dataclass
@@ -210,7 +211,10 @@ class Template:
                     bus = self.resolve(event_props.get("EventBusName", "default"))
                     spec.rules.append(EventRule(f"{logical_id}{event_id}", bus, event_props["Pattern"]))
                 elif event["Type"] == "Api":
-                    spec.routes.append(ApiRoute(event_props["Path"], event_props["Method"].upper()))
+                    authorizer = event_props.get("Auth", {}).get("Authorizer")
+                    spec.routes.append(
+                        ApiRoute(event_props["Path"], event_props["Method"].upper(), public=authorizer == "NONE")
+                    )
                 elif event["Type"] == "SQS":
                     spec.sqs_sources.append(
                         SqsSource(

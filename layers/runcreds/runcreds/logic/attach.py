@@ -18,7 +18,8 @@ from runcreds.exceptions import (
     TransientAwsError,
     VerificationFailedError,
 )
-from runcreds.logic.trust_policy import trust_policy_for
+from runcreds.logic.oidc_verification import OidcVerifier
+from runcreds.logic.trust_policy import oidc_trust_policy_for, trust_policy_for
 from runcreds.logic.verification import Diagnosis, Target, Verifier
 from runcreds.models.api import AttachRequest, IntegrationCreate, IntegrationUpdate
 from runcreds.models.entities import (
@@ -59,12 +60,15 @@ class _Allowance:
 
 
 class AttachService:
-    def __init__(self, settings: AttachSettings, time_left: float | None = None) -> None:
-        """`time_left`: seconds the caller (API Gateway, Lambda) still allows; retries stop well before."""
+    def __init__(self, settings: AttachSettings, time_left: float | None = None, issuer: str | None = None) -> None:
+        """`time_left`: seconds the caller (API Gateway, Lambda) still allows; retries stop well before.
+        `issuer`: the OIDC issuer URL (the API's own, derived from the request when not configured)."""
         self.settings = settings
         self.integrations = IntegrationsStore(settings.integrations_table)
         self.attachments = AttachmentsStore(settings.attachments_table)
         self.verifier = Verifier(settings.broker_role_arn, settings.function_name)
+        self.issuer = issuer or settings.oidc_issuer_url
+        self.oidc_verifier = OidcVerifier(settings.oidc_signing_key_arn, self.issuer)
         self.budget = AssumeRoleBudgetStore(
             settings.assume_role_budget_table, settings.assume_role_burst, settings.assume_roles_per_minute
         )
@@ -78,6 +82,7 @@ class AttachService:
     # ------------------------------------------------------------------ integrations
     def create_integration(self, account: str, body: IntegrationCreate) -> Integration:
         self._check_role_account(body.role_arn)
+        _check_trust(body.trust, body.assume_role_on_worker)
         integration = Integration(
             account=account, integration_id=new_integration_id(), created_at=utcnow(), **body.model_dump()
         )
@@ -112,15 +117,17 @@ class AttachService:
         values = current.model_dump(by_alias=True)
         values.update(update.changes(), updated_at=utcnow())
         updated = Integration.model_validate(values)
+        _check_trust(updated.trust, updated.assume_role_on_worker)
         vend_changed = updated.vend_fields() != current.vend_fields()
         attachments = self._attachments_of(current) if vend_changed else []
         checked_at = utcnow()
         if vend_changed and not updated.assume_role_on_worker and attachments:
             probed = _trust_changed(current, updated)
             self._charge(account, sum(len(a.accesses) for a in attachments) + (BINDING_PROBES if probed else 0))
+            verifier = self._verifier(updated)
             for attachment in attachments:
                 for access in attachment.accesses:
-                    diagnosis = self.verifier.verify(Target.of(updated, attachment.stack), access, self.deadline)
+                    diagnosis = verifier.verify(Target.of(updated, attachment.stack), access, self.deadline)
                     if diagnosis is not None:
                         self._refused(
                             diagnosis,
@@ -128,7 +135,7 @@ class AttachService:
                         )
             if probed:
                 first = attachments[0]
-                binding = self.verifier.binds_to_tenant(Target.of(updated, first.stack), first.accesses[0])
+                binding = verifier.binds_to_tenant(Target.of(updated, first.stack), first.accesses[0])
                 if binding is not None:
                     self._refused(binding, "Not saved. ")
         if time.monotonic() > self.answer_by:
@@ -188,6 +195,13 @@ class AttachService:
             if stack is None:
                 raise InvalidRequestError("phase narrows a stack-scoped policy: give stack as well")
             access = Access(phase) if phase in Access.__members__.values() else Phase(phase).access
+        if integration.trust == "oidc":
+            if worker_role_arn:
+                raise InvalidRequestError(
+                    "worker_role_arn applies to assume_role_on_worker integrations only: this one trusts "
+                    "runcreds' OIDC issuer"
+                )
+            return oidc_trust_policy_for(self._issuer(), integration.role_arn, account, stack, access)
         if integration.assume_role_on_worker:
             if not worker_role_arn:
                 raise InvalidRequestError(
@@ -212,12 +226,13 @@ class AttachService:
         status, checked_at = VerificationStatus.UNCHECKED, None
         if not integration.assume_role_on_worker:
             target = Target.of(integration, stack)
+            verifier = self._verifier(integration)
             self._charge(account, len(wanted) + BINDING_PROBES)
             for access in wanted:
-                diagnosis = self.verifier.verify(target, access, self.deadline, self._other_stacks(integration))
+                diagnosis = verifier.verify(target, access, self.deadline, self._other_stacks(integration))
                 if diagnosis is not None:
                     self._refused(diagnosis)
-            binding = self.verifier.binds_to_tenant(target, wanted[0])  # once per attach, not per access
+            binding = verifier.binds_to_tenant(target, wanted[0])  # once per attach, not per access
             if binding is not None:
                 self._refused(binding)
             status, checked_at = VerificationStatus.OK, utcnow()
@@ -245,7 +260,19 @@ class AttachService:
         reserved at once (429 before any STS call when they are not there)."""
         allowance = _Allowance(self.budget, account)
         allowance.reserve(happy_path)
-        self.verifier.before_call = allowance.spend
+        self.verifier.before_call = self.oidc_verifier.before_call = allowance.spend
+
+    def _verifier(self, integration: Integration) -> Verifier | OidcVerifier:
+        """Broker-role integrations are verified by AssumeRole as the broker, OIDC ones by token exchange."""
+        if integration.trust == "oidc":
+            self._issuer()
+            return self.oidc_verifier
+        return self.verifier
+
+    def _issuer(self) -> str:
+        if not self.issuer:
+            raise InvalidRequestError("this runcreds deployment has no OIDC issuer URL (OidcIssuerUrl)")
+        return self.issuer
 
     def _other_stacks(self, integration: Integration) -> Iterator[str]:
         """Stacks to probe external IDs with, read only if a diagnosis needs them (lazy)."""
@@ -274,8 +301,21 @@ class AttachService:
 
 
 def _trust_changed(before: Integration, after: Integration) -> bool:
-    """Whether a PATCH changes which trust policy lets the broker in: another role, or broker mode anew."""
-    return before.role_arn != after.role_arn or before.assume_role_on_worker != after.assume_role_on_worker
+    """Whether a PATCH changes which trust policy lets runcreds in: another role, broker mode anew, or
+    another trust (broker role or OIDC)."""
+    return (
+        before.role_arn != after.role_arn
+        or before.assume_role_on_worker != after.assume_role_on_worker
+        or before.trust != after.trust
+    )
+
+
+def _check_trust(trust: str, assume_role_on_worker: bool) -> None:
+    if trust == "oidc" and assume_role_on_worker:
+        raise InvalidRequestError(
+            'trust "oidc" with assume_role_on_worker is not supported yet: runcreds exchanges the token itself. '
+            'Set assume_role_on_worker to false, or use trust "broker_role".'
+        )
 
 
 def _copy_of(integration: Integration, verified_at: datetime | None) -> dict[str, Any]:

@@ -103,10 +103,7 @@ class RefreshService:
         attachment = self._granting_attachment(run, current.integration_id)
         spec = AssumeRoleSpec.for_run(run, attachment)
         try:
-            sealed = assume_and_seal(
-                self.settings.broker_role_arn, self.settings.function_name, self.key_arn, run,
-                current.integration_id, spec,
-            )  # fmt: skip
+            sealed = assume_and_seal(self.settings, run, current.integration_id, spec, attachment.trust)
         except BotoCoreError as error:
             raise TransientAwsError(f"the refresh could not reach AWS: {type(error).__name__}") from None
         fresh = current.model_copy(

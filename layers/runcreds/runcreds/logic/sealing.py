@@ -7,15 +7,21 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runcreds import aws
 from runcreds.dal.audit_sessions import AuditSessionsStore
+from runcreds.exceptions import RoleRefusedError
 from runcreds.faults import classified
+from runcreds.logic import oidc
 from runcreds.models.audit import SessionMapping
 from runcreds.models.entities import AssumeRoleSpec, encryption_context_for
 from runcreds.models.events import RunPhase
+from runcreds.settings import AttachSettings, VendSettings
 from runcreds.sts_calls import assume_run_role, broker_sts
+
+if TYPE_CHECKING:
+    from mypy_boto3_sts.type_defs import CredentialsTypeDef
 
 
 @dataclass(frozen=True)
@@ -27,13 +33,33 @@ class SealedCredentials:
     expires_at: datetime  # as STS returned it: STS may grant less than the requested duration
 
 
+def open_session(
+    settings: VendSettings | AttachSettings, run: RunPhase, integration_id: str, spec: AssumeRoleSpec, trust: str
+) -> CredentialsTypeDef:
+    """The role's session for the run phase: assumed by the broker role (CONTRACT §3), or, for an OIDC
+    integration (§7), exchanged for a token minted for this call (no role chaining: up to the role's
+    MaxSessionDuration). Both raise RoleRefusedError / TransientAwsError alike; the broker's own hop
+    failing raises BrokerUnavailableError."""
+    if trust == "oidc":
+        if not settings.oidc_signing_key_arn or not settings.oidc_issuer_url:
+            raise RoleRefusedError(
+                "OidcNotConfigured", "this runcreds deployment has no OIDC signing key or issuer URL"
+            )
+        return oidc.exchange(settings.oidc_signing_key_arn, settings.oidc_issuer_url, run, integration_id, spec)
+    sts = broker_sts(settings.broker_role_arn, settings.function_name, spec.region)
+    return assume_run_role(sts, spec)
+
+
 def assume_and_seal(
-    broker_role_arn: str, function_name: str, key_arn: str, run: RunPhase, integration_id: str, spec: AssumeRoleSpec
+    settings: VendSettings | AttachSettings,
+    run: RunPhase,
+    integration_id: str,
+    spec: AssumeRoleSpec,
+    trust: str = "broker_role",
 ) -> SealedCredentials:
-    """AssumeRole as the broker with `spec`, then KMS Encrypt. Raises BrokerUnavailableError when the
-    broker's own hop fails, what assume_run_role raises, and KeyUnusableError / TransientAwsError (KMS)."""
-    sts = broker_sts(broker_role_arn, function_name, spec.region)
-    credentials = assume_run_role(sts, spec)
+    """Open the session (`open_session`), then KMS Encrypt it under the run's context. Raises what
+    open_session raises, and KeyUnusableError / TransientAwsError from KMS."""
+    credentials = open_session(settings, run, integration_id, spec, trust)
     expires_at: datetime = credentials["Expiration"]
     plaintext = json.dumps(
         {
@@ -45,7 +71,9 @@ def assume_and_seal(
     ).encode()
     with classified("kms", "Encrypt"):
         ciphertext = aws.kms().encrypt(
-            KeyId=key_arn, Plaintext=plaintext, EncryptionContext=encryption_context_for(run, integration_id)
+            KeyId=settings.credentials_key_arn,
+            Plaintext=plaintext,
+            EncryptionContext=encryption_context_for(run, integration_id),
         )["CiphertextBlob"]
     access_key_id = credentials["AccessKeyId"]
     del plaintext, credentials

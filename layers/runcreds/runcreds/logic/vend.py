@@ -6,7 +6,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
@@ -44,6 +44,9 @@ from runcreds.models.events import (
 )
 from runcreds.observability import logger, metrics
 from runcreds.settings import VendSettings
+
+if TYPE_CHECKING:
+    pass
 
 _PUT_EVENTS_BATCH = 10
 
@@ -198,14 +201,7 @@ class Vendor:
             metrics.add_metric(name="WorkerInstructions", unit=MetricUnit.Count, value=1)
             return _ready(run, attachment, "worker", None)
 
-        sealed = assume_and_seal(
-            self.settings.broker_role_arn,
-            self.settings.function_name,
-            self.settings.credentials_key_arn,
-            run,
-            attachment.integration_id,
-            spec,
-        )
+        sealed = assume_and_seal(self.settings, run, attachment.integration_id, spec, attachment.trust)
         expires_at = sealed.expires_at
         record = CredentialRecord(
             **run.model_dump(),

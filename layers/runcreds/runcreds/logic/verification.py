@@ -119,9 +119,14 @@ class Diagnosis:
     suggested_integration_patch: dict[str, Any] | None = None
     missing_actions: list[str] | None = None
     propagation_possible: bool = False
+    # OIDC integrations (logic/oidc_verification.py): the token's sub, and the policy to suggest.
+    sub: str | None = None
+    oidc_trust_policy: dict[str, Any] | None = None
 
     @property
     def suggested_trust_policy(self) -> dict[str, Any]:
+        if self.oidc_trust_policy is not None:
+            return self.oidc_trust_policy
         return trust_policy_for(self.principal, self.target.account, self.target.stack)
 
     def body(self) -> dict[str, Any]:
@@ -130,7 +135,7 @@ class Diagnosis:
             "code": self.code,
             "phase": self.access.value,
             "stack": self.target.stack,
-            "external_id": self.target.external_id(self.access),
+            "external_id": self.target.external_id(self.access) if self.sub is None else None,
             "principal": self.principal,
             "role_arn": self.target.role_arn,
             "sts_code": self.sts_code,
@@ -141,7 +146,35 @@ class Diagnosis:
             body["suggested_integration_patch"] = self.suggested_integration_patch
         if self.missing_actions is not None:
             body["missing_actions"] = self.missing_actions
+        if self.sub is not None:
+            body["sub"] = self.sub
         return body
+
+
+def verify_with_retries(
+    attempt: Callable[[], RoleRefusedError | None],
+    diagnose: Callable[[RoleRefusedError], Diagnosis],
+    deadline: float | None,
+) -> Diagnosis | None:
+    """None when `attempt` is let in. A refusal whose diagnosis says IAM propagation may explain it is
+    retried with backoff until `deadline` (time.monotonic()); another refusal meanwhile is diagnosed."""
+    refusal = attempt()
+    if refusal is None:
+        return None
+    diagnosis = diagnose(refusal)
+    if deadline is None or not diagnosis.propagation_possible:
+        return diagnosis
+    pause, retried = 0.25, False
+    while time.monotonic() + pause < deadline:
+        time.sleep(pause)
+        pause, retried = min(pause * 2, 2.0), True
+        latest = attempt()
+        if latest is None:
+            return None
+        if latest.code != refusal.code:
+            return diagnose(latest)
+    # Diagnose again: a role that became visible meanwhile may now show a narrower cause.
+    return diagnose(refusal) if retried else diagnosis
 
 
 @dataclass
@@ -214,24 +247,10 @@ class Verifier:
         refusal that looks like an unknown or untrusted role is retried with backoff until then: a role
         created or changed moments ago is refused by STS until IAM has propagated it."""
         spec = target.spec(access)
-        refusal = self.attempt(spec)
-        if refusal is None:
-            return None
         stacks = _ReadOnce(other_stacks)  # each diagnosis probes the same stacks; read them at most once
-        diagnosis = self.diagnose(target, access, refusal, stacks)
-        if deadline is None or not diagnosis.propagation_possible:
-            return diagnosis
-        pause, retried = 0.25, False
-        while time.monotonic() + pause < deadline:
-            time.sleep(pause)
-            pause, retried = min(pause * 2, 2.0), True
-            latest = self.attempt(spec)
-            if latest is None:
-                return None
-            if latest.code != "AccessDenied":
-                return self.diagnose(target, access, latest, stacks)
-        # Diagnose again: a role that became visible meanwhile may now show a narrower cause.
-        return self.diagnose(target, access, refusal, stacks) if retried else diagnosis
+        return verify_with_retries(
+            lambda: self.attempt(spec), lambda refusal: self.diagnose(target, access, refusal, stacks), deadline
+        )
 
     # ------------------------------------------------------------------ diagnosis
     def diagnose(

@@ -25,6 +25,7 @@ from runcreds.models.entities import (
     Label,
     Region,
     RoleArn,
+    Trust,
     VerificationStatus,
 )
 
@@ -76,6 +77,7 @@ class IntegrationCreate(BaseModel):
     duration_seconds: Duration = DEFAULT_DURATION
     region: KnownRegion | None = None
     assume_role_on_worker: bool = False
+    trust: Trust = Field("broker_role", description="broker_role (CONTRACT §3) or oidc (§7: no role chaining)")
     labels: Labels = Field(default_factory=list)
 
 
@@ -91,6 +93,7 @@ class IntegrationUpdate(BaseModel):
     duration_seconds: Duration | SkipJsonSchema[None] = None
     region: KnownRegion | None = None
     assume_role_on_worker: bool | SkipJsonSchema[None] = None
+    trust: Trust | SkipJsonSchema[None] = None
     labels: Labels | SkipJsonSchema[None] = None
 
     @model_validator(mode="after")
@@ -137,6 +140,7 @@ class IntegrationOut(BaseModel):
     duration_seconds: int
     region: str | None
     assume_role_on_worker: bool
+    trust: Trust
     labels: list[str]
     created_at: datetime
     updated_at: datetime | None = None
@@ -217,8 +221,9 @@ class DiagnosisBody(BaseModel):
     code: str = Field(description="one of the diagnosis codes in docs/attach.md")
     phase: Literal["read", "write"]
     stack: str
-    external_id: str
-    principal: str
+    external_id: str | None = Field(description="the external ID verified (null for OIDC integrations: see sub)")
+    sub: str | None = Field(None, description="OIDC integrations: the sub of the token STS refused")
+    principal: str = Field(description="the principal the trust must name: the broker role, or the OIDC provider")
     role_arn: str
     sts_code: str | None = Field(
         description="STS's own error code (AccessDenied, ValidationError, ...); null when STS granted a probe "
@@ -265,3 +270,32 @@ class AuditEventOut(BaseModel):
 class AuditPage(BaseModel):
     events: list[AuditEventOut] = Field(description="in event time order")
     next_token: str | None = Field(description="pass as next_token for the next page; null on the last page")
+
+
+class JsonWebKey(BaseModel):
+    """An RSA public key of the issuer (RFC 7517)."""
+
+    kty: Literal["RSA"]
+    use: Literal["sig"]
+    alg: Literal["RS256"]
+    kid: str
+    n: str = Field(description="modulus, base64url")
+    e: str = Field(description="public exponent, base64url")
+
+
+class JsonWebKeySet(BaseModel):
+    keys: list[JsonWebKey] = Field(description="every key that may have signed a live token, the signing one first")
+
+
+class DiscoveryDocument(BaseModel):
+    """The OpenID Connect discovery document (OpenID Connect Discovery 1.0), what AWS STS reads."""
+
+    model_config = ConfigDict(extra="allow")
+
+    issuer: str
+    jwks_uri: str
+    response_types_supported: list[str]
+    subject_types_supported: list[str]
+    id_token_signing_alg_values_supported: list[str]
+    claims_supported: list[str]
+    scopes_supported: list[str]

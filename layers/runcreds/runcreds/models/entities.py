@@ -6,7 +6,7 @@ import os
 import time
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -22,6 +22,9 @@ IntegrationId = Annotated[str, StringConstraints(pattern=INTEGRATION_ID_PATTERN)
 MIN_DURATION = 900
 MAX_DURATION = 43200
 DEFAULT_DURATION = 3600
+# How runcreds gets into the customer's role: the broker role assumes it (CONTRACT §3), or runcreds' OIDC
+# token is exchanged for its session (§7).
+Trust = Literal["broker_role", "oidc"]
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -46,6 +49,7 @@ class Integration(BaseModel):
     duration_seconds: int = Field(DEFAULT_DURATION, ge=MIN_DURATION, le=MAX_DURATION)
     region: Region | None = None
     assume_role_on_worker: bool = False
+    trust: Trust = "broker_role"
     labels: list[Label] = Field(default_factory=list)
     created_at: datetime
     updated_at: datetime | None = None
@@ -62,7 +66,7 @@ class Integration(BaseModel):
 
 
 # The integration fields a vend needs; attachments carry a copy, so PATCH must update every copy.
-VEND_FIELDS = ("role_arn", "duration_seconds", "region", "assume_role_on_worker")
+VEND_FIELDS = ("role_arn", "duration_seconds", "region", "assume_role_on_worker", "trust")
 
 
 class VerificationStatus(StrEnum):
@@ -86,6 +90,7 @@ class Attachment(BaseModel):
     duration_seconds: int
     region: Region | None = None
     assume_role_on_worker: bool = False
+    trust: Trust = "broker_role"
     attached_at: datetime
     status: VerificationStatus = VerificationStatus.UNCHECKED
     status_code: str | None = None

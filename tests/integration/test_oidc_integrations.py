@@ -1,0 +1,296 @@
+"""OIDC integrations end to end (CONTRACT §7): the trust-policy route's policy, applied as-is, makes the
+attach succeed; a vend mints a token per exchange (claims exactly §7) and stores a four-hour session
+(beyond the chaining cap) as broker mode does; each diagnosis of a broken setup, with its fix."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote
+
+import pytest
+
+from runcreds.api_client import ApiClient
+from runcreds.local.stack import LocalStack
+from runcreds.logic import oidc
+from runcreds.logic.trust_policy import oidc_trust_policy_for
+from tests.oidc_support import (
+    FEDERATED_ACTIONS,
+    account_client,
+    claims_of,
+    create_oidc_role,
+    ensure_provider,
+    federated_trust,
+    issuer,
+    signing_key_arn,
+)
+from tests.support import (
+    Tenant,
+    apply_trust_policy,
+    attach,
+    create_integration,
+    credentials_of,
+    events_for,
+    record_items,
+)
+
+DENY_ALL = {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "sts:*"}]}
+
+
+@pytest.fixture(scope="module")
+def provider(stack: LocalStack) -> str:
+    return ensure_provider(stack)
+
+
+def trust_policy(api: ApiClient, tenant: Tenant, integration_id: str, **query: str) -> dict[str, Any]:
+    response = api.get(f"/accounts/{tenant.account}/integrations/{integration_id}/trust-policy", **query)
+    assert response.status == 200, response.body
+    return dict(response.body)
+
+
+def test_the_routes_policy_applied_as_is_attaches_and_vends_a_four_hour_session(
+    stack: LocalStack,
+    api: ApiClient,
+    provider: str,
+    tenant: Tenant,
+    publish: Callable[..., None],
+) -> None:
+    # Given a role (12 h MaxSessionDuration) and an OIDC integration for four-hour sessions
+    role = create_oidc_role(stack, DENY_ALL, max_session_duration=43200)
+    integration_id = create_integration(api, tenant, role, trust="oidc", duration_seconds=4 * 3600)
+    # When the customer applies the route's trust policy as it is
+    policy = trust_policy(api, tenant, integration_id, stack=tenant.stack)
+    apply_trust_policy(stack, role, policy)
+    # Then the attach (a real exchange per access) succeeds
+    attached = attach(api, tenant, integration_id)
+    assert attached.status == 200, attached.body
+    assert attached.body["status"] == "ok"
+
+    # When the plan phase starts
+    seen = len(stack.aws.strict_sts.web_identity_tokens)
+    publish(tenant, "plan")
+    # Then the worker gets a session of four hours, traceable to the run
+    credentials = credentials_of(stack, tenant, "plan")
+    expires = time.mktime(time.strptime(credentials["Expiration"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+    assert expires - time.time() > 3.5 * 3600
+    session = stack.session(credentials["AccessKeyId"], credentials["SecretAccessKey"], credentials["SessionToken"])
+    assert stack.client("sts", session).get_caller_identity()["Arn"].endswith(f"/{tenant.run_id}")
+
+    # And the vend's token carried exactly §7's claims, signed by the signing key (kid)
+    (token,) = stack.aws.strict_sts.web_identity_tokens[seen:]
+    header, claims = claims_of(token)
+    assert header == {"alg": "RS256", "typ": "JWT", "kid": oidc.key_id_of(signing_key_arn(stack))}
+    assert set(claims) == {
+        "iss", "aud", "sub", "iat", "nbf", "exp", "jti", oidc.TAGS_CLAIM, oidc.SOURCE_IDENTITY_CLAIM,
+        "run_id", "account", "stack", "phase", "integration_id",
+    }  # fmt: skip
+    assert claims["iss"] == stack.outputs["OidcIssuerUrl"]
+    assert claims["aud"] == "sts.amazonaws.com"
+    assert claims["sub"] == f"account:{tenant.account}:stack:{tenant.stack}:phase:plan:access:read"
+    assert claims["iat"] == claims["nbf"] and 0 < claims["exp"] - claims["iat"] <= 900
+    assert claims[oidc.SOURCE_IDENTITY_CLAIM] == tenant.run_id
+    tags = {"runcreds:account": tenant.account, "runcreds:stack": tenant.stack, "runcreds:run": tenant.run_id,
+            "runcreds:phase": "plan", "runcreds:integration": integration_id}  # fmt: skip
+    assert claims[oidc.TAGS_CLAIM] == {
+        "principal_tags": {k: [v] for k, v in tags.items()},
+        "transitive_tag_keys": list(tags),
+    }
+    assert (claims["run_id"], claims["account"], claims["stack"], claims["phase"], claims["integration_id"]) == (
+        tenant.run_id, tenant.account, tenant.stack, "plan", integration_id,
+    )  # fmt: skip
+    # Every exchange has a token of its own
+    jtis = [claims_of(t)[1]["jti"] for t in stack.aws.strict_sts.web_identity_tokens]
+    assert len(jtis) == len(set(jtis))
+    # And the record is broker mode's, with no token in it
+    (record,) = record_items(stack, tenant, "plan")
+    assert record["mode"]["S"] == "broker"
+    assert token.split(".")[2] not in json.dumps(record, default=str)
+
+
+@pytest.mark.parametrize(
+    ("query", "sub"),
+    [
+        ({}, "account:{account}:*"),
+        ({"stack": "{stack}"}, "account:{account}:stack:{stack}:*"),
+        ({"stack": "{stack}", "phase": "plan"}, "account:{account}:stack:{stack}:phase:*:access:read"),
+    ],
+)
+def test_the_trust_policy_of_an_oidc_integration(
+    stack: LocalStack, api: ApiClient, tenant: Tenant, query: dict[str, str], sub: str
+) -> None:
+    role = create_oidc_role(stack, DENY_ALL)
+    integration_id = create_integration(api, tenant, role, trust="oidc")
+    fill = {"account": tenant.account, "stack": tenant.stack}
+    policy = trust_policy(api, tenant, integration_id, **{k: v.format(**fill) for k, v in query.items()})
+    host_path = oidc.issuer_host_path(issuer(stack))
+    assert policy == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "RuncredsOidc",
+                "Effect": "Allow",
+                "Principal": {"Federated": f"arn:aws:iam::111122223333:oidc-provider/{host_path}"},
+                "Action": list(FEDERATED_ACTIONS),
+                "Condition": {
+                    "StringEquals": {f"{host_path}:aud": "sts.amazonaws.com"},
+                    "StringLike": {f"{host_path}:sub": sub.format(**fill)},
+                },
+            }
+        ],
+    }
+    worker = api.get(
+        f"/accounts/{tenant.account}/integrations/{integration_id}/trust-policy",
+        worker_role_arn="arn:aws:iam::111122223333:role/worker",
+    )
+    assert worker.status == 400
+
+
+def test_oidc_with_assume_role_on_worker_is_refused_until_supported(
+    stack: LocalStack, api: ApiClient, tenant: Tenant
+) -> None:
+    role = create_oidc_role(stack, DENY_ALL)
+    created = api.post(
+        f"/accounts/{tenant.account}/integrations",
+        {"name": "w", "role_arn": role, "trust": "oidc", "assume_role_on_worker": True},
+    )
+    assert created.status == 400
+    assert "not supported yet" in created.message
+
+
+# ---------------------------------------------------------------------- diagnoses
+def _role_in_account(stack: LocalStack, account_id: str, document: dict[str, Any]) -> str:
+    return str(
+        account_client(stack, "iam", account_id).create_role(
+            RoleName=f"oidc-{uuid.uuid4().hex[:12]}", AssumeRolePolicyDocument=json.dumps(document)
+        )["Role"]["Arn"]
+    )
+
+
+def _provider_in_account(stack: LocalStack, account_id: str, client_ids: list[str]) -> str:
+    iam = account_client(stack, "iam", account_id)
+    arn = f"arn:aws:iam::{account_id}:oidc-provider/{oidc.issuer_host_path(issuer(stack))}"
+    if arn not in [p["Arn"] for p in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]]:
+        iam.create_open_id_connect_provider(Url=issuer(stack), ClientIDList=client_ids, ThumbprintList=["0" * 40])
+    return arn
+
+
+def broken_setup(stack: LocalStack, tenant: Tenant, broken: str) -> tuple[str, dict[str, Any]]:
+    """A role (and the integration fields) with exactly one thing wrong."""
+    account_wide = f"account:{tenant.account}:*"
+    if broken == "no_provider":
+        return _role_in_account(stack, "444455556666", federated_trust(stack, account_wide)), {}
+    if broken == "audience_not_allowed":
+        _provider_in_account(stack, "555566667777", ["sigstore"])
+        return _role_in_account(stack, "555566667777", federated_trust(stack, account_wide)), {}
+    if broken == "sub_not_matching":  # write access only, attached for read and write
+        sub = f"account:{tenant.account}:stack:{tenant.stack}:phase:*:access:write"
+        return create_oidc_role(stack, federated_trust(stack, sub)), {}
+    if broken == "no_tag_session":
+        actions = ("sts:AssumeRoleWithWebIdentity", "sts:SetSourceIdentity")
+        return create_oidc_role(stack, federated_trust(stack, account_wide, actions)), {}
+    if broken == "no_set_source_identity":
+        actions = ("sts:AssumeRoleWithWebIdentity", "sts:TagSession")
+        return create_oidc_role(stack, federated_trust(stack, account_wide, actions)), {}
+    if broken == "duration_above_max":
+        role = create_oidc_role(stack, federated_trust(stack, account_wide), max_session_duration=4 * 3600)
+        return role, {"duration_seconds": 5 * 3600}
+    if broken == "no_sub_condition":
+        return create_oidc_role(stack, federated_trust(stack, None)), {}
+    raise AssertionError(broken)
+
+
+@pytest.mark.parametrize(
+    ("broken", "code", "says"),
+    [
+        ("no_provider", "oidc_provider_missing", "has no IAM OIDC identity provider"),
+        ("audience_not_allowed", "oidc_audience_not_allowed", "add-client-id-to-open-id-connect-provider"),
+        ("sub_not_matching", "sub_mismatch", ":stack:{stack}:phase:apply:access:write"),
+        ("no_tag_session", "missing_tag_session", "sts:TagSession"),
+        ("no_set_source_identity", "missing_set_source_identity", "sts:SetSourceIdentity"),
+        ("duration_above_max", "duration_exceeds_max_session_duration", "Raise the role's MaxSessionDuration"),
+        ("no_sub_condition", "sub_not_enforced", "another tenant"),
+    ],
+)
+def test_each_broken_setup_is_diagnosed_with_its_fix(
+    stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant, broken: str, code: str, says: str
+) -> None:
+    # Given an OIDC integration whose setup has one thing wrong
+    role, fields = broken_setup(stack, tenant, broken)
+    integration_id = create_integration(api, tenant, role, trust="oidc", **fields)
+    # When it is attached
+    refused = attach(api, tenant, integration_id)
+    # Then the attach is refused with the diagnosis, which names the token's sub and the policy to apply
+    assert refused.status == 422, refused.body
+    body = refused.body
+    assert body["code"] == code
+    assert says.format(stack=tenant.stack) in body["message"]
+    assert body["sub"] == f"account:{tenant.account}:stack:{tenant.stack}:phase:plan:access:read"
+    assert body["external_id"] is None
+    assert body["principal"] == oidc.provider_arn_for(issuer(stack), role)
+    assert body["suggested_trust_policy"] == trust_policy(api, tenant, integration_id, stack=tenant.stack)
+    if broken == "sub_not_matching":
+        condition = f"{oidc.issuer_host_path(issuer(stack))}:sub"
+        assert condition in body["message"] and body["sub"] in body["message"]
+    if broken == "no_tag_session":
+        assert body["missing_actions"] == ["sts:TagSession"]
+    if broken == "duration_above_max":
+        assert body["suggested_integration_patch"] == {"duration_seconds": 3600}
+    # And nothing was attached
+    listed = api.get(f"/accounts/{tenant.account}/stacks/{tenant.stack}/integrations")
+    assert listed.body["attachments"] == []
+
+
+def test_a_role_that_stops_trusting_the_issuer_fails_the_vend_with_stss_answer_and_no_token(
+    stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant, publish: Callable[..., None]
+) -> None:
+    # Given an attached OIDC integration whose role then stops trusting the issuer
+    role = create_oidc_role(stack, federated_trust(stack, f"account:{tenant.account}:*"))
+    integration_id = create_integration(api, tenant, role, trust="oidc")
+    assert attach(api, tenant, integration_id).status == 200
+    apply_trust_policy(stack, role, federated_trust(stack, "account:someone-else:*"))
+    seen = len(stack.aws.strict_sts.web_identity_tokens)
+    # When the apply phase starts
+    publish(tenant, "apply")
+    # Then the vend records and announces STS's refusal, as in broker mode, with no token anywhere
+    (failed,) = events_for(stack, tenant, "Run Phase Credentials Failed")
+    assert (failed["integration_id"], failed["code"]) == (integration_id, "AccessDenied")
+    (record,) = record_items(stack, tenant, "apply")
+    assert record["status"]["S"] == "failed"
+    (token,) = stack.aws.strict_sts.web_identity_tokens[seen:]
+    assert token.split(".")[2] not in json.dumps([failed, record], default=str)
+
+
+def test_patching_a_broker_integration_to_oidc_verifies_the_new_trust_first(
+    stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant, make_role: Callable[..., str]
+) -> None:
+    # Given a broker-role integration attached to the stack
+    role = make_role(f"{tenant.account}@*")
+    integration_id = create_integration(api, tenant, role)
+    assert attach(api, tenant, integration_id).status == 200
+    path = f"/accounts/{tenant.account}/integrations/{integration_id}"
+    # When it is switched to OIDC while the role's OIDC statement lacks sts:TagSession, nothing is saved
+    broker_statement = trust_policy_of(stack, role)["Statement"]
+    partial = federated_trust(
+        stack, f"account:{tenant.account}:*", ("sts:AssumeRoleWithWebIdentity", "sts:SetSourceIdentity")
+    )
+    apply_trust_policy(stack, role, {**partial, "Statement": broker_statement + partial["Statement"]})
+    refused = api.patch(path, {"trust": "oidc"})
+    assert refused.status == 422
+    assert refused.body["code"] == "missing_tag_session"
+    assert refused.message.startswith("Not saved")
+    assert api.get(path).body["trust"] == "broker_role"
+    # And once the role trusts the issuer as the route says, the switch is verified and saved
+    oidc_policy = oidc_trust_policy_for(issuer(stack), role, tenant.account)
+    apply_trust_policy(stack, role, oidc_policy)
+    switched = api.patch(path, {"trust": "oidc"})
+    assert switched.status == 200, switched.body
+    assert switched.body["trust"] == "oidc"
+
+
+def trust_policy_of(stack: LocalStack, role_arn: str) -> dict[str, Any]:
+    document = stack.customer_client("iam").get_role(RoleName=role_arn.rsplit("/", 1)[1])["Role"]
+    policy = document["AssumeRolePolicyDocument"]
+    return dict(json.loads(unquote(policy)) if isinstance(policy, str) else policy)
