@@ -241,7 +241,7 @@ def test_bad_input_and_tampered_tokens_are_400_and_never_another_accounts_data(
     assert other_account.body == {"events": [], "next_token": None}
 
 
-def test_session_mappings_hold_no_secrets_and_the_vend_stays_at_six_requests(
+def test_session_mappings_hold_no_secrets_and_the_vend_stays_at_seven_requests(
     stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str]
 ) -> None:
     # Given an attached integration
@@ -255,16 +255,16 @@ def test_session_mappings_hold_no_secrets_and_the_vend_stays_at_six_requests(
     calls = Counter(stack.aws.calls.since(mark))
     calls[("events", "PutEvents")] -= 1  # the test's own run-phase event
 
-    # Then the vend made its six requests, the record and its mappings in one transaction (a cold
+    # Then the vend made its seven requests, the record and its mappings in one transaction (a cold
     # container also assumes the broker role once: hence one or two AssumeRoles)
     assert calls.pop(("sts", "AssumeRole")) in (1, 2)
     assert +calls == Counter(
         {
             ("dynamodb", "Query"): 1,
-            ("dynamodb", "PutItem"): 1,
             ("kms", "Encrypt"): 1,
-            ("dynamodb", "TransactWriteItems"): 1,
+            ("dynamodb", "TransactWriteItems"): 2,  # the claim; the record with its mappings
             ("events", "PutEvents"): 1,
+            ("dynamodb", "UpdateItem"): 1,  # the record marked announced
         }
     )
     items = stack.client("dynamodb").scan(TableName=_sessions_table(stack))["Items"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -27,10 +26,8 @@ def test_200_distinct_run_events_at_once_are_each_vended_exactly_once(
     runs = [Tenant(tenant.account, tenant.stack, f"{tenant.run_id}-{n}") for n in range(EVENTS)]
     vend_here(runs[0].event("drift"))  # warm: the broker's session and the clients exist before the rush
 
-    started = time.monotonic()
     with ThreadPoolExecutor(max_workers=10) as pool:
         results = list(pool.map(lambda run: vend_here(run.event("plan")), runs))
-    elapsed = time.monotonic() - started
 
     # Then 200 records, no error, one AssumeRole and one Ready event per run phase
     assert all(result == {"ready": [integration_id]} for result in results)
@@ -41,4 +38,3 @@ def test_200_distinct_run_events_at_once_are_each_vended_exactly_once(
         assert "unannounced" not in item
     ready = [e for e in events_for(stack, tenant, "Run Phase Credentials Ready") if e["phase"] == "plan"]
     assert sorted(e["run_id"] for e in ready) == sorted(run.run_id for run in runs)
-    assert elapsed < 90, f"{EVENTS} vends took {elapsed:.1f}s"  # ~50 s on a shared 2-core machine
