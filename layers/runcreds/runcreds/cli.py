@@ -113,6 +113,8 @@ def configure_logging() -> None:
     handler would print them unfiltered), and botocore's wire loggers kept quiet."""
     logging.basicConfig(level=logging.WARNING, format="runcreds: %(levelname)s %(name)s: %(message)s")
     quiet_wire_logs(*logging.getLogger().handlers)
+    # urllib3 warns of each retry of the API; the command's own line says what finally happened.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
