@@ -208,3 +208,22 @@ def test_version(cli_env: dict[str, str]) -> None:
         [str(RUNCREDS), "--version"], env=cli_env, capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == f"runcreds {version}"
+
+
+@pytest.mark.parametrize("flag", ["--port", "--api-port"])
+def test_make_up_fails_at_once_when_a_port_is_taken(cli_env: dict[str, str], flag: str) -> None:
+    import socket
+    import time
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        started = time.monotonic()
+        result = subprocess.run(  # noqa: S603
+            [str(RUNCREDS), "local", "up", "--port", "0", "--api-port", "0", flag, port],
+            env=cli_env, capture_output=True, text=True, check=False, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 2
+    assert f"port {port}" in one_line(result.stderr) and "in use" in result.stderr
+    assert time.monotonic() - started < 15
