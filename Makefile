@@ -50,8 +50,11 @@ $(CHECKOV_VENV)/.installed: Makefile
 demo: $(VENV)/.installed-local
 	$(VENV)/bin/runcreds local demo
 
+# `make up AWS_PORT=4567 API_PORT=3001` when the defaults are taken.
+AWS_PORT ?= 4566
+API_PORT ?= 3000
 up: $(VENV)/.installed-local
-	$(VENV)/bin/runcreds local up
+	$(VENV)/bin/runcreds local up --port $(AWS_PORT) --api-port $(API_PORT)
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .

@@ -52,7 +52,10 @@ def fetch_events(client: ApiClient, account: str, run_id: str, **filters: str) -
     while True:
         response = client.get(path, **query)
         if response.status != 200:
-            raise AuditCliError(f"audit lookup failed ({response.status}): {response.message or response.body}")
+            raise AuditCliError(
+                f"audit lookup failed ({response.status}): {response.message or response.body}",
+                unavailable=response.status >= 500,
+            )
         events.extend(response.body["events"])
         token = response.body.get("next_token")
         if not token:
@@ -61,7 +64,9 @@ def fetch_events(client: ApiClient, account: str, run_id: str, **filters: str) -
 
 
 class AuditCliError(Exception):
-    pass
+    def __init__(self, message: str, unavailable: bool = False) -> None:
+        super().__init__(message)
+        self.unavailable = unavailable  # a 5xx: exit 3, as the admin commands
 
 
 def _service(event: dict[str, Any]) -> str:
@@ -115,7 +120,10 @@ def run(args: argparse.Namespace) -> int:
         events = fetch_events(ApiClient(url), args.account, args.run_id, **filters)
     except AuditCliError as error:  # its message is the API's
         print(f"runcreds: {printable(error)}", file=sys.stderr)
-        return 1
+        return 3 if error.unavailable else 1
+    except Exception as error:  # no answer at all: connection refused, DNS, no credentials (as admin_cli)
+        print(f"runcreds: could not reach {url}: {type(error).__name__}: {printable(error)}", file=sys.stderr)
+        return 3
     if args.json:  # json.dumps escapes every control character (and all non-ASCII) itself
         print(json.dumps({"run_id": args.run_id, "events": events}, indent=2))
     else:

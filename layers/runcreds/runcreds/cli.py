@@ -4,6 +4,7 @@ embedded local stack."""
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import logging
 import os
@@ -20,8 +21,15 @@ from runcreds.worker import CredentialsFetcher, RunCredentials, WorkerError
 
 
 def _fail(message: str, status: int) -> int:
-    print(f"runcreds: {message}", file=sys.stderr)
+    print("runcreds: " + " ".join(message.split()), file=sys.stderr)  # one line, whatever AWS's text held
     return status
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("runcreds")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
 
 
 def _worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -67,6 +75,7 @@ def _local_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="runcreds", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     _worker_parser(sub)
     admin_cli.add_parsers(sub)
@@ -84,6 +93,14 @@ def render_env(credentials: RunCredentials, run_id: str) -> str:
         "TF_VAR_runcreds_run_id": run_id,
     }
     return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in values.items())
+
+
+def render_env_failure(status: int) -> str:
+    """What `runcreds worker env` prints instead of export lines when it fails. `eval "$(...)"` takes
+    the status of what it evaluates, not of the command substitution: had nothing been printed, a script
+    would carry on with its own AWS credentials, `set -e` or not. Evaluated, this ends a script with the
+    status (`exit`), and in an interactive shell only sets `$?` (`(exit N)`), so a terminal stays open."""
+    return f"case $- in *i*) (exit {status}) ;; *) exit {status} ;; esac  # runcreds worker env failed\n"
 
 
 def run_worker(args: argparse.Namespace) -> int:
@@ -121,11 +138,27 @@ def configure_logging() -> None:
     handler would print them unfiltered), and botocore's wire loggers kept quiet."""
     logging.basicConfig(level=logging.WARNING, format="runcreds: %(levelname)s %(name)s: %(message)s")
     quiet_wire_logs(*logging.getLogger().handlers)
+    # urllib3 warns of each retry of the API; the command's own line says what finally happened.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    try:
+        status = _run(arguments)
+    except KeyboardInterrupt:  # Ctrl-C during a --wait or a local stack: a line, not a traceback
+        status = _fail("interrupted", 130)
+    if status and arguments[:2] == ["worker", "env"]:
+        sys.stdout.write(render_env_failure(status))
+    return status
+
+
+def _run(argv: list[str]) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exited:  # argparse has printed what was wrong (status 2), or --help/--version (0)
+        return exited.code if isinstance(exited.code, int) else 2
     if args.command == "worker":
         return run_worker(args)
     if args.command in admin_cli.COMMANDS:

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError,
+    HTTPClientError,
+    NoCredentialsError,
+    NoRegionError,
+)
+from pydantic import ValidationError
 
-from runcreds import aws
+from runcreds import aws, faults
 from runcreds.dal.credentials import CredentialsStore
-from runcreds.exceptions import RoleRefusedError, RuncredsError
+from runcreds.exceptions import RoleRefusedError, RuncredsError, TransientAwsError
 from runcreds.models.entities import CredentialRecord, RecordStatus, encryption_context_for
 from runcreds.models.events import RunPhase
 from runcreds.sts_calls import assume_run_role
@@ -48,6 +57,26 @@ class AmbiguousIntegrationError(WorkerError):
     exit_status = 2
 
 
+class AwsRefusedError(WorkerError):
+    """AWS refused the worker's request, or the worker's AWS configuration is incomplete (no region, no
+    credentials, no such table, a disabled key): retrying will not help, fixing the configuration will."""
+
+    exit_status = 8
+
+
+class AwsUnavailableError(WorkerError):
+    """AWS could not be reached, or kept throttling or failing through botocore's retries: retry later."""
+
+    exit_status = 9
+
+
+class MalformedRecordError(WorkerError):
+    """The credentials record is not one runcreds writes (fields missing or of the wrong type, a record of
+    keys only): an operator's problem, never a reason to run with other credentials."""
+
+    exit_status = 10
+
+
 @dataclass(frozen=True)
 class RunCredentials:
     access_key_id: str
@@ -78,6 +107,20 @@ class CredentialsFetcher:
         self.progress = progress or (lambda _line: None)
 
     def fetch(self, run: RunPhase, integration_id: str | None = None, wait: float = 0) -> RunCredentials:
+        """The run phase's credentials, or a WorkerError: every failure, AWS's included, is one of them."""
+        try:
+            with self._aws_failures(run, "DynamoDB"):
+                return self._fetch(run, integration_id, wait)
+        except ValidationError as error:  # a record (or a field of one) that is not what runcreds writes
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'record'}: {e['msg']}" for e in error.errors(include_input=False)
+            )
+            raise MalformedRecordError(
+                f"a credentials record of run {run.run_id} ({run.phase}) on stack {run.stack} is malformed "
+                f"({problems}); runcreds did not write it so: tell the runcreds operator"
+            ) from None
+
+    def _fetch(self, run: RunPhase, integration_id: str | None, wait: float) -> RunCredentials:
         record = self._await_record(run, integration_id, wait)
         if record.status is RecordStatus.FAILED:
             raise CredentialsFailedError(
@@ -123,39 +166,95 @@ class CredentialsFetcher:
             time.sleep(min(delay, remaining))
             delay = min(delay * 2, 2.0)
 
+    @contextmanager
+    def _aws_failures(self, run: RunPhase, service: str) -> Iterator[None]:
+        """What `service` (or botocore) raised, as one line and the exit status that says whether to retry
+        or to fix something. Transient is botocore's own verdict: it retried the call (standard mode:
+        throttling, 5xx, timeouts) before giving up."""
+        try:
+            yield
+        except ClientError as error:
+            details, meta = error.response.get("Error", {}), error.response.get("ResponseMetadata", {})
+            code, message = details.get("Code", "Unknown"), details.get("Message", "")
+            call = f"{service} {error.operation_name}"
+            retries = int(meta.get("RetryAttempts", 0))
+            if retries or faults.is_transient(error):
+                raise AwsUnavailableError(
+                    f"{call} kept failing ({code}, {retries + 1} attempts): retry later"
+                ) from None
+            if code == "ResourceNotFoundException" and service == "DynamoDB":
+                raise AwsRefusedError(
+                    f"DynamoDB has no table {self.store.table_name} in {aws.dynamodb().meta.region_name}: check "
+                    "RUNCREDS_CREDENTIALS_TABLE (or --table) and AWS_REGION against the stack's CredentialsTableName"
+                ) from None
+            if code in ("AccessDeniedException", "AccessDenied"):
+                raise CredentialsNotYoursError(
+                    f"{call} refused this worker the {run.phase} credentials of account {run.account} ({code}): "
+                    f"its role needs the tag runcreds:account={run.account} and the stack's "
+                    f"Worker{run.phase.access.value.capitalize()}PhasePolicyArn policy"
+                ) from None
+            raise AwsRefusedError(f"{call} refused: {code}: {message}") from None
+        except TransientAwsError as error:
+            raise AwsUnavailableError(f"{error}: retry later") from None
+        except NoRegionError:
+            raise AwsRefusedError("no AWS region: set AWS_REGION to the runcreds stack's region") from None
+        except NoCredentialsError:
+            raise AwsRefusedError("no AWS credentials for the worker (environment, profile or role)") from None
+        except (ConnectionError, HTTPClientError) as error:  # refused, reset, timed out, DNS
+            raise AwsUnavailableError(f"could not reach {service}: {error}: retry later") from None
+        except BotoCoreError as error:  # botocore's others are configuration: a profile, a parameter
+            raise AwsRefusedError(f"AWS configuration: {error}") from None
+
     def _decrypt(self, record: CredentialRecord) -> RunCredentials:
-        if record.expires_at is None or record.ciphertext is None:
-            raise CredentialsMissingError(f"the record of integration {record.integration_id} holds no credentials")
+        # A naive expires_at cannot be compared with the time now: malformed too, as runcreds writes UTC.
+        if record.expires_at is None or record.ciphertext is None or record.expires_at.tzinfo is None:
+            raise MalformedRecordError(
+                f"the {record.status} record of integration {record.integration_id} for run {record.run_id} "
+                f"({record.phase}) lacks its ciphertext or an expires_at with a time zone; runcreds did not "
+                "write it so: tell the runcreds operator"
+            )
         if record.expires_at <= _now():
             raise CredentialsExpiredError(
                 f"the credentials of run {record.run_id} ({record.phase}) expired at {record.expires_at.isoformat()}"
             )
+        with self._aws_failures(record.run, "KMS"):
+            try:
+                plaintext = aws.kms().decrypt(
+                    CiphertextBlob=record.ciphertext,
+                    EncryptionContext=encryption_context_for(record.run, record.integration_id),
+                )["Plaintext"]
+            except ClientError as error:
+                code = error.response["Error"]["Code"]
+                if code in ("InvalidCiphertextException", "AccessDeniedException", "IncorrectKeyException"):
+                    raise CredentialsNotYoursError(
+                        f"KMS refused to decrypt the credentials of run {record.run_id} for this worker ({code}): "
+                        "they are another run's or worker's, or the ciphertext is damaged"
+                    ) from None
+                raise
         try:
-            plaintext = aws.kms().decrypt(
-                CiphertextBlob=record.ciphertext,
-                EncryptionContext=encryption_context_for(record.run, record.integration_id),
-            )["Plaintext"]
-        except ClientError as error:
-            code = error.response["Error"]["Code"]
-            if code in ("InvalidCiphertextException", "AccessDeniedException", "IncorrectKeyException"):
-                raise CredentialsNotYoursError(
-                    f"KMS refused to decrypt the credentials of run {record.run_id} for this worker ({code})"
-                ) from None
-            raise
-        values = json.loads(plaintext)
-        return RunCredentials(
-            access_key_id=values["AccessKeyId"],
-            secret_access_key=values["SecretAccessKey"],
-            session_token=values["SessionToken"],
-            expiration=datetime.fromisoformat(values["Expiration"]),
-        )
+            values = json.loads(plaintext)
+            return RunCredentials(
+                access_key_id=values["AccessKeyId"],
+                secret_access_key=values["SecretAccessKey"],
+                session_token=values["SessionToken"],
+                expiration=datetime.fromisoformat(values["Expiration"]),
+            )
+        except (ValueError, KeyError, TypeError) as error:  # never the text itself: it holds the secret
+            raise MalformedRecordError(
+                f"the decrypted credentials of integration {record.integration_id} for run {record.run_id} "
+                f"({record.phase}) are not what runcreds encrypts ({type(error).__name__}): tell the runcreds operator"
+            ) from None
 
     def _assume_on_worker(self, record: CredentialRecord) -> RunCredentials:
         spec = record.assume_role
         if spec is None:
-            raise CredentialsMissingError(f"the record of integration {record.integration_id} has no role to assume")
+            raise MalformedRecordError(
+                f"the worker-mode record of integration {record.integration_id} for run {record.run_id} "
+                f"({record.phase}) has no role to assume; runcreds did not write it so: tell the runcreds operator"
+            )
         try:
-            credentials = assume_run_role(aws.sts(spec.region), spec)
+            with self._aws_failures(record.run, "STS"):
+                credentials = assume_run_role(aws.sts(spec.region), spec)
         except RoleRefusedError as refusal:
             raise CredentialsFailedError(
                 f"this worker could not assume {spec.role_arn} with external ID {spec.external_id}: "

@@ -3,16 +3,38 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
+import socket
+import sys
 import threading
 
 from runcreds.local import demo
 from runcreds.local.stack import LocalStack
 
 
+def _in_use(port: int) -> bool:
+    """Whether a server could not listen on 127.0.0.1:`port` (0: any free port, never in use)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as werkzeug's servers do
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as error:
+            return port != 0 and error.errno == errno.EADDRINUSE
+    return False
+
+
 def up(port: int, api_port: int) -> int:
+    for number, what, variable in ((port, "the embedded AWS", "AWS_PORT"), (api_port, "the HTTP API", "API_PORT")):
+        if _in_use(number):
+            print(
+                f"runcreds: port {number} ({what}) is in use by another program (another `make up`?): stop it, "
+                f"or choose another port: make up {variable}=<port> (runcreds local up --port/--api-port)",
+                file=sys.stderr,
+            )
+            return 2
     stack = LocalStack(port=port, api_port=api_port, echo_logs=True).start()
-    env = stack.client_env()
+    env = {**stack.client_env(), "RUNCREDS_API_URL": stack.outputs["ApiUrl"]}  # the admin and audit commands
     print("runcreds embedded stack is up. In another shell:\n")
     for key, value in env.items():
         print(f"  export {key}={value}")

@@ -157,10 +157,12 @@ class EmbeddedAws(ThreadedMotoServer):
             DomainDispatcherApplication(create_backend_app), self.strict_sts, self.calls, self.faults
         )
 
-    def _server_entry(self) -> None:
+    def start(self) -> None:
+        # Bound here, in the caller's thread: a port in use fails at once (werkzeug exits), where moto's
+        # start() would bind in its own thread and wait forever for a server that never came up.
         self._server = make_server(self._ip_address, self._port, self.front_door, threaded=True)
-        self._server_ready_event.set()
-        self._server.serve_forever()
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
 
     @property
     def endpoint_url(self) -> str:

@@ -11,6 +11,7 @@ import importlib
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
 import uuid
@@ -33,6 +34,9 @@ class LocalContext:
 
 
 def main() -> None:
+    # Ctrl-C reaches the terminal's whole process group: the stack stops its containers itself, without
+    # a KeyboardInterrupt traceback from each of them.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # As Lambda's Python runtime does: a root handler on stdout at the application log level.
     logging.basicConfig(level=os.environ.get("AWS_LAMBDA_LOG_LEVEL", "WARNING"), stream=sys.stdout)
     reply_fd, code_uri, handler = int(sys.argv[1]), sys.argv[2], sys.argv[3]
