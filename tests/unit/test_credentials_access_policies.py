@@ -98,7 +98,11 @@ def test_a_tagged_worker_decrypts_its_own_account_only() -> None:
     )
 
 
-@pytest.mark.parametrize("action", ["kms:Decrypt", "kms:Encrypt", "kms:ReEncryptFrom", "kms:GenerateDataKey"])
+@pytest.mark.parametrize(
+    "action",
+    # a grant is a decryption by other means: an administrator could grant itself kms:Decrypt
+    ["kms:Decrypt", "kms:Encrypt", "kms:ReEncryptFrom", "kms:GenerateDataKey", "kms:CreateGrant"],
+)
 def test_administrators_administer_but_hold_no_cryptographic_action(action: str) -> None:
     # Given the account's administrators (the root delegation, no runcreds tag)
     context = encryption_context("acme", "net", "apply")
