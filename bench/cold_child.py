@@ -13,6 +13,7 @@ with OLD_TOKEN replaced by NEW_TOKEN in the parameters (a fresh run ID, so that 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 
 def _encode(value: object) -> object:
@@ -65,7 +66,7 @@ def record(code_uri: str, handler: str, event_path: str, calls_path: str) -> Non
 
     create_client = botocore.session.Session.create_client
 
-    def hooked(self: botocore.session.Session, *args: object, **kwargs: object) -> object:
+    def hooked(self: botocore.session.Session, *args: Any, **kwargs: Any) -> Any:
         client = create_client(self, *args, **kwargs)
         client.meta.events.register("provide-client-params.*.*", provide)
         client.meta.events.register("before-send.*.*", before_send)
