@@ -163,7 +163,7 @@ def main() -> int:
             # The record is written unannounced until its Ready event is out (a retry announces it otherwise).
             raw_ddb.update_item(
                 TableName=table, Key=key, UpdateExpression="REMOVE unannounced",
-                ConditionExpression="claim_token = :t", ExpressionAttributeValues={":t": {"S": "t"}},
+                ConditionExpression="attribute_exists(run_key)",
             )  # fmt: skip
 
         def event(run_id: str) -> dict[str, Any]:
