@@ -92,10 +92,9 @@ mutation: $(VENV)/.installed-dev
 	$(VENV)/bin/mutmut run --max-children 2
 	$(VENV)/bin/mutmut results
 
+# Every benchmark, then one table of their ratios (medians with min and max, beside their goals).
 bench: $(VENV)/.installed-local
-	$(PY) bench/vend.py
-	$(PY) bench/audit.py
-	$(PY) bench/refresh.py
+	$(PY) bench/report.py
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

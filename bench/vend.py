@@ -1,5 +1,10 @@
-"""Vend benchmark: the vend handler's wall time per event ÷ the six AWS calls a vend cannot avoid, made
+"""Vend benchmark: the vend handler's wall time per event ÷ the seven AWS calls a vend cannot avoid, made
 raw with boto3 against the same embedded AWS in the same run, and the AWS requests per vend.
+
+Seven: Query (attachments), the claim (a transaction: the record and a check that the phase is still
+open), AssumeRole, Encrypt, the completion (a transaction: the record and its audit session mappings),
+PutEvents, and an UpdateItem marking the record announced — it is written unannounced so that a retry of
+an invocation that failed after writing still sends its Ready event (docs/decision_log.md).
 
     .venv/bin/python bench/vend.py [--events 200]
 
@@ -28,6 +33,10 @@ from typing import Any
 import boto3
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench.results import record  # noqa: E402 - run as a script: the repository root is not on the path
+
+GOAL = 1.15  # issue 13
 
 
 def main() -> int:
@@ -71,7 +80,7 @@ def main() -> int:
             sink.truncate()
             return result
 
-        # The raw side: the same six calls, with boto3, as the same identities.
+        # The raw side: the same seven calls, with boto3, as the same identities.
         env = stack.functions["VendCredentialsFunction"].environment
         endpoint = stack.endpoint_url
         function_session = boto3.Session(
@@ -103,11 +112,19 @@ def main() -> int:
                 ConsistentRead=True,
             )
             key = {"run_key": {"S": f"{account}#{name}#{run_id}#plan"}, "integration_id": {"S": integration_id}}
-            raw_ddb.put_item(
-                TableName=table,
-                Item={**key, "status": {"S": "pending"}, "claim_token": {"S": "t"}},
-                ConditionExpression="attribute_not_exists(run_key)",
-            )
+            # The claim: the record, conditional on the phase still being open (its phase item), in one
+            # transaction (docs/decision_log.md: a Started after its Finished must not vend).
+            phase_key = {"run_key": key["run_key"], "integration_id": {"S": "#phase"}}
+            raw_ddb.transact_write_items(
+                TransactItems=[
+                    {"ConditionCheck": {"TableName": table, "Key": phase_key,
+                                        "ConditionExpression": "attribute_not_exists(#s) OR #s <> :f",
+                                        "ExpressionAttributeNames": {"#s": "status"},
+                                        "ExpressionAttributeValues": {":f": {"S": "finished"}}}},
+                    {"Put": {"TableName": table, "Item": {**key, "status": {"S": "pending"}, "claim_token": {"S": "t"}},
+                             "ConditionExpression": "attribute_not_exists(run_key)"}},
+                ]
+            )  # fmt: skip
             creds = raw_sts.assume_role(
                 RoleArn=role_arn,
                 RoleSessionName=run_id,
@@ -143,6 +160,11 @@ def main() -> int:
                 Entries=[{"Source": "runcreds.broker", "DetailType": "Run Phase Credentials Ready",
                           "Detail": json.dumps({"run_id": run_id}), "EventBusName": env["RUNCREDS_EVENT_BUS_NAME"]}]
             )  # fmt: skip
+            # The record is written unannounced until its Ready event is out (a retry announces it otherwise).
+            raw_ddb.update_item(
+                TableName=table, Key=key, UpdateExpression="REMOVE unannounced",
+                ConditionExpression="attribute_exists(run_key)",
+            )  # fmt: skip
 
         def event(run_id: str) -> dict[str, Any]:
             return {
@@ -173,9 +195,13 @@ def main() -> int:
         handler_ms, raw_ms = statistics.median(handler_times) * 1000, statistics.median(raw_times) * 1000
         print(f"events: {args.events} (after 5 warm-up), python {sys.version.split()[0]}")
         print(f"vend handler, median wall time per event: {handler_ms:.2f} ms")
-        print(f"raw six calls (boto3, same server), median: {raw_ms:.2f} ms")
-        print(f"ratio handler / raw: {handler_ms / raw_ms:.3f}  (goal <= 1.25)")
-        print(f"AWS requests per vend: {sorted(per_vend)}  (goal: 6) -> {', '.join(kinds)}")
+        print(f"raw seven calls (boto3, same server), median: {raw_ms:.2f} ms")
+        ratios = [h / r for h, r in zip(handler_times, raw_times, strict=True)]
+        print(f"ratio handler / raw: {handler_ms / raw_ms:.3f}  (paired: median {statistics.median(ratios):.3f}, "
+              f"min {min(ratios):.3f}, max {max(ratios):.3f}; goal <= {GOAL})")  # fmt: skip
+        print(f"AWS requests per vend: {sorted(per_vend)}  (goal: 7) -> {', '.join(kinds)}")
+        record("vend, warm: handler / raw calls", ratios, f"<= {GOAL}", statistics.median(ratios) <= GOAL)
+        record("vend: AWS requests per vend", [len(r) for r in requests], "= 7", per_vend == {7})
     return 0
 
 

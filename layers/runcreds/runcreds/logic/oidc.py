@@ -17,8 +17,6 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlparse
 
 from botocore.exceptions import BotoCoreError, ClientError
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
-from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from runcreds import aws
 from runcreds.exceptions import TransientAwsError
@@ -172,6 +170,10 @@ def exchange(
 @cache
 def jwk_for(key_arn: str) -> dict[str, str]:
     """The public key as a JWK (cached per warm container: a key's public half never changes)."""
+    # Imported here: only the public documents need it, and a vend's cold start should not pay for it.
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+    from cryptography.hazmat.primitives.serialization import load_der_public_key
+
     der = aws.kms().get_public_key(KeyId=key_arn)["PublicKey"]
     public_key = load_der_public_key(der)
     if not isinstance(public_key, RSAPublicKey):

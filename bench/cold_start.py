@@ -1,0 +1,223 @@
+"""Cold-start benchmark: per function, a fresh process importing the handler and serving its first event ÷ a
+fresh process importing boto3, creating the same clients and making the same calls (goal ≤ 1.3 each).
+
+    .venv/bin/python bench/cold_start.py [--trials 7] [--only vend,refresh]
+
+Both sides run against the embedded stack's moto server (strict STS in front), each in a process of its own
+with the function's environment from the template (`stack.functions[...]`: its settings, its role's
+credentials, the template's log level; tracing off, as there is no X-Ray daemon). The handler side is the
+embedded stack's Lambda container (`runcreds.local.lambda_worker`) serving one event and exiting. The raw
+side replays the AWS calls that the handler made on a recording run (bench/cold_child.py records them with
+botocore's event hooks): the same operations, parameters, regions and identities, with a fresh run ID.
+Trials are interleaved (handler, raw, raw, handler, ...) so that load on the shared machine hits both alike;
+each process is timed from spawn to exit; the ratio is the median of the paired trials' ratios. The AWS
+requests of every trial are counted on the server: the two sides must make the same ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+GOAL = 1.3
+
+
+@dataclass
+class Case:
+    name: str
+    function: str  # the template's logical ID
+    prepare: Callable[[str], None]  # makes what the first event needs (untimed), given the trial's token
+    event: Callable[[str], dict[str, Any]]  # the first event, given the trial's token
+    tokenised: bool  # whether the token appears in the calls (fresh writes per trial)
+
+
+def api_event(method: str, resource: str, params: dict[str, str], body: Any = None) -> dict[str, Any]:
+    path = resource
+    for key, value in params.items():
+        path = path.replace("{" + key + "}", value)
+    return {
+        "resource": resource, "path": path, "httpMethod": method, "headers": {"Content-Type": "application/json"},
+        "multiValueHeaders": {}, "queryStringParameters": None, "multiValueQueryStringParameters": None,
+        "pathParameters": params,
+        "requestContext": {"httpMethod": method, "resourcePath": resource, "path": "/v1" + path, "stage": "v1",
+                           "requestId": "bench", "identity": {}},
+        "body": None if body is None else json.dumps(body), "isBase64Encoded": False,
+    }  # fmt: skip
+
+
+def run(cmd: list[str], env: dict[str, str], stdin: str = "", pass_fds: tuple[int, ...] = ()) -> float:
+    started = time.perf_counter()
+    process = subprocess.run(
+        cmd, input=stdin, env=env, text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=pass_fds
+    )
+    elapsed = time.perf_counter() - started
+    if process.returncode:
+        raise RuntimeError(f"{cmd[1:4]} failed:\n{process.stderr[-3000:]}")
+    return elapsed
+
+
+def handler_trial(stack: Any, case: Case, token: str) -> tuple[float, list[tuple[str, str]]]:
+    spec = stack.template.functions()[case.function]
+    mark = stack.aws.calls.mark()
+    # The reply goes to a file, not a pipe: a large one (an audit page) would fill a pipe nobody reads yet.
+    with tempfile.TemporaryFile("w+") as replies:
+        fd = replies.fileno()
+        request = json.dumps({"id": str(uuid.uuid4()), "event": case.event(token)}) + "\n"
+        cmd = [sys.executable, "-m", "runcreds.local.lambda_worker", str(fd), str(spec.code_uri), spec.handler]
+        elapsed = run(cmd, stack.functions[case.function].environment, request, (fd,))
+        replies.seek(0)
+        lines = replies.read().splitlines()
+    reply = json.loads(lines[-1])
+    if "error" in reply or (isinstance(reply["result"], dict) and reply["result"].get("statusCode", 200) >= 300):
+        raise RuntimeError(f"{case.name}: the handler failed: {reply}")
+    return elapsed, stack.aws.calls.since(mark)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=7)
+    parser.add_argument("--only", default="", help="comma-separated case names")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from bench import audit as audit_bench
+    from bench.results import record as results_record
+    from runcreds.api_client import ApiClient
+    from runcreds.local.stack import LocalStack
+    from runcreds.logic.trust_policy import trust_policy_for
+    from tests.support import Tenant, attach, create_integration, create_role
+
+    with LocalStack(template_path=ROOT / "template.yaml", stack_name="runcreds-bench") as stack:
+        account, name = "bench", "networking"
+        role_arn = create_role(stack, trust_policy_for(stack.outputs["BrokerRoleArn"], account), "bench-role")
+        api = ApiClient(stack.outputs["ApiUrl"], stack.session())
+        tenant = Tenant(account, name, "01BENCH")
+        integration_id = create_integration(api, tenant, role_arn)
+        assert attach(api, tenant, integration_id).status == 200
+        audit_account, audit_run, audit_role, audit_akid = audit_bench._vend(stack)
+
+        def vend(run_id: str) -> None:
+            stack.put_event("Run Phase Started", {"account": account, "stack": name, "run_id": run_id, "phase": "plan"})
+            stack.router.drain()
+
+        def nothing(_token: str) -> None:
+            return None
+
+        def vend_event(run_id: str) -> dict[str, Any]:
+            return {
+                "version": "0", "id": str(uuid.uuid4()), "detail-type": "Run Phase Started", "source": "runcreds.runs",
+                "account": "123456789012", "time": "2026-11-25T12:00:00Z", "region": "us-east-1", "resources": [],
+                "detail": {"account": account, "stack": name, "run_id": run_id, "phase": "plan"},
+            }  # fmt: skip
+
+        refresh = "/accounts/{account}/stacks/{stack}/runs/{run_id}/phases/{phase}/refresh"
+        cases = [
+            Case("vend", "VendCredentialsFunction", nothing, vend_event, True),
+            Case(
+                "attach API (get integration)", "AttachApiFunction", nothing,
+                lambda _t: api_event("GET", "/accounts/{account}/integrations/{integration_id}",
+                                     {"account": account, "integration_id": integration_id}),
+                False,
+            ),
+            Case(
+                "audit indexer (100 events)", "AuditIndexerFunction", nothing,
+                lambda _t: audit_bench._sqs_events(
+                    audit_bench._records(audit_bench.BATCH, audit_run, audit_role, audit_akid))[0],
+                False,
+            ),
+            Case(
+                "audit API (run page)", "AuditApiFunction", nothing,
+                lambda _t: api_event("GET", "/accounts/{account}/runs/{run_id}/audit",
+                                     {"account": audit_account, "run_id": audit_run}),
+                False,
+            ),
+            Case(
+                "refresh route", "AttachApiFunction", vend,
+                lambda run_id: api_event("POST", refresh, {"account": account, "stack": name, "run_id": run_id,
+                                                           "phase": "plan"}, {"integration_id": integration_id}),
+                True,
+            ),
+        ]  # fmt: skip
+        if args.only:
+            wanted = set(args.only.split(","))
+            cases = [c for c in cases if c.name.split(" ")[0] in wanted or c.name in wanted]
+        # The audit indexer's first batch must find the run's sessions indexed already (as in production).
+        stack.router.drain()
+
+        results = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for case in cases:
+                env = stack.functions[case.function].environment
+                spec = stack.template.functions()[case.function]
+                # Recording: one run of the handler, its calls written down (not timed).
+                record_token = f"rec{uuid.uuid4().hex[:10]}"
+                case.prepare(record_token)
+                event_path, calls_path = Path(tmp, f"{case.function}.event"), Path(tmp, f"{case.name}.calls")
+                event_path.write_text(json.dumps(case.event(record_token)))
+                mark = stack.aws.calls.mark()
+                child = [sys.executable, str(ROOT / "bench/cold_child.py")]
+                run([*child, "record", str(spec.code_uri), spec.handler, str(event_path), str(calls_path)], env)
+                recorded = stack.aws.calls.since(mark)
+                handler_times: list[float] = []
+                raw_times: list[float] = []
+                for trial in range(args.trials + 1):  # the first round warms the server's code paths
+                    tokens = {side: f"c{trial}{side}{uuid.uuid4().hex[:8]}" for side in ("h", "r")}
+                    for token in tokens.values():
+                        case.prepare(token)
+                    order = ("h", "r") if trial % 2 == 0 else ("r", "h")
+                    for side in order:
+                        if side == "h":
+                            elapsed, calls = handler_trial(stack, case, tokens["h"])
+                            target = handler_times
+                        else:
+                            mark = stack.aws.calls.mark()
+                            old = record_token if case.tokenised else "@@no-token@@"
+                            elapsed = run([*child, "raw", str(calls_path), old, tokens["r"]], env)
+                            calls = stack.aws.calls.since(mark)
+                            target = raw_times
+                        if sorted(calls) != sorted(recorded):
+                            raise RuntimeError(f"{case.name}: {side} made {calls}, the recording {recorded}")
+                        if trial:
+                            target.append(elapsed)
+                ratios = sorted(h / r for h, r in zip(handler_times, raw_times, strict=True))
+                results_record(f"cold start: {case.name}", ratios, f"<= {GOAL}", statistics.median(ratios) <= GOAL)
+                row = {
+                    "name": f"cold start: {case.name}",
+                    "handler_ms": statistics.median(handler_times) * 1000,
+                    "raw_ms": statistics.median(raw_times) * 1000,
+                    "ratio": statistics.median(ratios),
+                    "min": ratios[0],
+                    "max": ratios[-1],
+                    "goal": f"<= {GOAL}",
+                    "pass": statistics.median(ratios) <= GOAL,
+                    "requests": len(recorded),
+                }
+                results.append(row)
+                print(
+                    f"{row['name']:<40} handler {row['handler_ms']:7.0f} ms  raw {row['raw_ms']:7.0f} ms  "
+                    f"ratio {row['ratio']:.2f} (min {row['min']:.2f}, max {row['max']:.2f})  goal <= {GOAL}  "
+                    f"[{len(recorded)} AWS requests each side]",
+                    flush=True,
+                )
+        print(f"trials: {args.trials} per side per function (after 1 warm-up), interleaved; python "
+              f"{sys.version.split()[0]}, {os.cpu_count()} cores")  # fmt: skip
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
