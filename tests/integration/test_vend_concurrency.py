@@ -6,12 +6,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
+
 from runcreds.local.stack import LocalStack
 from tests.support import Tenant, assumptions_of, events_for, record_items
 
 EVENTS = 200
 
 
+# Slow by nature (200 vends, serialised by the embedded DynamoDB): 50-120 s on a 2-core machine.
+@pytest.mark.timeout(400)
 def test_200_distinct_run_events_at_once_are_each_vended_exactly_once(
     stack: LocalStack,
     tenant: Tenant,
