@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
+from runcreds.admin_cli import VERIFYING
 from runcreds.cli import main
 from runcreds.local.stack import LocalStack
+from runcreds.local.template import CUSTOMER_ACCOUNT_ID
 from tests.support import Tenant
 
 
@@ -91,6 +93,23 @@ def test_the_cli_prints_trust_policies_and_diagnoses(
     assert status == 1
     assert "422" in err and "missing_tag_session" in err and "suggested trust policy" in err
     assert stack.outputs["BrokerRoleArn"] in err
+
+
+def test_an_attach_waiting_for_iam_propagation_says_so_once(
+    runcreds: Callable[..., tuple[int, str, str]], tenant: Tenant
+) -> None:
+    # Given an integration whose role does not exist (yet): a refusal IAM propagation could explain
+    role = f"arn:aws:iam::{CUSTOMER_ACCOUNT_ID}:role/not-yet-{tenant.stack}"
+    status, out, _ = runcreds("integrations", "create", "--account", tenant.account, "--name", "n", "--role-arn",
+                              role, "--json")  # fmt: skip
+    assert status == 0
+
+    # When it is attached, the API retries for the stack's VerifyRetrySeconds before answering
+    status, _, err = runcreds("attach", "--account", tenant.account, "--stack", tenant.stack, as_json(out)["id"])
+
+    # Then one line said so while it waited, before the answer
+    assert status == 1 and "role_missing_or_untrusted" in err
+    assert err.count(VERIFYING) == 1 and err.index(VERIFYING) < err.index("422")
 
 
 def test_the_cli_needs_an_api_url(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

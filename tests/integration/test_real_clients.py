@@ -9,10 +9,8 @@ as expired, so 330 s sessions refreshed 310 s before expiry give it a fresh sess
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from runcreds.local import terraform
 from runcreds.local.stack import LocalStack
 from tests.support import Tenant
 
@@ -139,16 +138,6 @@ def test_a_failing_command_exits_with_its_status(
 
 
 # ---------------------------------------------------------------- Terraform
-def plugin_mirror() -> str | None:
-    """RUNCREDS_TF_PLUGIN_MIRROR, else the usual places a filesystem mirror of hashicorp/aws lives."""
-    candidates = [os.environ.get("RUNCREDS_TF_PLUGIN_MIRROR", ""), "/opt/tf-plugins",
-                  os.path.expanduser("~/.terraform.d/plugins"), "/usr/share/terraform/plugins"]  # fmt: skip
-    for candidate in candidates:
-        if candidate and glob.glob(os.path.join(candidate, "registry.terraform.io/hashicorp/aws/*")):
-            return candidate
-    return None
-
-
 TERRAFORM = textwrap.dedent(
     """
     terraform {
@@ -183,26 +172,13 @@ TERRAFORM = textwrap.dedent(
 )
 
 
-@pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not on PATH (install Terraform 1.11)")
-@pytest.mark.skipif(
-    plugin_mirror() is None,
-    reason="no filesystem mirror of hashicorp/aws (set RUNCREDS_TF_PLUGIN_MIRROR to one, e.g. /opt/tf-plugins)",
-)
+@pytest.mark.skipif(terraform.unavailable() is not None, reason=f"{terraform.unavailable()}: {terraform.HOW_TO_GET_IT}")
 def test_terraform_apply_outlives_its_first_credentials(
     stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
     publish: Publish, short_sessions: None, tmp_path: Path,
 ) -> None:  # fmt: skip
-    mirror = plugin_mirror()
-    (tmp_path / "main.tf").write_text(TERRAFORM)
-    (tmp_path / "cli.tfrc").write_text(
-        f'provider_installation {{\n  filesystem_mirror {{ path = "{mirror}" }}\n'
-        '  direct { exclude = ["registry.terraform.io/*/*"] }\n}\n'
-    )
-    tf_env = {"TF_CLI_CONFIG_FILE": str(tmp_path / "cli.tfrc"), "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1",
-              "AWS_EC2_METADATA_DISABLED": "true"}  # fmt: skip
-    init_args = ["terraform", "init", "-input=false", "-no-color"]  # terraform from PATH, as a user runs it
-    init = subprocess.run(init_args, cwd=tmp_path, capture_output=True, text=True, env={**os.environ, **tf_env},  # noqa: S603
-                          timeout=120, check=False)  # fmt: skip
+    tf_env = terraform.workspace(tmp_path, TERRAFORM)
+    init = terraform.init(tmp_path, tf_env)
     assert init.returncode == 0, init.stdout + init.stderr
 
     integrate(tenant, make_role(f"{tenant.account}@*"))

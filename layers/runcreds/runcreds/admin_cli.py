@@ -12,6 +12,7 @@ import json
 import os
 import re
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,6 +21,11 @@ from runcreds.api_client import ApiClient, ApiResponse
 EXIT_REFUSED = 1  # the API answered 4xx
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3  # 5xx or no answer
+PROGRESS_AFTER_SECONDS = 2.0
+VERIFYING = (
+    "runcreds: verifying the role's trust: a refusal IAM propagation could explain (a role created moments ago) "
+    "is retried for up to the stack's VerifyRetrySeconds (20 s by default) before the answer"
+)
 _REGION_IN_URL = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com")
 
 
@@ -110,10 +116,17 @@ def run(args: argparse.Namespace, client_factory: Callable[[str], ApiClient] = c
         return _fail("no API URL: pass --api-url or set RUNCREDS_API_URL (the stack's ApiUrl output)", EXIT_USAGE)
     client = client_factory(args.api_url)
     base = f"/accounts/{args.account}"
+    # A verifying request can take the stack's VerifyRetrySeconds: say so once, rather than wait in silence.
+    verifying = args.command == "attach" or (args.command == "integrations" and args.action == "update")
+    progress = threading.Timer(PROGRESS_AFTER_SECONDS, lambda: print(VERIFYING, file=sys.stderr, flush=True))
+    if verifying:
+        progress.start()
     try:
         response, render = _call(client, base, args)
     except Exception as error:  # no answer at all: connection refused, DNS, no credentials
         return _fail(f"could not reach {args.api_url}: {type(error).__name__}: {error}", EXIT_UNAVAILABLE)
+    finally:
+        progress.cancel()
     if response.status >= 400:
         return _refused(response, args.json)
     if args.json:
