@@ -13,8 +13,12 @@ from urllib.parse import unquote
 
 import pytest
 
+from runcreds import api as runcreds_api
 from runcreds.api_client import ApiClient
+from runcreds.local.api_gateway import STAGE
+from runcreds.local.iam_auth import API_ID
 from runcreds.local.stack import LocalStack
+from runcreds.local.template import REGION
 from runcreds.logic import oidc
 from runcreds.logic.trust_policy import oidc_trust_policy_for
 from tests.oidc_support import (
@@ -294,3 +298,75 @@ def trust_policy_of(stack: LocalStack, role_arn: str) -> dict[str, Any]:
     document = stack.customer_client("iam").get_role(RoleName=role_arn.rsplit("/", 1)[1])["Role"]
     policy = document["AssumeRolePolicyDocument"]
     return dict(json.loads(unquote(policy)) if isinstance(policy, str) else policy)
+
+
+def test_a_refresh_of_an_oidc_session_exchanges_a_fresh_token_and_writes_a_new_generation(
+    stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant, publish: Callable[..., None]
+) -> None:
+    # Given an attached OIDC integration whose apply phase was vended
+    role = create_oidc_role(stack, federated_trust(stack, f"account:{tenant.account}:*"))
+    integration_id = create_integration(api, tenant, role, trust="oidc", duration_seconds=2 * 3600)
+    assert attach(api, tenant, integration_id).status == 200
+    publish(tenant, "apply")
+    first = credentials_of(stack, tenant, "apply")
+    seen = len(stack.aws.strict_sts.web_identity_tokens)
+    # When the worker asks for a refresh
+    answer = api.post(
+        f"/accounts/{tenant.account}/stacks/{tenant.stack}/runs/{tenant.run_id}/phases/apply/refresh",
+        {"integration_id": integration_id},
+    )
+    # Then a fresh token (a new jti) was minted for the phase and exchanged, and a new generation written
+    assert answer.status == 200, answer.body
+    (token,) = stack.aws.strict_sts.web_identity_tokens[seen:]
+    _header, claims = claims_of(token)
+    assert claims["sub"] == f"account:{tenant.account}:stack:{tenant.stack}:phase:apply:access:write"
+    assert claims["integration_id"] == integration_id and claims["run_id"] == tenant.run_id
+    assert claims["jti"] not in [claims_of(t)[1]["jti"] for t in stack.aws.strict_sts.web_identity_tokens[:seen]]
+    second = credentials_of(stack, tenant, "apply")
+    assert second["AccessKeyId"] != first["AccessKeyId"]
+    expires = time.mktime(time.strptime(second["Expiration"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+    assert expires - time.time() > 1.5 * 3600  # the integration's duration: no chaining cap
+    (record,) = record_items(stack, tenant, "apply")
+    assert record["generation"]["N"] == "1"
+    session = stack.session(second["AccessKeyId"], second["SecretAccessKey"], second["SessionToken"])
+    assert stack.client("sts", session).get_caller_identity()["Arn"].endswith(f"/{tenant.run_id}")
+    # And the token is nowhere: not in the answer, the record or any function's logs
+    signature = token.split(".")[2]
+    for where in (json.dumps(answer.body), json.dumps(record, default=str), stack.logs.text()):
+        assert signature not in where and token.split(".")[1] not in where
+
+
+@pytest.mark.usefixtures("attach_service_env")
+def test_without_a_configured_issuer_the_refresh_mints_with_the_apis_own_url(
+    stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant, publish: Callable[..., None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    # Given a vended OIDC phase, and the attach function as deployed with OidcIssuerUrl empty (the default:
+    # the template cannot give a function behind the API the API's URL)
+    role = create_oidc_role(stack, federated_trust(stack, f"account:{tenant.account}:*"))
+    integration_id = create_integration(api, tenant, role, trust="oidc")
+    assert attach(api, tenant, integration_id).status == 200
+    publish(tenant, "apply")
+    monkeypatch.setenv("RUNCREDS_OIDC_ISSUER_URL", "")
+    seen = len(stack.aws.strict_sts.web_identity_tokens)
+    # When the refresh route is called through API Gateway (its request context names the API and stage)
+    path = f"/accounts/{tenant.account}/stacks/{tenant.stack}/runs/{tenant.run_id}/phases/apply/refresh"
+    answer = runcreds_api.resolve(
+        {
+            "resource": "/accounts/{account}/stacks/{stack}/runs/{run_id}/phases/{phase}/refresh",
+            "path": path,
+            "httpMethod": "POST",
+            "headers": {"Content-Type": "application/json"},
+            "pathParameters": None,
+            "requestContext": {"apiId": API_ID, "stage": STAGE, "domainName": "evil.example.com", "path": path},
+            "body": json.dumps({"integration_id": integration_id}),
+            "isBase64Encoded": False,
+        },
+        None,
+    )
+    # Then its token's `iss` is the API's own URL, as the OidcIssuerUrl output says (here no provider
+    # exists for it, so STS refuses it: a 4xx naming STS's code, never a 5xx)
+    (token,) = stack.aws.strict_sts.web_identity_tokens[seen:]
+    assert claims_of(token)[1]["iss"] == f"https://{API_ID}.execute-api.{REGION}.amazonaws.com/{STAGE}"
+    assert answer["statusCode"] == 422, answer
+    assert token.split(".")[2] not in answer["body"]
