@@ -21,6 +21,15 @@ from runcreds.local.stack import LocalStack
 from runcreds.local.template import REGION
 from runcreds.logic import oidc
 from runcreds.logic.trust_policy import oidc_trust_policy_for
+from tests.audit_support import (
+    VendedSession,
+    as_session,
+    as_web_identity_exchange,
+    at,
+    forward,
+    record,
+    vended_access_key,
+)
 from tests.oidc_support import (
     FEDERATED_ACTIONS,
     account_client,
@@ -370,3 +379,28 @@ def test_without_a_configured_issuer_the_refresh_mints_with_the_apis_own_url(
     assert claims_of(token)[1]["iss"] == f"https://{API_ID}.execute-api.{REGION}.amazonaws.com/{STAGE}"
     assert answer["statusCode"] == 422, answer
     assert token.split(".")[2] not in answer["body"]
+
+
+def test_the_oidc_exchange_and_the_sessions_calls_are_in_the_runs_audit(
+    stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant, publish: Callable[..., None]
+) -> None:
+    # Given a vended OIDC phase
+    role = create_oidc_role(stack, federated_trust(stack, f"account:{tenant.account}:*"))
+    integration_id = create_integration(api, tenant, role, trust="oidc")
+    assert attach(api, tenant, integration_id).status == 200
+    publish(tenant, "apply")
+    session = VendedSession(tenant, role, vended_access_key(stack, tenant, "apply"))
+    # When the role's account forwards the exchange and a call of the session, and a call of a stranger's
+    exchange = as_web_identity_exchange(record("web_identity_assume_role.json", at(0)), session)
+    call = as_session(record("direct_s3_put_object.json", at(1)), session)
+    foreign = record("foreign_session_delete_object.json", at(2))
+    forward(stack, [exchange, call, foreign])
+    # Then the run's audit holds exactly the exchange and the call, with the run's role and session
+    answer = api.get(f"/accounts/{tenant.account}/runs/{tenant.run_id}/audit")
+    assert answer.status == 200, answer.body
+    events = answer.body["events"]
+    assert [e["event_name"] for e in events] == ["AssumeRoleWithWebIdentity", "PutObject"]
+    assert {(e["role_arn"], e["session_name"], e["source_identity"]) for e in events} == {
+        (role, tenant.run_id, tenant.run_id)
+    }
+    assert "sessionToken" not in json.dumps(events) and "EXAMPLEWEBIDENTITY" not in json.dumps(events)
