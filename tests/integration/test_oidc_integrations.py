@@ -47,6 +47,7 @@ from tests.support import (
     create_integration,
     credentials_of,
     events_for,
+    load_event,
     record_items,
 )
 
@@ -404,3 +405,37 @@ def test_the_oidc_exchange_and_the_sessions_calls_are_in_the_runs_audit(
         (role, tenant.run_id, tenant.run_id)
     }
     assert "sessionToken" not in json.dumps(events) and "EXAMPLEWEBIDENTITY" not in json.dumps(events)
+
+
+def test_an_oidc_trust_that_breaks_after_attach_is_marked_broken_by_the_reverification(
+    stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant
+) -> None:
+    # Given two attached OIDC integrations, one of whose roles then loses sts:TagSession
+    account_wide = f"account:{tenant.account}:*"
+    healthy_role = create_oidc_role(stack, federated_trust(stack, account_wide))
+    breaking_role = create_oidc_role(stack, federated_trust(stack, account_wide))
+    healthy = create_integration(api, tenant, healthy_role, trust="oidc")
+    breaking = create_integration(api, tenant, breaking_role, trust="oidc")
+    for integration_id in (healthy, breaking):
+        assert attach(api, tenant, integration_id).status == 200
+    apply_trust_policy(
+        stack, breaking_role,
+        federated_trust(stack, account_wide, ("sts:AssumeRoleWithWebIdentity", "sts:SetSourceIdentity")),
+    )  # fmt: skip
+    seen = len(stack.aws.strict_sts.web_identity_tokens)
+    # When the scheduled re-verification runs
+    stack.functions["ReverifyAttachmentsFunction"].invoke(load_event("schedule/reverify_attachments.json"))
+    # Then it exchanged tokens (it can sign) and the broken one shows why; the healthy one is ok
+    assert len(stack.aws.strict_sts.web_identity_tokens) > seen
+    shown = {
+        a["integration_id"]: a
+        for a in api.get(f"/accounts/{tenant.account}/stacks/{tenant.stack}/integrations").body["attachments"]
+    }
+    assert (shown[breaking]["status"], shown[breaking]["status_code"]) == ("broken", "missing_tag_session")
+    assert "sts:TagSession" in shown[breaking]["status_reason"]
+    assert shown[healthy]["status"] == "ok"
+    # And it was announced, without a token
+    (event,) = events_for(stack, tenant, "Attachment Verification Failed")
+    assert (event["integration_id"], event["code"]) == (breaking, "missing_tag_session")
+    tokens = stack.aws.strict_sts.web_identity_tokens[seen:]
+    assert not any(t.split(".")[2] in json.dumps(event) + stack.logs.text() for t in tokens)
