@@ -92,6 +92,19 @@ def as_broker_assume_role(event: dict[str, Any], session: VendedSession) -> dict
     return event
 
 
+def as_web_identity_exchange(event: dict[str, Any], session: VendedSession) -> dict[str, Any]:
+    """web_identity_assume_role.json as the OIDC exchange that opened the session (CONTRACT §7): logged in
+    the role's account, its caller the token, the session's access key in the response."""
+    detail = event["detail"]
+    detail["requestParameters"].update(roleArn=session.role_arn, roleSessionName=session.session_name)
+    response = detail["responseElements"]
+    response["credentials"]["accessKeyId"] = session.access_key_id
+    response["assumedRoleUser"]["arn"] = session.assumed_role_arn
+    response["sourceIdentity"] = session.session_name
+    event["detail"]["recipientAccountId"] = session.role_arn.split(":")[4]
+    return event
+
+
 def forward(stack: LocalStack, events: list[dict[str, Any]], bus: str | None = None) -> None:
     """What CloudTrail and the forwarding rules do: a record logged in runcreds' own account goes on its
     default bus (or `bus`); one logged in a customer account arrives through the audit bus with that

@@ -346,3 +346,50 @@ def test_a_runs_source_identity_counts_only_in_an_account_the_run_was_vended_int
     assert isinstance(in_customer, Resolution) and in_customer.mapping.phase is Phase.PLAN
     assert isinstance(in_second, Resolution) and in_second.mapping.phase is Phase.APPLY
     assert chained(stranger) is Dropped.UNTRUSTED and opened_by_stranger is Dropped.UNTRUSTED
+
+
+def web_identity_exchange(
+    role_arn: str, session_name: str, access_key_id: str, event_time: int, denied: bool = False
+) -> CloudTrailDetail:
+    """An sts:AssumeRoleWithWebIdentity record (an OIDC integration's exchange), as the role's account logs
+    it: the caller is the token (WebIdentityUser), the new session's access key is in the response."""
+    event = load_event("audit/web_identity_assume_role.json")
+    detail = event["detail"]
+    detail["requestParameters"].update(roleArn=role_arn, roleSessionName=session_name)
+    detail["responseElements"]["credentials"]["accessKeyId"] = access_key_id
+    detail["responseElements"]["sourceIdentity"] = session_name
+    detail["eventTime"] = event_time
+    if denied:
+        detail.update(errorCode="AccessDenied", errorMessage="Not authorized to perform sts:AssumeRoleWithWebIdentity")
+        detail["responseElements"] = None
+    return parse_record(json.dumps(event)).detail
+
+
+def test_an_oidc_exchange_and_its_sessions_calls_are_the_runs_in_the_roles_account_only(
+    stack: LocalStack, sessions: AuditSessionsStore
+) -> None:
+    # Given a run whose plan and apply were exchanged moments apart for the same role (same session name)
+    run_id = f"run-{uuid.uuid4().hex[:8]}"
+    plan, apply = mapping(run_id, phase=Phase.PLAN, issued_at=2_000), mapping(run_id, issued_at=2_003)
+    save(stack, sessions, plan, apply)
+    resolver = SessionResolver(sessions, OWN_ACCOUNT, BROKER)
+    plans_exchange = web_identity_exchange(plan.role_arn, run_id, str(plan.access_key_id), 2_000)
+
+    # When the plan's AssumeRoleWithWebIdentity is logged in the role's account
+    resolved = resolver.resolve(plans_exchange, CUSTOMER)
+    # Then it is the plan's (the session it opened, not the latest of that role and session name)
+    assert isinstance(resolved, Resolution)
+    assert (resolved.mapping.run_id, resolved.mapping.phase) == (run_id, Phase.PLAN)
+    assert (resolved.role_arn, resolved.session_name, resolved.source_identity) == (plan.role_arn, run_id, run_id)
+    # And the calls of that session (its access key, its assumed-role ARN, its source identity) are the run's
+    by_key = resolver.resolve(detail("x", 2_100, akid=str(plan.access_key_id)), CUSTOMER)
+    by_arn = resolver.resolve(detail(run_id, 2_100, role="Deployer"), CUSTOMER)
+    by_source = resolver.resolve(detail("hop", 2_100, role="second-hop", source_identity=run_id), CUSTOMER)
+    assert all(isinstance(r, Resolution) and r.mapping.run_id == run_id for r in (by_key, by_arn, by_source))
+
+    # But not the same record from an account the run was never vended into, nor runcreds' own (no broker
+    # made it), nor a refused exchange naming the run's role and session
+    stranger = resolver.resolve(plans_exchange, "555555555555")
+    in_runcreds_account = resolver.resolve(plans_exchange, OWN_ACCOUNT)
+    refused = resolver.resolve(web_identity_exchange(plan.role_arn, run_id, "", 2_000, denied=True), CUSTOMER)
+    assert [stranger, in_runcreds_account, refused] == [Dropped.UNTRUSTED] * 3

@@ -13,10 +13,23 @@ from urllib.parse import unquote
 
 import pytest
 
+from runcreds import api as runcreds_api
 from runcreds.api_client import ApiClient
+from runcreds.local.api_gateway import STAGE
+from runcreds.local.iam_auth import API_ID
 from runcreds.local.stack import LocalStack
+from runcreds.local.template import REGION
 from runcreds.logic import oidc
 from runcreds.logic.trust_policy import oidc_trust_policy_for
+from tests.audit_support import (
+    VendedSession,
+    as_session,
+    as_web_identity_exchange,
+    at,
+    forward,
+    record,
+    vended_access_key,
+)
 from tests.oidc_support import (
     FEDERATED_ACTIONS,
     account_client,
@@ -34,6 +47,7 @@ from tests.support import (
     create_integration,
     credentials_of,
     events_for,
+    load_event,
     record_items,
 )
 
@@ -294,3 +308,134 @@ def trust_policy_of(stack: LocalStack, role_arn: str) -> dict[str, Any]:
     document = stack.customer_client("iam").get_role(RoleName=role_arn.rsplit("/", 1)[1])["Role"]
     policy = document["AssumeRolePolicyDocument"]
     return dict(json.loads(unquote(policy)) if isinstance(policy, str) else policy)
+
+
+def test_a_refresh_of_an_oidc_session_exchanges_a_fresh_token_and_writes_a_new_generation(
+    stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant, publish: Callable[..., None]
+) -> None:
+    # Given an attached OIDC integration whose apply phase was vended
+    role = create_oidc_role(stack, federated_trust(stack, f"account:{tenant.account}:*"))
+    integration_id = create_integration(api, tenant, role, trust="oidc", duration_seconds=2 * 3600)
+    assert attach(api, tenant, integration_id).status == 200
+    publish(tenant, "apply")
+    first = credentials_of(stack, tenant, "apply")
+    seen = len(stack.aws.strict_sts.web_identity_tokens)
+    # When the worker asks for a refresh
+    answer = api.post(
+        f"/accounts/{tenant.account}/stacks/{tenant.stack}/runs/{tenant.run_id}/phases/apply/refresh",
+        {"integration_id": integration_id},
+    )
+    # Then a fresh token (a new jti) was minted for the phase and exchanged, and a new generation written
+    assert answer.status == 200, answer.body
+    (token,) = stack.aws.strict_sts.web_identity_tokens[seen:]
+    _header, claims = claims_of(token)
+    assert claims["sub"] == f"account:{tenant.account}:stack:{tenant.stack}:phase:apply:access:write"
+    assert claims["integration_id"] == integration_id and claims["run_id"] == tenant.run_id
+    assert claims["jti"] not in [claims_of(t)[1]["jti"] for t in stack.aws.strict_sts.web_identity_tokens[:seen]]
+    second = credentials_of(stack, tenant, "apply")
+    assert second["AccessKeyId"] != first["AccessKeyId"]
+    expires = time.mktime(time.strptime(second["Expiration"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+    assert expires - time.time() > 1.5 * 3600  # the integration's duration: no chaining cap
+    (record,) = record_items(stack, tenant, "apply")
+    assert record["generation"]["N"] == "1"
+    session = stack.session(second["AccessKeyId"], second["SecretAccessKey"], second["SessionToken"])
+    assert stack.client("sts", session).get_caller_identity()["Arn"].endswith(f"/{tenant.run_id}")
+    # And the token is nowhere: not in the answer, the record or any function's logs
+    signature = token.split(".")[2]
+    for where in (json.dumps(answer.body), json.dumps(record, default=str), stack.logs.text()):
+        assert signature not in where and token.split(".")[1] not in where
+
+
+@pytest.mark.usefixtures("attach_service_env")
+def test_without_a_configured_issuer_the_refresh_mints_with_the_apis_own_url(
+    stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant, publish: Callable[..., None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    # Given a vended OIDC phase, and the attach function as deployed with OidcIssuerUrl empty (the default:
+    # the template cannot give a function behind the API the API's URL)
+    role = create_oidc_role(stack, federated_trust(stack, f"account:{tenant.account}:*"))
+    integration_id = create_integration(api, tenant, role, trust="oidc")
+    assert attach(api, tenant, integration_id).status == 200
+    publish(tenant, "apply")
+    monkeypatch.setenv("RUNCREDS_OIDC_ISSUER_URL", "")
+    seen = len(stack.aws.strict_sts.web_identity_tokens)
+    # When the refresh route is called through API Gateway (its request context names the API and stage)
+    path = f"/accounts/{tenant.account}/stacks/{tenant.stack}/runs/{tenant.run_id}/phases/apply/refresh"
+    answer = runcreds_api.resolve(
+        {
+            "resource": "/accounts/{account}/stacks/{stack}/runs/{run_id}/phases/{phase}/refresh",
+            "path": path,
+            "httpMethod": "POST",
+            "headers": {"Content-Type": "application/json"},
+            "pathParameters": None,
+            "requestContext": {"apiId": API_ID, "stage": STAGE, "domainName": "evil.example.com", "path": path},
+            "body": json.dumps({"integration_id": integration_id}),
+            "isBase64Encoded": False,
+        },
+        None,
+    )
+    # Then its token's `iss` is the API's own URL, as the OidcIssuerUrl output says (here no provider
+    # exists for it, so STS refuses it: a 4xx naming STS's code, never a 5xx)
+    (token,) = stack.aws.strict_sts.web_identity_tokens[seen:]
+    assert claims_of(token)[1]["iss"] == f"https://{API_ID}.execute-api.{REGION}.amazonaws.com/{STAGE}"
+    assert answer["statusCode"] == 422, answer
+    assert token.split(".")[2] not in answer["body"]
+
+
+def test_the_oidc_exchange_and_the_sessions_calls_are_in_the_runs_audit(
+    stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant, publish: Callable[..., None]
+) -> None:
+    # Given a vended OIDC phase
+    role = create_oidc_role(stack, federated_trust(stack, f"account:{tenant.account}:*"))
+    integration_id = create_integration(api, tenant, role, trust="oidc")
+    assert attach(api, tenant, integration_id).status == 200
+    publish(tenant, "apply")
+    session = VendedSession(tenant, role, vended_access_key(stack, tenant, "apply"))
+    # When the role's account forwards the exchange and a call of the session, and a call of a stranger's
+    exchange = as_web_identity_exchange(record("web_identity_assume_role.json", at(0)), session)
+    call = as_session(record("direct_s3_put_object.json", at(1)), session)
+    foreign = record("foreign_session_delete_object.json", at(2))
+    forward(stack, [exchange, call, foreign])
+    # Then the run's audit holds exactly the exchange and the call, with the run's role and session
+    answer = api.get(f"/accounts/{tenant.account}/runs/{tenant.run_id}/audit")
+    assert answer.status == 200, answer.body
+    events = answer.body["events"]
+    assert [e["event_name"] for e in events] == ["AssumeRoleWithWebIdentity", "PutObject"]
+    assert {(e["role_arn"], e["session_name"], e["source_identity"]) for e in events} == {
+        (role, tenant.run_id, tenant.run_id)
+    }
+    assert "sessionToken" not in json.dumps(events) and "EXAMPLEWEBIDENTITY" not in json.dumps(events)
+
+
+def test_an_oidc_trust_that_breaks_after_attach_is_marked_broken_by_the_reverification(
+    stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant
+) -> None:
+    # Given two attached OIDC integrations, one of whose roles then loses sts:TagSession
+    account_wide = f"account:{tenant.account}:*"
+    healthy_role = create_oidc_role(stack, federated_trust(stack, account_wide))
+    breaking_role = create_oidc_role(stack, federated_trust(stack, account_wide))
+    healthy = create_integration(api, tenant, healthy_role, trust="oidc")
+    breaking = create_integration(api, tenant, breaking_role, trust="oidc")
+    for integration_id in (healthy, breaking):
+        assert attach(api, tenant, integration_id).status == 200
+    apply_trust_policy(
+        stack, breaking_role,
+        federated_trust(stack, account_wide, ("sts:AssumeRoleWithWebIdentity", "sts:SetSourceIdentity")),
+    )  # fmt: skip
+    seen = len(stack.aws.strict_sts.web_identity_tokens)
+    # When the scheduled re-verification runs
+    stack.functions["ReverifyAttachmentsFunction"].invoke(load_event("schedule/reverify_attachments.json"))
+    # Then it exchanged tokens (it can sign) and the broken one shows why; the healthy one is ok
+    assert len(stack.aws.strict_sts.web_identity_tokens) > seen
+    shown = {
+        a["integration_id"]: a
+        for a in api.get(f"/accounts/{tenant.account}/stacks/{tenant.stack}/integrations").body["attachments"]
+    }
+    assert (shown[breaking]["status"], shown[breaking]["status_code"]) == ("broken", "missing_tag_session")
+    assert "sts:TagSession" in shown[breaking]["status_reason"]
+    assert shown[healthy]["status"] == "ok"
+    # And it was announced, without a token
+    (event,) = events_for(stack, tenant, "Attachment Verification Failed")
+    assert (event["integration_id"], event["code"]) == (breaking, "missing_tag_session")
+    tokens = stack.aws.strict_sts.web_identity_tokens[seen:]
+    assert not any(t.split(".")[2] in json.dumps(event) + stack.logs.text() for t in tokens)

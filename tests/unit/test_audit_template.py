@@ -104,3 +104,10 @@ def test_the_audit_bus_rule_takes_only_events_aws_services_published() -> None:
     pattern = EventPattern.load(json.dumps(_resource("AuditBusRule")["Properties"]["EventPattern"]))
     assert pattern.matches_event(load_event("audit/direct_s3_put_object.json"))  # type: ignore[arg-type]
     assert not pattern.matches_event(_forged("direct_s3_put_object.json"))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("sample", ["broker_assume_role.json", "web_identity_assume_role.json"])
+def test_the_audit_bus_rule_takes_the_exchanges_that_open_run_sessions(sample: str) -> None:
+    # An OIDC exchange's caller is the token (WebIdentityUser), not an assumed role: matched by its name
+    pattern = EventPattern.load(json.dumps(_resource("AuditBusRule")["Properties"]["EventPattern"]))
+    assert pattern.matches_event(load_event(f"audit/{sample}"))  # type: ignore[arg-type]

@@ -42,6 +42,8 @@ def pattern(chained: bool) -> EventPattern:
         ("chained_role_create_role.json", True, True),
         ("chained_role_create_role.json", False, False),
         ("broker_assume_role.json", False, True),
+        ("web_identity_assume_role.json", True, True),  # an OIDC integration's exchange (CONTRACT §7)
+        ("web_identity_assume_role.json", False, True),
         ("foreign_session_delete_object.json", True, False),
     ],
 )
@@ -53,4 +55,10 @@ def test_the_forwarding_rule_matches_run_sessions_only(sample: str, chained: boo
 def test_an_event_put_by_anyone_but_an_aws_service_is_not_forwarded() -> None:
     event = load_event("audit/direct_s3_put_object.json")
     event["source"] = "forged.cloudtrail"
+    assert pattern(chained=True).matches_event(event) is False  # type: ignore[arg-type]
+
+
+def test_an_exchange_for_a_role_runcreds_does_not_use_is_not_forwarded() -> None:
+    event = load_event("audit/web_identity_assume_role.json")
+    event["detail"]["requestParameters"]["roleArn"] = "arn:aws:iam::123456789012:role/someone-elses"
     assert pattern(chained=True).matches_event(event) is False  # type: ignore[arg-type]

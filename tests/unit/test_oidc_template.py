@@ -53,7 +53,8 @@ def test_both_slots_have_the_same_key_policy_and_are_rs256_signing_keys() -> Non
         ("VendFunctionRole-Arn", "kms:Sign", True),
         ("AttachFunctionRole-Arn", "kms:Sign", True),
         ("OidcIssuerFunctionRole-Arn", "kms:Sign", False),
-        ("ReverifyFunctionRole-Arn", "kms:Sign", False),
+        ("ReverifyFunctionRole-Arn", "kms:Sign", True),
+        ("AuditIndexerFunctionRole-Arn", "kms:Sign", False),
         (ROOT_ARN, "kms:Sign", False),  # administrators administer, never sign
         (ROOT_ARN, "kms:CreateGrant", False),  # ... nor grant themselves Sign
         ("OidcIssuerFunctionRole-Arn", "kms:GetPublicKey", True),
@@ -79,7 +80,7 @@ def test_each_rotation_step_signs_with_one_key_and_publishes_every_live_one(
     template = rendered(OidcSigningKeys=keys)
     assert {s for s in "AB" if template.condition(f"HasOidcKey{s}")} == set(deployed)
     functions = template.functions()
-    for minting in ("VendCredentialsFunction", "AttachApiFunction"):
+    for minting in ("VendCredentialsFunction", "AttachApiFunction", "ReverifyAttachmentsFunction"):
         assert functions[minting].environment["RUNCREDS_OIDC_SIGNING_KEY_ARN"] == f"OidcSigningKey{signs}-Arn"
     served = functions["OidcIssuerFunction"].environment["RUNCREDS_OIDC_PUBLISHED_KEY_ARNS"]
     assert served.split(",") == [f"OidcSigningKey{s}-Arn" for s in published]

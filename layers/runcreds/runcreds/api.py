@@ -187,7 +187,7 @@ def refresh_run_phase(
 ) -> RefreshResponse:
     run = RunPhase(account=account, stack=stack, run_id=run_id, phase=phase)
     settings = AttachSettings.from_env()
-    records = RefreshService(settings).refresh(run, body.integration_id if body else None)
+    records = RefreshService(settings, issuer=_issuer(settings)).refresh(run, body.integration_id if body else None)
     return RefreshResponse(
         credentials=[
             RefreshedCredentials(integration_id=r.integration_id, expires_at=r.expires_at)

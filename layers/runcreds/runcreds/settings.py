@@ -70,6 +70,10 @@ class ReverifySettings(BrokerSettings):
     checkpoint_table: str = Field(alias="RUNCREDS_REVERIFY_CHECKPOINT_TABLE", min_length=3)
     # A new pass over every attachment starts this long after the last one started.
     pass_interval_seconds: float = Field(86400, alias="RUNCREDS_REVERIFY_PASS_INTERVAL_SECONDS", ge=0)
+    # OIDC attachments are re-verified with tokens as the vend mints them (this function is not behind the
+    # API: it is given the OidcIssuerUrl output's value).
+    oidc_signing_key_arn: str | None = Field(None, alias="RUNCREDS_OIDC_SIGNING_KEY_ARN", min_length=20)
+    oidc_issuer_url: str = Field("", alias="RUNCREDS_OIDC_ISSUER_URL")
 
 
 class AuditIndexerSettings(_Settings):

@@ -5,7 +5,10 @@ vend time (runcreds.dal.audit_sessions), trying in turn:
 1. `userIdentity.accessKeyId` (the broker-mode session itself);
 2. `userIdentity.arn`, an assumed-role ARN: AWS account, role name and session name;
 3. `userIdentity.sessionContext.sourceIdentity` (kept by AWS through role chaining);
-4. for sts:AssumeRole records, `requestParameters.roleArn` + `roleSessionName`, then `sourceIdentity`.
+4. for sts:AssumeRole and sts:AssumeRoleWithWebIdentity records (OIDC integrations, logged by the role's
+   account as a WebIdentityUser: no session of its own), the access key of the session it opened
+   (`responseElements.credentials.accessKeyId`), then `requestParameters.roleArn` + `roleSessionName`,
+   then `sourceIdentity`.
 Who may speak for a session (EventBridge sets the envelope's `account`; nobody can forward another
 account's CloudTrail): the AWS account of the mapping's role, i.e. an account the run was vended into,
 for 1-3; for 4 only a call that succeeded (a denied AssumeRole names whatever its caller typed), made
@@ -210,13 +213,25 @@ class SessionResolver:
         params = detail.request_parameters or {}
         role_arn, session = params.get("roleArn"), params.get("roleSessionName")
         source_identity = params.get("sourceIdentity")
+        succeeded = not detail.error_code
         keys = []
+        # The session it opened, exactly (a phase issued moments later shares role and session name);
+        # a web identity's source identity is the token's claim, in the response only.
+        issued_key = detail.response_value("credentials", "accessKeyId") if succeeded else None
+        if issued_key:
+            keys.append(access_key_key(issued_key))
+        if not isinstance(source_identity, str) and succeeded:
+            source_identity = detail.response_value("sourceIdentity")
         if isinstance(role_arn, str) and isinstance(session, str) and role_arn.count(":") >= 5:
             keys.append(role_session_key(role_arn.split(":")[4], role_name_of(role_arn), session))
         if isinstance(source_identity, str):
             keys.append(source_identity_key(source_identity))
-        succeeded = not detail.error_code
-        by_broker = source_account == self.own_account and self._by_broker(detail.user_identity.arn)
+        # Only an AssumeRole has the broker as its caller: an exchange's is the token (WebIdentityUser).
+        by_broker = (
+            detail.event_name == "AssumeRole"
+            and source_account == self.own_account
+            and self._by_broker(detail.user_identity.arn)
+        )
 
         def trusted(m: SessionMapping) -> bool:
             return succeeded and (m.aws_account_id == source_account or by_broker)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from runcreds import aws
 from runcreds.exceptions import RoleRefusedError
 from runcreds.identity import PROBE_ACCOUNT, session_name_for
 from runcreds.logic import oidc
@@ -47,6 +48,11 @@ class OidcVerifier:
     issuer: str
     # Called before every exchange (the attach API's per-account budget); raises to stop.
     before_call: Callable[[], None] | None = None
+
+    def warm(self, region: str | None) -> None:
+        """Build (and cache) the KMS and STS clients now, before threads share them."""
+        aws.kms()
+        aws.web_identity_sts(region)
 
     def run_for(self, target: Target, access: Access, account: str | None = None, stack: str | None = None) -> RunPhase:
         return RunPhase(

@@ -34,8 +34,10 @@ PHASE_FINISHED = "phase_finished"
 
 
 class RefreshService:
-    def __init__(self, settings: AttachSettings) -> None:
-        self.settings = settings
+    def __init__(self, settings: AttachSettings, issuer: str | None = None) -> None:
+        """`issuer`: the OIDC issuer URL, derived from the request when not configured (as AttachService's):
+        an OIDC integration's session is exchanged for a token with that `iss`."""
+        self.settings = settings.model_copy(update={"oidc_issuer_url": issuer}) if issuer else settings
         self.key_arn = settings.credentials_key_arn
         self.records = CredentialsStore(settings.credentials_table)
         self.attachments = AttachmentsStore(settings.attachments_table)

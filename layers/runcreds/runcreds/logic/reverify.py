@@ -1,4 +1,5 @@
-"""Scheduled re-verification: every broker-mode attachment is verified again, as on attach.
+"""Scheduled re-verification: every broker-mode attachment is verified again, as on attach (an OIDC
+integration's with tokens, as oidc_verification does on attach).
 
 A role can break after it was attached (trust policy edited, role deleted, region deactivated). Each
 attachment records `status` ok/broken, the diagnosis code and message as `status_code`/`status_reason`,
@@ -25,6 +26,7 @@ from runcreds import aws
 from runcreds.dal.attachments import AttachmentsStore
 from runcreds.dal.reverify_checkpoint import Checkpoint, CheckpointStore
 from runcreds.exceptions import TransientAwsError
+from runcreds.logic.oidc_verification import OidcVerifier
 from runcreds.logic.verification import Target, Verifier
 from runcreds.models.entities import Attachment, VerificationStatus, utcnow
 from runcreds.models.events import BROKER_EVENT_SOURCE, Access
@@ -85,6 +87,8 @@ class Reverifier:
         self.attachments = AttachmentsStore(settings.attachments_table)
         self.checkpoints = CheckpointStore(settings.checkpoint_table)
         self.verifier = Verifier(settings.broker_role_arn, settings.function_name)
+        self.oidc_verifier = OidcVerifier(settings.oidc_signing_key_arn, settings.oidc_issuer_url)
+        self.verifies_oidc = bool(settings.oidc_signing_key_arn and settings.oidc_issuer_url)
 
     def run(self, time_left: float | None = None) -> ReverifyOutcome:
         """Go on with the current pass (or start one when due) until it ends or `time_left` seconds less
@@ -117,11 +121,11 @@ class Reverifier:
         return outcome
 
     def _verify_page(self, pool: ThreadPoolExecutor, page: list[Attachment], outcome: ReverifyOutcome) -> None:
-        # OIDC attachments are not re-verified yet: this function holds no kms:Sign to mint a token.
-        outcome.skipped += sum(1 for a in page if a.trust == "oidc")
-        page = [a for a in page if a.trust != "oidc"]
-        for region in {a.region for a in page}:
-            self.verifier.warm(region)  # build the STS clients here: creating them is not thread-safe
+        if not self.verifies_oidc:  # a deployment without a signing key or issuer cannot mint a token
+            outcome.skipped += sum(1 for a in page if a.trust == "oidc")
+            page = [a for a in page if a.trust != "oidc"]
+        for attachment in page:  # build the clients here: creating them is not thread-safe
+            self._verifier_of(attachment).warm(attachment.region)
         failures: list[VerificationFailedDetail] = []
         try:
             for attachment, result in zip(page, pool.map(self._reverify_or_transient, page), strict=True):
@@ -154,10 +158,11 @@ class Reverifier:
     def reverify(self, attachment: Attachment) -> tuple[bool, VerificationFailedDetail | None]:
         """(whether the status was recorded, the failure if the role refused)."""
         target = Target.of_attachment(attachment)
-        verdicts = (self.verifier.verify(target, access) for access in attachment.accesses)  # no waiting
+        verifier = self._verifier_of(attachment)
+        verdicts = (verifier.verify(target, access) for access in attachment.accesses)  # no waiting
         diagnosis = next((d for d in verdicts if d is not None), None)
-        if diagnosis is None:  # the role accepts the broker: check it still demands the tenant's external ID
-            diagnosis = self.verifier.binds_to_tenant(target, attachment.accesses[0])
+        if diagnosis is None:  # the role accepts us: check it still refuses another tenant (external ID, sub)
+            diagnosis = verifier.binds_to_tenant(target, attachment.accesses[0])
         if diagnosis is not None:
             checked_at = utcnow()
             recorded = self.attachments.record_status(
@@ -184,6 +189,9 @@ class Reverifier:
                 checked_at=checked_at,
             )
         return self.attachments.record_status(attachment, VerificationStatus.OK, utcnow()), None
+
+    def _verifier_of(self, attachment: Attachment) -> Verifier | OidcVerifier:
+        return self.oidc_verifier if attachment.trust == "oidc" else self.verifier
 
     def _announce(self, failures: list[VerificationFailedDetail]) -> None:
         entries = [

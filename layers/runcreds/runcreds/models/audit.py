@@ -17,6 +17,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 from runcreds.models.entities import IntegrationPhase
 
 CLOUDTRAIL_DETAIL_TYPE = "AWS API Call via CloudTrail"
+# The STS calls that open a run's session: the broker's (CONTRACT §3) and an OIDC exchange's (§7).
+ASSUME_ROLE_EVENTS = frozenset({"AssumeRole", "AssumeRoleWithWebIdentity"})
 _DATETIME = TypeAdapter(datetime)
 
 
@@ -94,7 +96,14 @@ class CloudTrailDetail(_Lenient):
 
     @property
     def is_assume_role(self) -> bool:
-        return self.event_source == "sts.amazonaws.com" and self.event_name == "AssumeRole"
+        return self.event_source == "sts.amazonaws.com" and self.event_name in ASSUME_ROLE_EVENTS
+
+    def response_value(self, *path: str) -> str | None:
+        """A string in responseElements (an AssumeRole's `credentials.accessKeyId`, `sourceIdentity`)."""
+        node = self.response_elements
+        for name in path:
+            node = node.get(name) if isinstance(node, dict) else None
+        return node if isinstance(node, str) and node else None
 
 
 class CloudTrailEvent(EventBridgeModel):
