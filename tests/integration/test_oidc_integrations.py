@@ -4,7 +4,9 @@ attach succeed; a vend mints a token per exchange (claims exactly §7) and store
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -14,13 +16,15 @@ from urllib.parse import unquote
 import pytest
 
 from runcreds import api as runcreds_api
+from runcreds import worker_serve
 from runcreds.api_client import ApiClient
 from runcreds.local.api_gateway import STAGE
-from runcreds.local.iam_auth import API_ID
+from runcreds.local.iam_auth import API_ID, tenant_invoke_policy
 from runcreds.local.stack import LocalStack
-from runcreds.local.template import REGION
+from runcreds.local.template import ACCOUNT_ID, REGION
 from runcreds.logic import oidc
 from runcreds.logic.trust_policy import oidc_trust_policy_for
+from runcreds.worker import PhaseFinishedError
 from tests.audit_support import (
     VendedSession,
     as_session,
@@ -38,6 +42,7 @@ from tests.oidc_support import (
     ensure_provider,
     federated_trust,
     issuer,
+    run_of,
     signing_key_arn,
 )
 from tests.support import (
@@ -162,16 +167,169 @@ def test_the_trust_policy_of_an_oidc_integration(
     assert worker.status == 400
 
 
-def test_oidc_with_assume_role_on_worker_is_refused_until_supported(
-    stack: LocalStack, api: ApiClient, tenant: Tenant
+def _every_item(stack: LocalStack) -> str:
+    """Every item of every table (runcreds' own), as text."""
+    dynamodb = stack.client("dynamodb")
+    items = [
+        item
+        for name in dynamodb.list_tables()["TableNames"]
+        for page in dynamodb.get_paginator("scan").paginate(TableName=name)
+        for item in page["Items"]
+    ]
+    return json.dumps(items, default=str)
+
+
+def test_worker_mode_oidc_the_worker_exchanges_fresh_tokens_and_runcreds_holds_no_credentials(
+    stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant, publish: Callable[..., None]
 ) -> None:
-    role = create_oidc_role(stack, DENY_ALL)
-    created = api.post(
-        f"/accounts/{tenant.account}/integrations",
-        {"name": "w", "role_arn": role, "trust": "oidc", "assume_role_on_worker": True},
+    # Given a worker-mode OIDC integration for four-hour sessions whose role has the route's trust, as-is
+    role = create_oidc_role(stack, DENY_ALL, max_session_duration=43200)
+    integration_id = create_integration(
+        api, tenant, role, trust="oidc", assume_role_on_worker=True, duration_seconds=4 * 3600
     )
-    assert created.status == 400
-    assert "not supported yet" in created.message
+    apply_trust_policy(stack, role, trust_policy(api, tenant, integration_id, stack=tenant.stack))
+    # Then the attach verifies it as for broker mode: the role trusts runcreds' token, whoever exchanges it
+    attached = attach(api, tenant, integration_id)
+    assert attached.status == 200, attached.body
+    assert (attached.body["mode"], attached.body["status"]) == ("worker", "ok")
+
+    # When the plan phase starts, the vend writes the worker's instructions only, announced as worker mode
+    seen = len(stack.aws.strict_sts.web_identity_tokens)
+    publish(tenant, "plan")
+    assert len(stack.aws.strict_sts.web_identity_tokens) == seen  # runcreds opened no session
+    (record,) = record_items(stack, tenant, "plan")
+    assert (record["status"]["S"], record["mode"]["S"], record["trust"]["S"]) == ("worker", "worker", "oidc")
+    assert "ciphertext" not in record and "access_key_id" not in record
+    (ready,) = events_for(stack, tenant, "Run Phase Credentials Ready")
+    assert (ready["mode"], ready["expires_at"]) == ("worker", None)
+
+    # When the worker (runcreds worker serve's fetcher) asks for the credentials
+    server = serve_for(stack, tenant, "plan")
+    try:
+        first = server.current()[0]
+        assert first is not None and server.worker_mode
+        # Then it exchanged a token runcreds minted for it (claims exactly §7), for a four-hour session
+        (token,) = stack.aws.strict_sts.web_identity_tokens[seen:]
+        header, claims = claims_of(token)
+        assert header["kid"] == oidc.key_id_of(signing_key_arn(stack))
+        assert claims == {
+            **claims_exactly(claims, tenant, integration_id, "plan"),
+            "iss": issuer(stack), "aud": "sts.amazonaws.com",
+        }  # fmt: skip
+        assert 0 < claims["exp"] - claims["iat"] <= 900
+        assert first.expiration.timestamp() - time.time() > 3.9 * 3600
+        session = stack.session(first.access_key_id, first.secret_access_key, first.session_token)
+        assert stack.client("sts", session).get_caller_identity()["Arn"].endswith(f"/{tenant.run_id}")
+        # And before expiry it exchanges a fresh token (a new jti) for a new session
+        renewed = server._renew()
+        (second_token,) = stack.aws.strict_sts.web_identity_tokens[seen + 1 :]
+        assert claims_of(second_token)[1]["jti"] != claims["jti"]
+        assert renewed.access_key_id != first.access_key_id
+
+        # And runcreds' tables hold no credentials of it, and no token is in a record, event or log
+        stored = _every_item(stack)
+        for value in (first.access_key_id, first.secret_access_key, renewed.access_key_id, renewed.session_token):
+            assert value not in stored
+        published = json.dumps(stack.router.events("Run Phase Credentials Ready"), default=str)
+        for minted in (token, second_token):
+            for where in (stored, published, stack.logs.text()):
+                assert minted.split(".")[2] not in where
+
+        # When the phase finishes, the route answers no token (409 phase_finished) and the worker serves nothing
+        publish(tenant, "plan", detail_type="Run Phase Finished")
+        refused = api.post(
+            refresh_path_of(tenant, "plan"), {"integration_id": integration_id, "web_identity_token": True}
+        )
+        assert (refused.status, refused.body["code"]) == (409, "phase_finished")
+        assert "web_identity_tokens" not in refused.body
+        with pytest.raises(PhaseFinishedError):
+            server._renew()
+        assert len(stack.aws.strict_sts.web_identity_tokens) == seen + 2
+    finally:
+        server.stop()
+
+
+def claims_exactly(claims: dict[str, Any], tenant: Tenant, integration_id: str, phase: str) -> dict[str, Any]:
+    """§7's claims of a token for this run phase (iat, nbf, exp and jti taken from `claims`)."""
+    access = "read" if phase in ("plan", "drift") else "write"
+    tags = {"runcreds:account": tenant.account, "runcreds:stack": tenant.stack, "runcreds:run": tenant.run_id,
+            "runcreds:phase": phase, "runcreds:integration": integration_id}  # fmt: skip
+    assert claims["iat"] == claims["nbf"] and isinstance(claims["jti"], str) and len(claims["jti"]) >= 16
+    return {
+        "sub": f"account:{tenant.account}:stack:{tenant.stack}:phase:{phase}:access:{access}",
+        "iat": claims["iat"], "nbf": claims["nbf"], "exp": claims["exp"], "jti": claims["jti"],
+        oidc.TAGS_CLAIM: {"principal_tags": {k: [v] for k, v in tags.items()}, "transitive_tag_keys": list(tags)},
+        oidc.SOURCE_IDENTITY_CLAIM: tenant.run_id,
+        "run_id": tenant.run_id, "account": tenant.account, "stack": tenant.stack, "phase": phase,
+        "integration_id": integration_id,
+    }  # fmt: skip
+
+
+def refresh_path_of(tenant: Tenant, phase: str) -> str:
+    return f"/accounts/{tenant.account}/stacks/{tenant.stack}/runs/{tenant.run_id}/phases/{phase}/refresh"
+
+
+def serve_for(stack: LocalStack, tenant: Tenant, phase: str) -> worker_serve.CredentialsServer:
+    args = argparse.Namespace(table=stack.outputs["CredentialsTableName"], integration=None, wait=0.0,
+                              refresh_before=None, port=0)  # fmt: skip
+    os.environ["RUNCREDS_API_URL"] = stack.outputs["ApiUrl"]
+    return worker_serve._start(args, run_of(tenant, phase))
+
+
+def test_a_token_is_answered_only_for_worker_mode_oidc_and_only_to_the_route_s_caller(
+    stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant, publish: Callable[..., None]
+) -> None:
+    # Given a broker-mode OIDC integration and a worker-mode one, both vended for the apply phase
+    account_wide = federated_trust(stack, f"account:{tenant.account}:*")
+    broker = create_integration(api, tenant, create_oidc_role(stack, account_wide), trust="oidc")
+    worker = create_integration(
+        api, tenant, create_oidc_role(stack, account_wide), trust="oidc", assume_role_on_worker=True
+    )
+    for integration_id in (broker, worker):
+        assert attach(api, tenant, integration_id).status == 200
+    path = refresh_path_of(tenant, "apply")
+    assert api.post(path, {"integration_id": worker, "web_identity_token": True}).status == 404  # not vended yet
+    publish(tenant, "apply")
+    seen = len(stack.aws.strict_sts.web_identity_tokens)
+    # Then a token is refused for the broker-mode one (runcreds holds its session) and without an integration
+    not_worker = api.post(path, {"integration_id": broker, "web_identity_token": True})
+    assert (not_worker.status, not_worker.body["code"]) == (409, "not_worker_oidc"), not_worker.body
+    assert api.post(path, {"web_identity_token": True}).status == 400
+    # And a plain refresh of the worker-mode one refreshes nothing (the worker asks for a token)
+    assert api.post(path, {"integration_id": worker}).status == 409
+    # And a caller the route does not authorize for the account gets no token
+    outsider = ApiClient(stack.outputs["ApiUrl"], _session_invoking_for(stack, "globex"))
+    denied = outsider.post(path, {"integration_id": worker, "web_identity_token": True})
+    assert denied.status == 403 and "web_identity_tokens" not in json.dumps(denied.body)
+    # While the authorized caller gets one, with what the exchange needs
+    granted = api.post(path, {"integration_id": worker, "web_identity_token": True})
+    assert granted.status == 200, granted.body
+    assert granted.body["credentials"] == []
+    (answer,) = granted.body["web_identity_tokens"]
+    assert {k: v for k, v in answer.items() if k not in ("token", "expires_at")} == {
+        "integration_id": worker,
+        "role_arn": api.get(f"/accounts/{tenant.account}/integrations/{worker}").body["role_arn"],
+        "session_name": tenant.run_id,
+        "duration_seconds": 3600,
+        "region": None,
+    }
+    _header, claims = claims_of(answer["token"])
+    assert claims == {**claims_exactly(claims, tenant, worker, "apply"), "iss": issuer(stack), "aud": oidc.AUDIENCE}
+    assert len(stack.aws.strict_sts.web_identity_tokens) == seen  # minted for the worker, not exchanged here
+    assert answer["token"].split(".")[2] not in stack.logs.text()
+
+
+def _session_invoking_for(stack: LocalStack, account: str) -> Any:
+    """A session of a role of runcreds' AWS account allowed to call the API for `account` only."""
+    iam = stack.client("iam")
+    name = f"worker-{uuid.uuid4().hex[:8]}"
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+             "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT_ID}:root"}}]}  # fmt: skip
+    arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    policy = tenant_invoke_policy(REGION, ACCOUNT_ID, API_ID, STAGE, account)
+    iam.put_role_policy(RoleName=name, PolicyName="tenant", PolicyDocument=json.dumps(policy))
+    c = stack.client("sts").assume_role(RoleArn=arn, RoleSessionName="worker")["Credentials"]
+    return stack.session(c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"])
 
 
 # ---------------------------------------------------------------------- diagnoses

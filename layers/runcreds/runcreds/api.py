@@ -26,6 +26,7 @@ from runcreds.models.api import (
     RefreshRequest,
     RefreshResponse,
     TrustPolicyDocument,
+    WebIdentityToken,
 )
 from runcreds.models.entities import INTEGRATION_ID_PATTERN, ROLE_ARN_PATTERN, Attachment, Integration
 from runcreds.models.events import RUN_ID_PATTERN, SLUG_PATTERN, Phase, RunPhase
@@ -174,9 +175,10 @@ RunIdPath = Annotated[str, Path(pattern=RUN_ID_PATTERN, description="run ID")]
 
 @app.post(
     "/accounts/<account>/stacks/<stack>/runs/<run_id>/phases/<phase>/refresh",
-    summary="Fresh credentials for a run phase that outlives its session (called by `runcreds worker serve`)",
-    responses=http.responses(200, RefreshResponse, "the fresh credentials are in the credentials record", 404, 409,
-                             415, 422, 503),
+    summary="Fresh credentials for a run phase that outlives its session (called by `runcreds worker serve`); "
+    "worker-mode OIDC integrations: a fresh token for the worker to exchange",
+    responses=http.responses(200, RefreshResponse, "the fresh credentials are in the credentials record (or the "
+                             "worker's token)", 404, 409, 415, 422, 503),
 )  # fmt: skip
 def refresh_run_phase(
     account: Account,
@@ -187,7 +189,21 @@ def refresh_run_phase(
 ) -> RefreshResponse:
     run = RunPhase(account=account, stack=stack, run_id=run_id, phase=phase)
     settings = AttachSettings.from_env()
-    records = RefreshService(settings, issuer=_issuer(settings)).refresh(run, body.integration_id if body else None)
+    service = RefreshService(settings, issuer=_issuer(settings))
+    if body and body.web_identity_token and body.integration_id:
+        granted = service.worker_token(run, body.integration_id)
+        spec = granted.spec
+        token = WebIdentityToken(
+            integration_id=granted.integration_id,
+            token=granted.token,
+            expires_at=granted.expires_at,
+            role_arn=spec.role_arn,
+            session_name=spec.session_name,
+            duration_seconds=spec.duration_seconds,
+            region=spec.region,
+        )
+        return RefreshResponse(credentials=[], web_identity_tokens=[token])
+    records = service.refresh(run, body.integration_id if body else None)
     return RefreshResponse(
         credentials=[
             RefreshedCredentials(integration_id=r.integration_id, expires_at=r.expires_at)

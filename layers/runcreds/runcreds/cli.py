@@ -121,7 +121,11 @@ def run_worker(args: argparse.Namespace) -> int:
             return worker_serve.exec_command(args, run, command)
         except WorkerError as error:
             return _fail(str(error), error.exit_status)
-    fetcher = CredentialsFetcher(args.table, progress=lambda line: print(f"runcreds: {line}", file=sys.stderr))
+    fetcher = CredentialsFetcher(
+        args.table,
+        progress=lambda line: print(f"runcreds: {line}", file=sys.stderr),
+        api_url=os.environ.get("RUNCREDS_API_URL"),
+    )
     try:
         credentials = fetcher.fetch(run, args.integration, args.wait)
     except WorkerError as error:

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import urllib3
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -22,9 +23,9 @@ from pydantic import ValidationError
 from runcreds import aws, faults
 from runcreds.dal.credentials import CredentialsStore
 from runcreds.exceptions import RoleRefusedError, RuncredsError, TransientAwsError
-from runcreds.models.entities import CredentialRecord, RecordStatus, encryption_context_for
+from runcreds.models.entities import AssumeRoleSpec, CredentialRecord, RecordStatus, encryption_context_for
 from runcreds.models.events import RunPhase
-from runcreds.sts_calls import assume_run_role
+from runcreds.sts_calls import assume_run_role, assume_run_role_with_web_identity
 
 
 class WorkerError(RuncredsError):
@@ -101,10 +102,19 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def refresh_path(run: RunPhase) -> str:
+    """The refresh route of the run phase (CONTRACT §4)."""
+    return f"/accounts/{run.account}/stacks/{run.stack}/runs/{run.run_id}/phases/{run.phase.value}/refresh"
+
+
 class CredentialsFetcher:
-    def __init__(self, table_name: str, progress: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, table_name: str, progress: Callable[[str], None] | None = None, api_url: str | None = None
+    ) -> None:
+        """`api_url` (RUNCREDS_API_URL): where worker-mode OIDC integrations get their token."""
         self.store = CredentialsStore(table_name)
         self.progress = progress or (lambda _line: None)
+        self.api_url = api_url
 
     def fetch(self, run: RunPhase, integration_id: str | None = None, wait: float = 0) -> RunCredentials:
         """The run phase's credentials, or a WorkerError: every failure, AWS's included, is one of them."""
@@ -252,6 +262,8 @@ class CredentialsFetcher:
                 f"the worker-mode record of integration {record.integration_id} for run {record.run_id} "
                 f"({record.phase}) has no role to assume; runcreds did not write it so: tell the runcreds operator"
             )
+        if record.trust == "oidc":
+            return self._exchange_on_worker(record)
         try:
             with self._aws_failures(record.run, "STS"):
                 credentials = assume_run_role(aws.sts(spec.region), spec)
@@ -266,3 +278,75 @@ class CredentialsFetcher:
             session_token=credentials["SessionToken"],
             expiration=credentials["Expiration"],
         )
+
+    def _exchange_on_worker(self, record: CredentialRecord) -> RunCredentials:
+        """Worker mode with OIDC: a fresh token from the refresh route (signed with the worker's own
+        credentials, so the route's IAM policy decides who gets it), exchanged here, unsigned. The token
+        goes to STS only: never printed, logged or put in an error."""
+        run = record.run
+        if not self.api_url:
+            raise AwsRefusedError(
+                f"integration {record.integration_id} is a worker-mode OIDC integration: the worker gets its token "
+                "from the runcreds API; set RUNCREDS_API_URL to the stack's ApiUrl"
+            )
+        from runcreds.api_client import ApiClient  # the admin and serve commands' client; urllib3 only
+
+        try:
+            answer = ApiClient(self.api_url).post(
+                refresh_path(run), {"integration_id": record.integration_id, "web_identity_token": True}
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise AwsUnavailableError(
+                f"could not reach the runcreds API: {type(error).__name__}: retry later"
+            ) from None
+        except RuntimeError as error:  # ApiClient: no credentials to sign with
+            raise AwsRefusedError(f"the runcreds API: {error}") from None
+        if answer.status != 200:
+            raise _token_refused(run, answer.status, answer.body, answer.message)
+        try:
+            (granted,) = answer.body["web_identity_tokens"]
+            token = str(granted["token"])
+            spec = AssumeRoleSpec(
+                role_arn=granted["role_arn"],
+                external_id="",  # a web identity has none: the token's sub is what the trust checks
+                session_name=granted["session_name"],
+                duration_seconds=granted["duration_seconds"],
+                region=granted["region"],
+                tags=[],  # in the token
+            )
+        except (KeyError, TypeError, ValueError):
+            raise MalformedRecordError(
+                "the runcreds API answered no token the worker can use: is RUNCREDS_API_URL this stack's ApiUrl?"
+            ) from None
+        try:
+            with self._aws_failures(run, "STS"):
+                credentials = assume_run_role_with_web_identity(aws.web_identity_sts(spec.region), spec, token)
+        except RoleRefusedError as refusal:
+            raise CredentialsFailedError(
+                f"STS refused runcreds' token for {spec.role_arn}: {refusal.code}: {refusal.sts_message}"
+            ) from None
+        return RunCredentials(
+            access_key_id=credentials["AccessKeyId"],
+            secret_access_key=credentials["SecretAccessKey"],
+            session_token=credentials["SessionToken"],
+            expiration=credentials["Expiration"],
+        )
+
+
+def _token_refused(run: RunPhase, status: int, body: object, message: str) -> WorkerError:
+    """The refresh route's refusal of a token, as the worker's one line and exit status."""
+    code = str(body.get("code", "")) if isinstance(body, dict) else ""
+    said = message or f"HTTP {status}"
+    if status == 409 and code == "phase_finished":
+        return PhaseFinishedError(f"the {run.phase} phase of run {run.run_id} has finished; its credentials are gone")
+    if status == 404:
+        return CredentialsMissingError(f"the runcreds API has no vend of this phase: {said}")
+    if status == 403:
+        return CredentialsNotYoursError(
+            f"the runcreds API refused this worker the {run.phase} token of account {run.account} (403): its role "
+            f"needs the tag runcreds:account={run.account} and the stack's "
+            f"Worker{run.phase.access.value.capitalize()}PhasePolicyArn policy"
+        )
+    if status == 429 or status >= 500:
+        return AwsUnavailableError(f"the runcreds API could not answer a token ({status}: {said}): retry later")
+    return CredentialsFailedError(f"the runcreds API refused a token ({status}{' ' + code if code else ''}): {said}")

@@ -5,7 +5,8 @@ Every SDK (and Terraform's Go SDK, and the AWS CLI) reads `AWS_CONTAINER_CREDENT
 `AWS_CONTAINER_AUTHORIZATION_TOKEN` header and asks again when its copy nears expiry, so a long apply
 picks up each new session without knowing about runcreds. Broker-mode sessions are renewed through the
 refresh route (the broker re-assumes: a chained session lasts at most an hour); worker-mode ones by
-assuming the role again here, with the same identity.
+assuming the role again here, with the same identity (worker-mode OIDC ones by exchanging a fresh token
+from the refresh route here).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 
 from runcreds.models.entities import CredentialRecord, RecordStatus
 from runcreds.models.events import RunPhase
-from runcreds.worker import CredentialsFetcher, PhaseFinishedError, RunCredentials, WorkerError
+from runcreds.worker import CredentialsFetcher, PhaseFinishedError, RunCredentials, WorkerError, refresh_path
 
 log = logging.getLogger("runcreds.worker")
 
@@ -83,8 +84,7 @@ def refresh_route_caller(api_url: str) -> Refresher:
     client = ApiClient(api_url)
 
     def call(run: RunPhase, integration_id: str) -> None:
-        path = f"/accounts/{run.account}/stacks/{run.stack}/runs/{run.run_id}/phases/{run.phase.value}/refresh"
-        answer = client.post(path, {"integration_id": integration_id})
+        answer = client.post(refresh_path(run), {"integration_id": integration_id})
         if answer.status != 200:
             code = answer.body.get("code", "") if isinstance(answer.body, dict) else ""
             raise RefreshRefused(answer.status, str(code), answer.message or f"HTTP {answer.status}")
@@ -284,9 +284,11 @@ def _one_line(error: Exception) -> str:
 
 # ---------------------------------------------------------------------- the commands
 def _start(args: argparse.Namespace, run: RunPhase) -> CredentialsServer:
-    fetcher = _RecordingFetcher(args.table, progress=lambda line: print(f"runcreds: {line}", file=sys.stderr))
-    first = fetcher.fetch(run, args.integration, args.wait)
     api_url = os.environ.get("RUNCREDS_API_URL")
+    fetcher = _RecordingFetcher(
+        args.table, progress=lambda line: print(f"runcreds: {line}", file=sys.stderr), api_url=api_url
+    )
+    first = fetcher.fetch(run, args.integration, args.wait)
     refresher = refresh_route_caller(api_url) if api_url else None
     server = CredentialsServer(run, fetcher, first, refresher, args.refresh_before, args.port)
     if refresher is None and not server.worker_mode:

@@ -150,15 +150,17 @@ class AttachmentsStore(TableStore):
             unless_changed=read,
         )
 
-    def scan_broker_mode(
+    def scan_verified_by_runcreds(
         self, start_key: dict[str, Any] | None = None, page_size: int = 100
     ) -> Iterator[tuple[list[Attachment], dict[str, Any] | None]]:
-        """Every attachment whose role the broker assumes, across accounts (re-verification), a page at a
-        time from `start_key`: (its attachments, the key to go on from, None after the last page)."""
+        """Every attachment whose trust runcreds verifies (the broker assumes its role, or it trusts runcreds'
+        OIDC token, worker mode too: logic.attach.verified_by_runcreds), across accounts (re-verification), a
+        page at a time from `start_key`: (its attachments, the key to go on from, None after the last page)."""
         request: dict[str, Any] = {
             "TableName": self.table_name,
-            "FilterExpression": "assume_role_on_worker = :false",
-            "ExpressionAttributeValues": to_item({":false": False}),
+            "FilterExpression": "assume_role_on_worker = :false OR #trust = :oidc",
+            "ExpressionAttributeNames": {"#trust": "trust"},
+            "ExpressionAttributeValues": to_item({":false": False, ":oidc": "oidc"}),
             "Limit": page_size,
         }
         if start_key:

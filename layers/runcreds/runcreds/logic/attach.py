@@ -82,7 +82,6 @@ class AttachService:
     # ------------------------------------------------------------------ integrations
     def create_integration(self, account: str, body: IntegrationCreate) -> Integration:
         self._check_role_account(body.role_arn)
-        _check_trust(body.trust, body.assume_role_on_worker)
         integration = Integration(
             account=account, integration_id=new_integration_id(), created_at=utcnow(), **body.model_dump()
         )
@@ -109,19 +108,18 @@ class AttachService:
 
     def update_integration(self, account: str, integration_id: str, update: IntegrationUpdate) -> Integration:
         """PATCH. Attachments carry a copy of the vend fields, so every copy is rewritten; when the vend
-        fields of a broker-mode integration change, every attached stack is verified first with the new
-        values and nothing is saved if one refuses (422 with the diagnosis)."""
+        fields of an integration runcreds verifies (`verified_by_runcreds`) change, every attached stack is
+        verified first with the new values and nothing is saved if one refuses (422 with the diagnosis)."""
         if update.role_arn is not None:
             self._check_role_account(update.role_arn)
         current = self.integrations.get(account, integration_id)
         values = current.model_dump(by_alias=True)
         values.update(update.changes(), updated_at=utcnow())
         updated = Integration.model_validate(values)
-        _check_trust(updated.trust, updated.assume_role_on_worker)
         vend_changed = updated.vend_fields() != current.vend_fields()
         attachments = self._attachments_of(current) if vend_changed else []
         checked_at = utcnow()
-        if vend_changed and not updated.assume_role_on_worker and attachments:
+        if vend_changed and verified_by_runcreds(updated) and attachments:
             probed = _trust_changed(current, updated)
             self._charge(account, sum(len(a.accesses) for a in attachments) + (BINDING_PROBES if probed else 0))
             verifier = self._verifier(updated)
@@ -147,7 +145,7 @@ class AttachService:
                 account,
                 attachment.stack,
                 integration_id,
-                _copy_of(updated, None if updated.assume_role_on_worker else checked_at),
+                _copy_of(updated, checked_at if verified_by_runcreds(updated) else None),
             )
         logger.info(
             "integration updated",
@@ -224,7 +222,7 @@ class AttachService:
         self._check_role_account(integration.role_arn)  # an integration saved before create checked it
         wanted = [access for access, on in ((Access.READ, request.read), (Access.WRITE, request.write)) if on]
         status, checked_at = VerificationStatus.UNCHECKED, None
-        if not integration.assume_role_on_worker:
+        if verified_by_runcreds(integration):
             target = Target.of(integration, stack)
             verifier = self._verifier(integration)
             self._charge(account, len(wanted) + BINDING_PROBES)
@@ -310,12 +308,11 @@ def _trust_changed(before: Integration, after: Integration) -> bool:
     )
 
 
-def _check_trust(trust: str, assume_role_on_worker: bool) -> None:
-    if trust == "oidc" and assume_role_on_worker:
-        raise InvalidRequestError(
-            'trust "oidc" with assume_role_on_worker is not supported yet: runcreds exchanges the token itself. '
-            'Set assume_role_on_worker to false, or use trust "broker_role".'
-        )
+def verified_by_runcreds(integration: Integration | Attachment) -> bool:
+    """Whether runcreds can verify the role's trust: it can whenever runcreds' own identity is what the role
+    trusts (the broker role, or its OIDC token, also in worker mode: the worker exchanges runcreds' token);
+    a worker-mode broker_role integration trusts the worker's identity, which runcreds does not have."""
+    return integration.trust == "oidc" or not integration.assume_role_on_worker
 
 
 def _copy_of(integration: Integration, verified_at: datetime | None) -> dict[str, Any]:

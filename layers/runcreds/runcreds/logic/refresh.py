@@ -5,12 +5,16 @@ source identity, tags, external ID and duration) and writes the next generation 
 record, with the new session's audit mappings, in one transaction. Refreshes of one phase share one
 AssumeRole: the first claims the record (a lease, conditional on no live claim and a generation not
 issued in the last FRESH_SECONDS); the others wait for its generation and answer with it.
+
+A worker-mode OIDC integration has no session here to refresh: the worker is answered a fresh token to
+exchange itself (`RefreshService.worker_token`).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -21,6 +25,7 @@ from runcreds.dal.audit_sessions import AuditSessionsStore
 from runcreds.dal.credentials import CredentialsStore
 from runcreds.dal.items import to_item
 from runcreds.exceptions import NotFoundError, RefreshRefusedError, RoleRefusedError, TransientAwsError
+from runcreds.logic import oidc
 from runcreds.logic.sealing import assume_and_seal, session_mapping_puts
 from runcreds.models.entities import AssumeRoleSpec, Attachment, CredentialRecord, RecordStatus
 from runcreds.models.events import RunPhase
@@ -31,6 +36,20 @@ REFRESH_LEASE_SECONDS = 30  # longer than an AssumeRole with its retries, an Enc
 FRESH_SECONDS = 15  # refresh requests of one phase this close together share one session
 WAIT_FOR_WINNER_SECONDS = 10.0
 PHASE_FINISHED = "phase_finished"
+
+
+@dataclass(frozen=True)
+class WorkerToken:
+    """A token for a worker-mode OIDC integration's worker to exchange itself, with the exchange's
+    parameters. It goes to the route's answer only: never stored, logged or put in an exception."""
+
+    integration_id: str
+    token: str
+    expires_at: datetime
+    spec: AssumeRoleSpec
+
+    def __repr__(self) -> str:  # never print the token by accident
+        return f"WorkerToken(integration_id={self.integration_id!r}, expires_at={self.expires_at.isoformat()})"
 
 
 class RefreshService:
@@ -208,3 +227,69 @@ class RefreshService:
             if time.monotonic() >= deadline:
                 raise TransientAwsError("another refresh of this phase is under way")
             time.sleep(0.1)
+
+    # ------------------------------------------------------------------ worker mode with OIDC
+    def worker_token(self, run: RunPhase, integration_id: str) -> WorkerToken:
+        """A worker-mode OIDC integration (CONTRACT §7): runcreds holds no session for it; the worker asks
+        here for a freshly minted token (claims exactly §7, a new `jti`, TOKEN_LIFETIME) and exchanges it
+        itself. Only while the phase is open, the phase was vended in worker mode with OIDC and the
+        attachment still grants the phase's access."""
+        try:
+            return self._worker_token(run, integration_id)
+        except (RefreshRefusedError, NotFoundError, RoleRefusedError, TransientAwsError, ClientError) as error:
+            metrics.add_metric(name="RefreshFailures", unit=MetricUnit.Count, value=1)
+            logger.warning("worker token refused or failed", extra={"error": type(error).__name__})
+            raise
+
+    def _worker_token(self, run: RunPhase, integration_id: str) -> WorkerToken:
+        phase = self.records.read_phase(run)
+        record = next((r for r in phase.records if r.integration_id == integration_id), None)
+        self._check_worker_token(run, record, phase.finished, integration_id)
+        attachment = self._granting_attachment(run, integration_id)
+        if not (attachment.assume_role_on_worker and attachment.trust == "oidc"):
+            raise RefreshRefusedError(
+                f"integration {integration_id} is no longer a worker-mode OIDC integration (it was changed after "
+                "the vend): no token; the next run phase is vended as it is now",
+                "mode_changed",
+            )
+        key_arn, issuer = self.settings.oidc_signing_key_arn, self.settings.oidc_issuer_url
+        if not key_arn or not issuer:
+            raise RoleRefusedError(
+                "OidcNotConfigured", "this runcreds deployment has no OIDC signing key or issuer URL"
+            )
+        claims = oidc.claims_for(issuer, run, integration_id)
+        token = oidc.mint(key_arn, claims)
+        # A Finished seen while the token was signed: it is dropped, never answered.
+        if not self.records.phase_is_open(run):
+            raise RefreshRefusedError(
+                f"the {run.phase} phase of run {run.run_id} finished: no token for it any more", PHASE_FINISHED
+            )
+        metrics.add_metric(name="WorkerTokensIssued", unit=MetricUnit.Count, value=1)
+        logger.info("worker token issued", extra={"integration": integration_id, "expires_at": claims["exp"]})
+        return WorkerToken(
+            integration_id=integration_id,
+            token=token,
+            expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+            spec=AssumeRoleSpec.for_run(run, attachment),
+        )
+
+    def _check_worker_token(
+        self, run: RunPhase, record: CredentialRecord | None, finished: bool, integration_id: str
+    ) -> None:
+        if finished:  # final, as for a refresh (CONTRACT §1)
+            raise RefreshRefusedError(
+                f"the {run.phase} phase of run {run.run_id} has finished: no token for it any more", PHASE_FINISHED
+            )
+        if record is None:
+            raise NotFoundError(
+                f"the {run.phase} phase of run {run.run_id} on stack {run.stack} was never vended for integration "
+                f"{integration_id}; ask only after Run Phase Started has been handled"
+            )
+        if record.status is RecordStatus.PENDING:
+            raise RefreshRefusedError("the phase's vend is still under way: retry in a second", "not_ready")
+        if record.status is not RecordStatus.WORKER or record.trust != "oidc":
+            raise RefreshRefusedError(
+                f"integration {integration_id} was not vended in worker mode with OIDC for this phase: there is no "
+                "token to answer; refresh without web_identity_token",
+                "not_worker_oidc",
+            )

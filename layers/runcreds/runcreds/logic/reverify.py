@@ -105,7 +105,7 @@ class Reverifier:
             outcome.idle = True
             return outcome
         with ThreadPoolExecutor(max_workers=REVERIFY_WORKERS, thread_name_prefix="reverify") as pool:
-            for page, next_key in self.attachments.scan_broker_mode(checkpoint.next_key, PAGE_SIZE):
+            for page, next_key in self.attachments.scan_verified_by_runcreds(checkpoint.next_key, PAGE_SIZE):
                 self._verify_page(pool, page, outcome)
                 outcome.pages += 1
                 checkpoint.next_key = next_key

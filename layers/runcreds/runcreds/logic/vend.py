@@ -191,6 +191,7 @@ class Vendor:
                 integration_id=attachment.integration_id,
                 status=RecordStatus.WORKER,
                 mode="worker",
+                trust=attachment.trust,  # oidc: the worker asks the refresh route for a token
                 assume_role=spec,
             )
             completion = self.records.complete(
@@ -208,6 +209,7 @@ class Vendor:
             integration_id=attachment.integration_id,
             status=RecordStatus.READY,
             mode="broker",
+            trust=attachment.trust,
             ciphertext=sealed.ciphertext,
             access_key_id=sealed.access_key_id,
             expires_at=expires_at,

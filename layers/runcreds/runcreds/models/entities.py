@@ -185,6 +185,9 @@ class CredentialRecord(IntegrationPhase):
 
     status: RecordStatus
     mode: str | None = None
+    # The integration's trust at the vend. Worker mode with "oidc": the worker exchanges a token from the
+    # refresh route instead of assuming the role with its own credentials (CONTRACT §7).
+    trust: Trust = "broker_role"
     ciphertext: bytes | None = None
     access_key_id: str | None = None
     expires_at: datetime | None = None
