@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from runcreds import aws
 from runcreds.api_client import ApiClient
 from runcreds.cli import main
 from runcreds.local.stack import LocalStack
@@ -80,9 +81,14 @@ def test_no_secret_reaches_any_log(
 
 
 def test_no_oidc_token_reaches_any_log_record_or_event(
-    debug_stack: LocalStack, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+    debug_stack: LocalStack,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
-    """OIDC integrations: the tokens runcreds mints (attach verification, vend) are in no log line of any
+    """OIDC integrations: the tokens runcreds mints (attach verification, vend, the worker's of a worker-mode
+    integration, which the refresh route answers and the worker exchanges) are in no log line of any
     function or of this process, in no credential record and in no event."""
     caplog.set_level(logging.DEBUG)
     stack = debug_stack
@@ -92,11 +98,24 @@ def test_no_oidc_token_reaches_any_log_record_or_event(
     api = ApiClient(stack.outputs["ApiUrl"], stack.session())
     seen = len(stack.aws.strict_sts.web_identity_tokens)
     assert attach(api, tenant, create_integration(api, tenant, role, trust="oidc")).status == 200
+    worker_mode = create_integration(api, tenant, role, trust="oidc", assume_role_on_worker=True)
+    assert attach(api, tenant, worker_mode).status == 200
     stack.put_event("Run Phase Started", tenant.detail("apply"))
     stack.router.drain()
-    assert len(record_items(stack, tenant, "apply")) == 1
+    assert len(record_items(stack, tenant, "apply")) == 2
+    # The worker of the worker-mode integration, in this process, at DEBUG, against this stack's AWS
+    for key, value in {**stack.client_env(), "RUNCREDS_API_URL": stack.outputs["ApiUrl"]}.items():
+        monkeypatch.setenv(key, value)
+    aws.reset_clients()
+    request.addfinalizer(aws.reset_clients)  # later clients are built from the restored environment
+    worker = ["worker", "credentials", "--account", tenant.account, "--stack", tenant.stack, "--run-id",
+              tenant.run_id, "--phase", "apply", "--integration", worker_mode,
+              "--table", stack.outputs["CredentialsTableName"]]  # fmt: skip
+    exchanged = len(stack.aws.strict_sts.web_identity_tokens)
+    assert main(worker) == 0
+    assert len(stack.aws.strict_sts.web_identity_tokens) == exchanged + 1  # the worker's exchange
     tokens = stack.aws.strict_sts.web_identity_tokens[seen:]
-    assert len(tokens) >= 3  # read, write, the binding probe, the vend
+    assert len(tokens) >= 3  # read, write, the binding probe, the vend, the worker's
 
     records = json.dumps(record_items(stack, tenant, "apply"), default=str)
     events = json.dumps(stack.router.events("Run Phase Credentials Ready"), default=str)
