@@ -37,4 +37,14 @@ def test_the_demo_runs_terraform_under_runcreds_when_terraform_is_here() -> None
     else:
         (skipped,) = [line for line in out.splitlines() if "skipped:" in line]
         assert terraform.unavailable() in skipped  # type: ignore[operator]
+    # And an OIDC integration's four-hour session (beyond the chaining cap), broker and worker mode alike,
+    # is the run's
+    oidc = out[out.index("OIDC: the customer's IAM OIDC provider") :]
+    sessions = [line for line in oidc.splitlines() if "Expiration:" in line]
+    assert len(sessions) == 2 and all("(4.0 h ahead: a four-hour session" in line for line in sessions), oidc
+    arn = f"arn:aws:sts::111122223333:assumed-role/acme-data-deployer/{RUN_ID}"
+    assert [line for line in oidc.splitlines() if "get-caller-identity Arn" in line] == [
+        f"  sts get-caller-identity Arn: {arn}"
+    ] * 2
+    assert '"sub": "account:acme:stack:data-prod:phase:plan:access:read"' in oidc
     assert "Done in" in out
