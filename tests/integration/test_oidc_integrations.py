@@ -138,7 +138,7 @@ def test_the_routes_policy_applied_as_is_attaches_and_vends_a_four_hour_session(
     ],
 )
 def test_the_trust_policy_of_an_oidc_integration(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, query: dict[str, str], sub: str
+    stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant, query: dict[str, str], sub: str
 ) -> None:
     role = create_oidc_role(stack, DENY_ALL)
     integration_id = create_integration(api, tenant, role, trust="oidc")
@@ -165,6 +165,10 @@ def test_the_trust_policy_of_an_oidc_integration(
         worker_role_arn="arn:aws:iam::111122223333:role/worker",
     )
     assert worker.status == 400
+    # And applied as-is (a provider exists), each of them makes the attach it covers succeed
+    apply_trust_policy(stack, role, policy)
+    attached = attach(api, tenant, integration_id, read=True, write="phase" not in query)
+    assert (attached.status, attached.body.get("status")) == (200, "ok"), attached.body
 
 
 def _every_item(stack: LocalStack) -> str:
@@ -371,6 +375,10 @@ def broken_setup(stack: LocalStack, tenant: Tenant, broken: str) -> tuple[str, d
         return role, {"duration_seconds": 5 * 3600}
     if broken == "no_sub_condition":
         return create_oidc_role(stack, federated_trust(stack, None)), {}
+    if broken == "sub_of_another_account":  # every probe of this tenant is refused
+        return create_oidc_role(stack, federated_trust(stack, "account:someone-else:*")), {}
+    if broken == "no_session_actions":
+        return create_oidc_role(stack, federated_trust(stack, account_wide, ("sts:AssumeRoleWithWebIdentity",))), {}
     raise AssertionError(broken)
 
 
@@ -384,6 +392,8 @@ def broken_setup(stack: LocalStack, tenant: Tenant, broken: str) -> tuple[str, d
         ("no_set_source_identity", "missing_set_source_identity", "sts:SetSourceIdentity"),
         ("duration_above_max", "duration_exceeds_max_session_duration", "Raise the role's MaxSessionDuration"),
         ("no_sub_condition", "sub_not_enforced", "another tenant"),
+        ("sub_of_another_account", "role_missing_or_untrusted", ':sub "account:{account}:stack:{stack}:*"'),
+        ("no_session_actions", "missing_session_actions", "Add sts:TagSession and sts:SetSourceIdentity"),
     ],
 )
 def test_each_broken_setup_is_diagnosed_with_its_fix(
@@ -398,7 +408,7 @@ def test_each_broken_setup_is_diagnosed_with_its_fix(
     assert refused.status == 422, refused.body
     body = refused.body
     assert body["code"] == code
-    assert says.format(stack=tenant.stack) in body["message"]
+    assert says.format(stack=tenant.stack, account=tenant.account) in body["message"]
     assert body["sub"] == f"account:{tenant.account}:stack:{tenant.stack}:phase:plan:access:read"
     assert body["external_id"] is None
     assert body["principal"] == oidc.provider_arn_for(issuer(stack), role)
@@ -408,11 +418,44 @@ def test_each_broken_setup_is_diagnosed_with_its_fix(
         assert condition in body["message"] and body["sub"] in body["message"]
     if broken == "no_tag_session":
         assert body["missing_actions"] == ["sts:TagSession"]
+    if broken == "no_session_actions":
+        assert body["missing_actions"] == ["sts:TagSession", "sts:SetSourceIdentity"]
     if broken == "duration_above_max":
         assert body["suggested_integration_patch"] == {"duration_seconds": 3600}
     # And nothing was attached
     listed = api.get(f"/accounts/{tenant.account}/stacks/{tenant.stack}/integrations")
     assert listed.body["attachments"] == []
+
+
+def test_a_worker_mode_oidc_role_that_accepts_another_tenants_token_is_refused(
+    stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant
+) -> None:
+    # Given a worker-mode OIDC integration whose role's trust has no sub condition (any tenant's token passes)
+    role = create_oidc_role(stack, federated_trust(stack, None))
+    integration_id = create_integration(api, tenant, role, trust="oidc", assume_role_on_worker=True)
+    # When it is attached, Then it is refused as in broker mode: the worker would exchange runcreds' token too
+    refused = attach(api, tenant, integration_id)
+    assert (refused.status, refused.body.get("code")) == (422, "sub_not_enforced"), refused.body
+    assert api.get(f"/accounts/{tenant.account}/stacks/{tenant.stack}/integrations").body["attachments"] == []
+
+
+def test_any_other_refusal_of_sts_is_diagnosed_with_stss_code_and_message(
+    stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant
+) -> None:
+    # Given an OIDC integration whose role trusts the issuer, and STS refusing the next exchange otherwise
+    role = create_oidc_role(stack, federated_trust(stack, f"account:{tenant.account}:*"))
+    integration_id = create_integration(api, tenant, role, trust="oidc")
+    stack.aws.strict_sts.inject("IDPRejectedClaim", status=403)
+    try:
+        # When it is attached
+        refused = attach(api, tenant, integration_id)
+    finally:
+        stack.aws.strict_sts.clear_faults()
+    # Then the diagnosis is sts_refused and passes STS's own code and message on
+    assert refused.status == 422, refused.body
+    assert (refused.body["code"], refused.body["sts_code"]) == ("sts_refused", "IDPRejectedClaim")
+    assert "with IDPRejectedClaim: Rate exceeded" in refused.message
+    assert refused.body["suggested_trust_policy"] == trust_policy(api, tenant, integration_id, stack=tenant.stack)
 
 
 def test_a_role_that_stops_trusting_the_issuer_fails_the_vend_with_stss_answer_and_no_token(
@@ -568,12 +611,13 @@ def test_the_oidc_exchange_and_the_sessions_calls_are_in_the_runs_audit(
 def test_an_oidc_trust_that_breaks_after_attach_is_marked_broken_by_the_reverification(
     stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant
 ) -> None:
-    # Given two attached OIDC integrations, one of whose roles then loses sts:TagSession
+    # Given two attached OIDC integrations (one in worker mode: verified all the same), one of whose roles
+    # then loses sts:TagSession
     account_wide = f"account:{tenant.account}:*"
     healthy_role = create_oidc_role(stack, federated_trust(stack, account_wide))
     breaking_role = create_oidc_role(stack, federated_trust(stack, account_wide))
     healthy = create_integration(api, tenant, healthy_role, trust="oidc")
-    breaking = create_integration(api, tenant, breaking_role, trust="oidc")
+    breaking = create_integration(api, tenant, breaking_role, trust="oidc", assume_role_on_worker=True)
     for integration_id in (healthy, breaking):
         assert attach(api, tenant, integration_id).status == 200
     apply_trust_policy(
