@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import urllib3
 from botocore.exceptions import (
@@ -84,6 +85,17 @@ class RunCredentials:
     secret_access_key: str
     session_token: str
     expiration: datetime
+
+    @classmethod
+    def from_sts(cls, credentials: Mapping[str, Any]) -> RunCredentials:
+        """STS's Credentials (Expiration a datetime), or the JSON runcreds encrypts (an ISO string)."""
+        expiration = credentials["Expiration"]
+        return cls(
+            access_key_id=credentials["AccessKeyId"],
+            secret_access_key=credentials["SecretAccessKey"],
+            session_token=credentials["SessionToken"],
+            expiration=expiration if isinstance(expiration, datetime) else datetime.fromisoformat(expiration),
+        )
 
     def __repr__(self) -> str:  # never print the secret parts by accident
         return f"RunCredentials(access_key_id={self.access_key_id!r}, expiration={self.expiration.isoformat()})"
@@ -242,13 +254,7 @@ class CredentialsFetcher:
                     ) from None
                 raise
         try:
-            values = json.loads(plaintext)
-            return RunCredentials(
-                access_key_id=values["AccessKeyId"],
-                secret_access_key=values["SecretAccessKey"],
-                session_token=values["SessionToken"],
-                expiration=datetime.fromisoformat(values["Expiration"]),
-            )
+            return RunCredentials.from_sts(json.loads(plaintext))
         except (ValueError, KeyError, TypeError) as error:  # never the text itself: it holds the secret
             raise MalformedRecordError(
                 f"the decrypted credentials of integration {record.integration_id} for run {record.run_id} "
@@ -272,12 +278,7 @@ class CredentialsFetcher:
                 f"this worker could not assume {spec.role_arn} with external ID {spec.external_id}: "
                 f"{refusal.code}: {refusal.sts_message}"
             ) from None
-        return RunCredentials(
-            access_key_id=credentials["AccessKeyId"],
-            secret_access_key=credentials["SecretAccessKey"],
-            session_token=credentials["SessionToken"],
-            expiration=credentials["Expiration"],
-        )
+        return RunCredentials.from_sts(credentials)
 
     def _exchange_on_worker(self, record: CredentialRecord) -> RunCredentials:
         """Worker mode with OIDC: a fresh token from the refresh route (signed with the worker's own
@@ -325,12 +326,7 @@ class CredentialsFetcher:
             raise CredentialsFailedError(
                 f"STS refused runcreds' token for {spec.role_arn}: {refusal.code}: {refusal.sts_message}"
             ) from None
-        return RunCredentials(
-            access_key_id=credentials["AccessKeyId"],
-            secret_access_key=credentials["SecretAccessKey"],
-            session_token=credentials["SessionToken"],
-            expiration=credentials["Expiration"],
-        )
+        return RunCredentials.from_sts(credentials)
 
 
 def _token_refused(run: RunPhase, status: int, body: object, message: str) -> WorkerError:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -26,7 +28,7 @@ from runcreds.dal.credentials import CredentialsStore
 from runcreds.dal.items import to_item
 from runcreds.exceptions import NotFoundError, RefreshRefusedError, RoleRefusedError, TransientAwsError
 from runcreds.logic import oidc
-from runcreds.logic.sealing import assume_and_seal, session_mapping_puts
+from runcreds.logic.sealing import assume_and_seal, oidc_signer, session_mapping_puts
 from runcreds.models.entities import AssumeRoleSpec, Attachment, CredentialRecord, RecordStatus
 from runcreds.models.events import RunPhase
 from runcreds.observability import logger, metrics
@@ -63,12 +65,8 @@ class RefreshService:
         self.sessions = AuditSessionsStore(settings.audit_sessions_table) if settings.audit_sessions_table else None
 
     def refresh(self, run: RunPhase, integration_id: str | None = None) -> list[CredentialRecord]:
-        try:
+        with _failures_counted("refresh"):
             return self._refresh(run, integration_id)
-        except (RefreshRefusedError, NotFoundError, RoleRefusedError, TransientAwsError, ClientError) as error:
-            metrics.add_metric(name="RefreshFailures", unit=MetricUnit.Count, value=1)
-            logger.warning("refresh refused or failed", extra={"error": type(error).__name__})
-            raise
 
     def _refresh(self, run: RunPhase, integration_id: str | None) -> list[CredentialRecord]:
         if integration_id is not None:
@@ -234,12 +232,8 @@ class RefreshService:
         here for a freshly minted token (claims exactly §7, a new `jti`, TOKEN_LIFETIME) and exchanges it
         itself. Only while the phase is open, the phase was vended in worker mode with OIDC and the
         attachment still grants the phase's access."""
-        try:
+        with _failures_counted("worker token"):
             return self._worker_token(run, integration_id)
-        except (RefreshRefusedError, NotFoundError, RoleRefusedError, TransientAwsError, ClientError) as error:
-            metrics.add_metric(name="RefreshFailures", unit=MetricUnit.Count, value=1)
-            logger.warning("worker token refused or failed", extra={"error": type(error).__name__})
-            raise
 
     def _worker_token(self, run: RunPhase, integration_id: str) -> WorkerToken:
         phase = self.records.read_phase(run)
@@ -252,11 +246,7 @@ class RefreshService:
                 "the vend): no token; the next run phase is vended as it is now",
                 "mode_changed",
             )
-        key_arn, issuer = self.settings.oidc_signing_key_arn, self.settings.oidc_issuer_url
-        if not key_arn or not issuer:
-            raise RoleRefusedError(
-                "OidcNotConfigured", "this runcreds deployment has no OIDC signing key or issuer URL"
-            )
+        key_arn, issuer = oidc_signer(self.settings)
         claims = oidc.claims_for(issuer, run, integration_id)
         token = oidc.mint(key_arn, claims)
         # A Finished seen while the token was signed: it is dropped, never answered.
@@ -293,3 +283,14 @@ class RefreshService:
                 "token to answer; refresh without web_identity_token",
                 "not_worker_oidc",
             )
+
+
+@contextmanager
+def _failures_counted(what: str) -> Iterator[None]:
+    """Every refusal or failure of the route counts (RefreshFailures, alarmed), then goes on to its answer."""
+    try:
+        yield
+    except (RefreshRefusedError, NotFoundError, RoleRefusedError, TransientAwsError, ClientError) as error:
+        metrics.add_metric(name="RefreshFailures", unit=MetricUnit.Count, value=1)
+        logger.warning(f"{what} refused or failed", extra={"error": type(error).__name__})
+        raise

@@ -33,6 +33,13 @@ class SealedCredentials:
     expires_at: datetime  # as STS returned it: STS may grant less than the requested duration
 
 
+def oidc_signer(settings: VendSettings | AttachSettings) -> tuple[str, str]:
+    """The signing key and issuer URL an OIDC token needs, or the refusal of a deployment without them."""
+    if not settings.oidc_signing_key_arn or not settings.oidc_issuer_url:
+        raise RoleRefusedError("OidcNotConfigured", "this runcreds deployment has no OIDC signing key or issuer URL")
+    return settings.oidc_signing_key_arn, settings.oidc_issuer_url
+
+
 def open_session(
     settings: VendSettings | AttachSettings, run: RunPhase, integration_id: str, spec: AssumeRoleSpec, trust: str
 ) -> CredentialsTypeDef:
@@ -41,11 +48,8 @@ def open_session(
     MaxSessionDuration). Both raise RoleRefusedError / TransientAwsError alike; the broker's own hop
     failing raises BrokerUnavailableError."""
     if trust == "oidc":
-        if not settings.oidc_signing_key_arn or not settings.oidc_issuer_url:
-            raise RoleRefusedError(
-                "OidcNotConfigured", "this runcreds deployment has no OIDC signing key or issuer URL"
-            )
-        return oidc.exchange(settings.oidc_signing_key_arn, settings.oidc_issuer_url, run, integration_id, spec)
+        key_arn, issuer = oidc_signer(settings)
+        return oidc.exchange(key_arn, issuer, run, integration_id, spec)
     sts = broker_sts(settings.broker_role_arn, settings.function_name, spec.region)
     return assume_run_role(sts, spec)
 
