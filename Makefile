@@ -14,26 +14,32 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV_VERSION := 3.3.30
 PY := $(VENV)/bin/python
 SAM := $(SAM_VENV)/bin/sam
-# sam build looks for python3.12 on PATH; pyenv's shims find it with this.
-export PYENV_VERSION ?= 3.11.7:3.12.1
+# sam build looks for python3.12 on PATH; where it comes from pyenv, its shims find it with this
+# (the version is the directory PYTHON312 was found in, e.g. 3.12.1).
+ifneq ($(findstring /.pyenv/versions/,$(PYTHON312)),)
+export PYENV_VERSION ?= $(notdir $(patsubst %/bin/python3.12,%,$(PYTHON312)))
+endif
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help demo up test lint typecheck validate scan build unit integration bench clean openapi mutation
+.PHONY: help demo up test lint typecheck complexity validate scan build deploy unit integration bench clean openapi mutation
 
 help:
 	@echo "make demo    run the end-to-end demo on the embedded AWS (moto on 127.0.0.1)"
 	@echo "make test    lint, typecheck, sam validate --lint, checkov, sam build, unit and integration tests"
 	@echo "make up      keep the embedded stack running (API on localhost, events accepted)"
 	@echo "make bench   benchmarks in bench/"
+	@echo "make deploy  sam build, then sam deploy with samconfig.toml (your AWS credentials, your account)"
 
-$(VENV)/.installed-local: pyproject.toml
+# The three packages, editable: the server (with its Lambda extra), the command line, the development kit.
+PACKAGES := layers/runcreds/pyproject.toml client/pyproject.toml devkit/pyproject.toml
+$(VENV)/.installed-local: $(PACKAGES)
 	test -x $(PY) || $(PYTHON312) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[local]'
+	$(PY) -m pip install --quiet -e './layers/runcreds[lambda]' -e ./client -e ./devkit
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed-local $(CHECKOV_VENV)/.installed
-	$(PY) -m pip install --quiet -e '.[dev]'
+$(VENV)/.installed-dev: $(PACKAGES) $(VENV)/.installed-local $(CHECKOV_VENV)/.installed
+	$(PY) -m pip install --quiet -e './devkit[test]'
 	touch $@
 
 # aws-sam-cli pins its own boto3: it gets a virtualenv of its own.
@@ -63,6 +69,10 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(VENV)/bin/mypy
 
+# Cyclomatic complexity gate (radon's ranks): no block worse than D, no module worse than B, A on average.
+complexity: $(VENV)/.installed-dev
+	$(VENV)/bin/xenon --max-absolute D --max-modules B --max-average A layers/runcreds/runcreds client/runcreds_cli devkit/runcreds_dev functions
+
 validate: $(SAM_VENV)/.installed
 	$(SAM) validate  # --lint and the build flags come from samconfig.toml
 
@@ -74,9 +84,14 @@ scan: $(CHECKOV_VENV)/.installed
 build: $(SAM_VENV)/.installed
 	$(SAM) build
 
+# Into your own AWS account, with the credentials in your environment; parameters from samconfig.toml
+# (OrchestratorPrincipalArns has no default: pass it with PARAMS="OrchestratorPrincipalArns=arn:...").
+deploy: build
+	$(SAM) deploy $(if $(PARAMS),--parameter-overrides $(PARAMS))
+
 # The committed OpenAPI document, generated from the resolver; tests/unit/test_openapi.py fails when stale.
 openapi: $(VENV)/.installed-dev
-	$(PY) -m runcreds.openapi > docs/openapi.json
+	$(PY) -m runcreds_dev.openapi > docs/openapi.json
 
 unit: $(VENV)/.installed-dev
 	$(VENV)/bin/pytest tests/unit
@@ -84,7 +99,7 @@ unit: $(VENV)/.installed-dev
 integration: $(VENV)/.installed-dev
 	$(VENV)/bin/pytest tests/integration
 
-test: lint typecheck validate scan build
+test: lint typecheck complexity validate scan build
 	$(VENV)/bin/pytest
 
 # Mutation testing (slow; not part of `make test`): logic/, dal/, the worker, STS error classification.

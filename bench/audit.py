@@ -40,8 +40,8 @@ def _sample() -> dict[str, Any]:
 
 def _vend(stack: Any) -> tuple[str, str, str, str]:
     """A run vended as in production: integration, attachment, run-phase event. Returns its identity."""
-    from runcreds.api_client import ApiClient
     from runcreds.logic.trust_policy import trust_policy_for
+    from runcreds_cli.sigv4_client import ApiClient
     from tests.support import Tenant, attach, create_integration, create_role, record_items
 
     suffix = uuid.uuid4().hex[:8]
@@ -123,13 +123,13 @@ def main() -> int:
     warnings.filterwarnings("ignore", message="No application metrics to publish")
 
     from runcreds.dal.audit_index import AuditIndexStore
-    from runcreds.local.stack import LocalStack
     from runcreds.logic.audit_index import AuditIndexer
     from runcreds.observability import metrics
     from runcreds.settings import AuditIndexerSettings
+    from runcreds_dev.stack import EmbeddedStack
 
     started = time.perf_counter()
-    with LocalStack() as stack:
+    with EmbeddedStack() as stack:
         os.environ.update(stack.client_env())
         env = stack.functions["AuditIndexerFunction"].environment
         os.environ.update({k: v for k, v in env.items() if k.startswith("RUNCREDS_")})

@@ -75,7 +75,7 @@ def record(code_uri: str, handler: str, event_path: str, calls_path: str) -> Non
 
     botocore.session.Session.create_client = hooked  # type: ignore[method-assign]
     sys.path.insert(0, code_uri)
-    from runcreds.local.lambda_worker import LocalContext
+    from runcreds_dev.lambda_worker import LocalContext
 
     module_name, function_name = handler.rsplit(".", 1)
     entry = getattr(importlib.import_module(module_name), function_name)

@@ -6,7 +6,7 @@ fresh process importing boto3, creating the same clients and making the same cal
 Both sides run against the embedded stack's moto server (strict STS in front), each in a process of its own
 with the function's environment from the template (`stack.functions[...]`: its settings, its role's
 credentials, the template's log level; tracing off, as there is no X-Ray daemon). The handler side is the
-embedded stack's Lambda container (`runcreds.local.lambda_worker`) serving one event and exiting. The raw
+embedded stack's Lambda container (`runcreds_dev.lambda_worker`) serving one event and exiting. The raw
 side replays the AWS calls that the handler made on a recording run (bench/cold_child.py records them with
 botocore's event hooks): the same operations, parameters, regions and identities, with a fresh run ID.
 Trials are interleaved (handler, raw, raw, handler, ...) so that load on the shared machine hits both alike;
@@ -76,7 +76,7 @@ def handler_trial(stack: Any, case: Case, token: str) -> tuple[float, list[tuple
     with tempfile.TemporaryFile("w+") as replies:
         fd = replies.fileno()
         request = json.dumps({"id": str(uuid.uuid4()), "event": case.event(token)}) + "\n"
-        cmd = [sys.executable, "-m", "runcreds.local.lambda_worker", str(fd), str(spec.code_uri), spec.handler]
+        cmd = [sys.executable, "-m", "runcreds_dev.lambda_worker", str(fd), str(spec.code_uri), spec.handler]
         elapsed = run(cmd, stack.functions[case.function].environment, request, (fd,))
         replies.seek(0)
         lines = replies.read().splitlines()
@@ -95,12 +95,12 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     from bench import audit as audit_bench
     from bench.results import record as results_record
-    from runcreds.api_client import ApiClient
-    from runcreds.local.stack import LocalStack
     from runcreds.logic.trust_policy import trust_policy_for
+    from runcreds_cli.sigv4_client import ApiClient
+    from runcreds_dev.stack import EmbeddedStack
     from tests.support import Tenant, attach, create_integration, create_role
 
-    with LocalStack(template_path=ROOT / "template.yaml", stack_name="runcreds-bench") as stack:
+    with EmbeddedStack(template_path=ROOT / "template.yaml", stack_name="runcreds-bench") as stack:
         account, name = "bench", "networking"
         role_arn = create_role(stack, trust_policy_for(stack.outputs["BrokerRoleArn"], account), "bench-role")
         api = ApiClient(stack.outputs["ApiUrl"], stack.session())

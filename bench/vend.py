@@ -45,12 +45,12 @@ def main() -> int:
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT))
-    from runcreds.api_client import ApiClient
-    from runcreds.local.stack import LocalStack
     from runcreds.logic.trust_policy import trust_policy_for
+    from runcreds_cli.sigv4_client import ApiClient
+    from runcreds_dev.stack import EmbeddedStack
     from tests.support import Tenant, attach, create_integration, create_role
 
-    with LocalStack(template_path=ROOT / "template.yaml", stack_name="runcreds-bench") as stack:
+    with EmbeddedStack(template_path=ROOT / "template.yaml", stack_name="runcreds-bench") as stack:
         account, name = "bench", "networking"
         broker = stack.outputs["BrokerRoleArn"]
         role_arn = create_role(stack, trust_policy_for(broker, account), "bench-role")
@@ -68,7 +68,7 @@ def main() -> int:
         module = importlib.util.module_from_spec(module_spec)
         module_spec.loader.exec_module(module)
         handler = getattr(module, spec.function_name)
-        from runcreds.local.lambda_worker import LocalContext
+        from runcreds_dev.lambda_worker import LocalContext
 
         context = LocalContext("bench", 30000, "bench")
         sink = io.StringIO()

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from runcreds.identity import session_name_for
-from runcreds.local.stack import LocalStack
-from runcreds.local.template import ACCOUNT_ID
+from runcreds.run_scope import session_name_for
+from runcreds_dev.stack import EmbeddedStack
+from runcreds_dev.template import ACCOUNT_ID
 from tests.support import Tenant, load_event, record_items
 
 
@@ -36,7 +36,7 @@ class VendedSession:
         return f"arn:aws:sts::{self.role_arn.split(':')[4]}:assumed-role/{self.role_name}/{self.session_name}"
 
 
-def vended_access_key(stack: LocalStack, tenant: Tenant, phase: str) -> str | None:
+def vended_access_key(stack: EmbeddedStack, tenant: Tenant, phase: str) -> str | None:
     items = record_items(stack, tenant, phase)
     assert len(items) == 1, items
     key = items[0].get("access_key_id", {}).get("S")
@@ -105,10 +105,10 @@ def as_web_identity_exchange(event: dict[str, Any], session: VendedSession) -> d
     return event
 
 
-def forward(stack: LocalStack, events: list[dict[str, Any]], bus: str | None = None) -> None:
+def forward(stack: EmbeddedStack, events: list[dict[str, Any]], bus: str | None = None) -> None:
     """What CloudTrail and the forwarding rules do: a record logged in runcreds' own account goes on its
     default bus (or `bus`); one logged in a customer account arrives through the audit bus with that
-    account in the envelope (LocalStack.deliver_forwarded)."""
+    account in the envelope (EmbeddedStack.deliver_forwarded)."""
     bus = bus or stack.outputs["AuditEventBusArn"].rsplit("/", 1)[-1]
     own = [e for e in events if e["detail"].get("recipientAccountId", ACCOUNT_ID) == ACCOUNT_ID]
     events_client = stack.client("events")

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from runcreds import aws
-from runcreds.api_client import ApiClient
-from runcreds.local.stack import LocalStack
 from runcreds.logic.vend import handle_run_event
 from runcreds.observability import metrics
 from runcreds.settings import VendSettings
+from runcreds_cli.sigv4_client import ApiClient
+from runcreds_dev.stack import EmbeddedStack
 from tests.support import Tenant, attach, create_integration, create_role, trust_policy
 
 # The attach API retries an AccessDenied IAM propagation may explain for up to this long (the template's
@@ -25,10 +25,10 @@ VERIFY_RETRY_SECONDS = "8"
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[LocalStack]:
+def stack() -> Iterator[EmbeddedStack]:
     # Every re-verification run that finds the last pass finished starts a new one (tests run it at will).
     parameters = {"VerifyRetrySeconds": VERIFY_RETRY_SECONDS, "ReverifyPassIntervalSeconds": "0"}
-    with LocalStack(parameters=parameters) as local:
+    with EmbeddedStack(parameters=parameters) as local:
         env = local.client_env()
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
@@ -47,12 +47,12 @@ def tenant() -> Tenant:
 
 
 @pytest.fixture
-def api(stack: LocalStack) -> ApiClient:
+def api(stack: EmbeddedStack) -> ApiClient:
     return ApiClient(stack.outputs["ApiUrl"], stack.session())
 
 
 @pytest.fixture
-def make_role(stack: LocalStack) -> Callable[..., str]:
+def make_role(stack: EmbeddedStack) -> Callable[..., str]:
     """Creates a customer role; by default one that trusts the broker for `<account>@*`."""
 
     def make(
@@ -81,7 +81,7 @@ def integrate(api: ApiClient) -> Callable[..., str]:
 
 
 @pytest.fixture
-def publish(stack: LocalStack) -> Callable[..., None]:
+def publish(stack: EmbeddedStack) -> Callable[..., None]:
     """Publishes a run-phase event on the runcreds bus and waits for its deliveries (retries included)."""
 
     def publish(tenant: Tenant, phase: str, detail_type: str = "Run Phase Started", **overrides: Any) -> None:
@@ -92,7 +92,7 @@ def publish(stack: LocalStack) -> Callable[..., None]:
 
 
 @pytest.fixture
-def vend_here(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[dict[str, Any]], Any]]:
+def vend_here(stack: EmbeddedStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[dict[str, Any]], Any]]:
     """The vend function's handler logic run in this process, as the function's role and with its
     environment: for what a function process cannot show (a crash no handler sees; 200 concurrent
     vends as threads rather than 200 processes). The AWS side is the same embedded server."""
@@ -109,7 +109,7 @@ def vend_here(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ca
 
 
 @pytest.fixture
-def attach_service_env(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def attach_service_env(stack: EmbeddedStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """This process, set up as the attach function is (its environment and role), with fresh clients."""
     for name, value in stack.functions["AttachApiFunction"].environment.items():
         monkeypatch.setenv(name, value)

@@ -9,24 +9,24 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from runcreds.local.stack import LocalStack
 from runcreds.logic import oidc
-from runcreds.models.events import Phase, RunPhase
+from runcreds.models.run import Phase, RunPhase
+from runcreds_dev.stack import EmbeddedStack
 from tests.support import Tenant
 
 FEDERATED_ACTIONS = ("sts:AssumeRoleWithWebIdentity", "sts:SetSourceIdentity", "sts:TagSession")
 
 
-def issuer(stack: LocalStack) -> str:
+def issuer(stack: EmbeddedStack) -> str:
     return stack.outputs["OidcIssuerUrl"]
 
 
-def signing_key_arn(stack: LocalStack) -> str:
+def signing_key_arn(stack: EmbeddedStack) -> str:
     """The key the vend signs with (as the template gives it to the function)."""
     return stack.functions["VendCredentialsFunction"].environment["RUNCREDS_OIDC_SIGNING_KEY_ARN"]
 
 
-def ensure_provider(stack: LocalStack, client_ids: tuple[str, ...] = (oidc.AUDIENCE,)) -> str:
+def ensure_provider(stack: EmbeddedStack, client_ids: tuple[str, ...] = (oidc.AUDIENCE,)) -> str:
     """The customer account's IAM OIDC provider for the stack's issuer (created once, client IDs as given)."""
     iam = stack.customer_client("iam")
     arn = f"arn:aws:iam::111122223333:oidc-provider/{oidc.issuer_host_path(issuer(stack))}"
@@ -39,7 +39,7 @@ def ensure_provider(stack: LocalStack, client_ids: tuple[str, ...] = (oidc.AUDIE
 
 
 def federated_trust(
-    stack: LocalStack,
+    stack: EmbeddedStack,
     sub: str | None,
     actions: tuple[str, ...] = FEDERATED_ACTIONS,
     provider_arn: str | None = None,
@@ -58,7 +58,7 @@ def federated_trust(
     }
 
 
-def create_oidc_role(stack: LocalStack, document: dict[str, Any], max_session_duration: int = 43200) -> str:
+def create_oidc_role(stack: EmbeddedStack, document: dict[str, Any], max_session_duration: int = 43200) -> str:
     return str(
         stack.customer_client("iam").create_role(
             RoleName=f"oidc-{uuid.uuid4().hex[:12]}",
@@ -72,14 +72,14 @@ def run_of(tenant: Tenant, phase: str = "plan") -> RunPhase:
     return RunPhase(account=tenant.account, stack=tenant.stack, run_id=tenant.run_id, phase=Phase(phase))
 
 
-def token(stack: LocalStack, tenant: Tenant, phase: str = "plan", key_arn: str | None = None, **claims: Any) -> str:
+def token(stack: EmbeddedStack, tenant: Tenant, phase: str = "plan", key_arn: str | None = None, **claims: Any) -> str:
     """A token as the vend mints it (claims overridable; a None value drops the claim)."""
     minted = oidc.claims_for(issuer(stack), run_of(tenant, phase), "01INTEGRATION0000000000000")
     minted.update(claims)
     return oidc.mint(key_arn or signing_key_arn(stack), {k: v for k, v in minted.items() if v is not None})
 
 
-def exchange(stack: LocalStack, role_arn: str, web_token: str, duration: int = 3600) -> dict[str, Any]:
+def exchange(stack: EmbeddedStack, role_arn: str, web_token: str, duration: int = 3600) -> dict[str, Any]:
     """AssumeRoleWithWebIdentity, unsigned, against the embedded STS (strict stand-in in front)."""
     from botocore import UNSIGNED
     from botocore.config import Config
@@ -93,7 +93,7 @@ def exchange(stack: LocalStack, role_arn: str, web_token: str, duration: int = 3
     return response
 
 
-def account_client(stack: LocalStack, service: str, account_id: str) -> Any:
+def account_client(stack: EmbeddedStack, service: str, account_id: str) -> Any:
     """A client acting in another customer AWS account (one without runcreds' OIDC provider, or with its own)."""
     client = stack.client(service)
 

@@ -11,14 +11,14 @@ from typing import Any
 
 from moto.sts.models import sts_backends
 
-from runcreds.api_client import ApiClient, ApiResponse
 from runcreds.dal.attachments import integration_key, stack_key
 from runcreds.dal.credentials import PHASE_ITEM
 from runcreds.dal.items import to_item
-from runcreds.local.stack import LocalStack
 from runcreds.models.entities import Attachment
-from runcreds.models.events import Phase, RunPhase
-from runcreds.worker import CredentialsFetcher
+from runcreds.models.run import Phase, RunPhase
+from runcreds_cli.sigv4_client import ApiClient, ApiResponse
+from runcreds_cli.worker import CredentialsFetcher
+from runcreds_dev.stack import EmbeddedStack
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
@@ -71,7 +71,7 @@ def assumptions_of(role_arn: str) -> int:
     )
 
 
-def events_for(stack: LocalStack, tenant: Tenant, detail_type: str) -> list[dict[str, Any]]:
+def events_for(stack: EmbeddedStack, tenant: Tenant, detail_type: str) -> list[dict[str, Any]]:
     return [
         e["detail"]
         for e in stack.router.events(detail_type)
@@ -79,12 +79,12 @@ def events_for(stack: LocalStack, tenant: Tenant, detail_type: str) -> list[dict
     ]
 
 
-def record_items(stack: LocalStack, tenant: Tenant, phase: str) -> list[dict[str, Any]]:
+def record_items(stack: EmbeddedStack, tenant: Tenant, phase: str) -> list[dict[str, Any]]:
     """The phase's integration records, as stored (without the phase's own state item)."""
     return [i for i in partition_items(stack, tenant, phase) if i["integration_id"]["S"] != PHASE_ITEM]
 
 
-def partition_items(stack: LocalStack, tenant: Tenant, phase: str) -> list[dict[str, Any]]:
+def partition_items(stack: EmbeddedStack, tenant: Tenant, phase: str) -> list[dict[str, Any]]:
     """Every item of the phase's partition: its records and its state item."""
     return list(
         stack.client("dynamodb").query(
@@ -109,7 +109,7 @@ def attach(
     return api.put(f"/accounts/{tenant.account}/stacks/{stack or tenant.stack}/integrations/{integration_id}", body)
 
 
-def credentials_of(stack: LocalStack, tenant: Tenant, phase: str) -> dict[str, str]:
+def credentials_of(stack: EmbeddedStack, tenant: Tenant, phase: str) -> dict[str, str]:
     """The phase's credentials as the worker gets them (credential_process JSON)."""
     run = RunPhase(account=tenant.account, stack=tenant.stack, run_id=tenant.run_id, phase=Phase(phase))
     creds = CredentialsFetcher(stack.outputs["CredentialsTableName"]).fetch(run)
@@ -117,7 +117,7 @@ def credentials_of(stack: LocalStack, tenant: Tenant, phase: str) -> dict[str, s
 
 
 def create_role(
-    stack: LocalStack, document: dict[str, Any], name: str | None = None, max_session_duration: int = 3600
+    stack: EmbeddedStack, document: dict[str, Any], name: str | None = None, max_session_duration: int = 3600
 ) -> str:
     """A customer role with this trust policy (a unique name unless given); returns its ARN."""
     return str(
@@ -129,13 +129,13 @@ def create_role(
     )
 
 
-def apply_trust_policy(stack: LocalStack, role_arn: str, document: dict[str, Any]) -> None:
+def apply_trust_policy(stack: EmbeddedStack, role_arn: str, document: dict[str, Any]) -> None:
     stack.customer_client("iam").update_assume_role_policy(
         RoleName=role_arn.rsplit("/", 1)[1], PolicyDocument=json.dumps(document)
     )
 
 
-def put_attachment(stack: LocalStack, attachment: Attachment) -> None:
+def put_attachment(stack: EmbeddedStack, attachment: Attachment) -> None:
     """An attachment item written straight into the table, as versions before the integrations recorded
     their stacks wrote it (no transaction, no integration needed): data a deployment may still hold."""
     values = attachment.model_dump(mode="json")

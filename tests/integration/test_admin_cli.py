@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 
-from runcreds.admin_cli import VERIFYING
-from runcreds.cli import main
-from runcreds.local.stack import LocalStack
-from runcreds.local.template import CUSTOMER_ACCOUNT_ID
+from runcreds_cli.admin import VERIFYING
+from runcreds_cli.main import main
+from runcreds_dev.stack import EmbeddedStack
+from runcreds_dev.template import CUSTOMER_ACCOUNT_ID
 from tests.support import Tenant
 
 
 @pytest.fixture
-def runcreds(stack: LocalStack, capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+def runcreds(stack: EmbeddedStack, capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
     """Runs `runcreds ARGS --api-url <local ApiUrl>` in-process: (exit status, stdout, stderr)."""
 
     def run(*args: str) -> tuple[int, str, str]:
@@ -75,7 +75,7 @@ def test_an_integration_lifecycle_through_the_cli(
 
 
 def test_the_cli_prints_trust_policies_and_diagnoses(
-    runcreds: Callable[..., tuple[int, str, str]], stack: LocalStack, tenant: Tenant, make_role: Callable[..., str]
+    runcreds: Callable[..., tuple[int, str, str]], stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str]
 ) -> None:
     account = ["--account", tenant.account]
     role = make_role(f"{tenant.account}@*", actions=("sts:AssumeRole", "sts:SetSourceIdentity"))

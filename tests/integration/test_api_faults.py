@@ -6,17 +6,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from runcreds.api_client import ApiClient, ApiResponse
 from runcreds.aws import CLIENT_CONFIG
-from runcreds.local.faults import Request, caller_is
-from runcreds.local.stack import LocalStack
+from runcreds_cli.sigv4_client import ApiClient, ApiResponse
+from runcreds_dev.faults import Request, caller_is
+from runcreds_dev.stack import EmbeddedStack
 from tests.support import Tenant, attach, create_integration
 
 # botocore's max_attempts counts retries: one request and that many more.
 ATTEMPTS = CLIENT_CONFIG.retries["max_attempts"] + 1  # type: ignore[attr-defined]
 
 
-def key_of(stack: LocalStack, function: str) -> str:
+def key_of(stack: EmbeddedStack, function: str) -> str:
     return stack.functions[function].environment["AWS_ACCESS_KEY_ID"]
 
 
@@ -27,7 +27,7 @@ def assert_retry_later(response: ApiResponse) -> None:
 
 
 def test_dynamodb_throttling_is_503_with_retry_after(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
 ) -> None:
     # Given an integration
     integration_id = create_integration(api, tenant, make_role(f"{tenant.account}@*"))
@@ -50,7 +50,7 @@ def test_dynamodb_throttling_is_503_with_retry_after(
 
 
 def test_a_throttle_that_botocore_retries_through_is_no_error(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
 ) -> None:
     integration_id = create_integration(api, tenant, make_role(f"{tenant.account}@*"))
     with stack.aws.faults.inject(
@@ -65,7 +65,7 @@ def test_a_throttle_that_botocore_retries_through_is_no_error(
 
 
 def test_a_write_that_dynamodb_throttles_is_503_and_writes_nothing(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
 ) -> None:
     role_arn = make_role(f"{tenant.account}@*")
     with stack.aws.faults.inject(
@@ -77,7 +77,7 @@ def test_a_write_that_dynamodb_throttles_is_503_and_writes_nothing(
 
 
 def test_sts_failing_during_attach_verification_is_503_and_attaches_nothing(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
 ) -> None:
     # Given an integration whose role would accept the broker
     role_arn = make_role(f"{tenant.account}@*")
@@ -101,7 +101,7 @@ def test_sts_failing_during_attach_verification_is_503_and_attaches_nothing(
 
 
 def test_the_audit_api_answers_a_failing_index_with_503_and_retry_after(
-    stack: LocalStack, api: ApiClient, tenant: Tenant
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant
 ) -> None:
     with stack.aws.faults.inject(
         "dynamodb", "Query", "InternalServerError", status=500, when=caller_is(key_of(stack, "AuditApiFunction"))
@@ -112,7 +112,7 @@ def test_the_audit_api_answers_a_failing_index_with_503_and_retry_after(
 
 
 def test_a_permission_the_deployment_lacks_is_a_500_with_a_message_not_a_502(
-    stack: LocalStack, api: ApiClient, tenant: Tenant
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant
 ) -> None:
     with stack.aws.faults.inject(
         "dynamodb", "Query", "AccessDeniedException", when=caller_is(key_of(stack, "AttachApiFunction"))
@@ -124,7 +124,7 @@ def test_a_permission_the_deployment_lacks_is_a_500_with_a_message_not_a_502(
 
 
 def test_a_cancelled_attach_transaction_is_503_and_attaches_nothing(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
 ) -> None:
     # Given an integration whose role accepts the broker
     integration_id = create_integration(api, tenant, make_role(f"{tenant.account}@*"))

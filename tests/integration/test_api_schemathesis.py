@@ -14,8 +14,8 @@ from botocore.awsrequest import AWSRequest
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance, unsupported_method
 
-from runcreds.local.stack import LocalStack
-from runcreds.local.template import REGION
+from runcreds_dev.stack import EmbeddedStack
+from runcreds_dev.template import REGION
 from tests.support import ROOT
 
 MAX_EXAMPLES = 12  # per operation: 10 operations finish in well under a minute on 2 cores
@@ -30,7 +30,7 @@ SEMANTIC_QUERY = frozenset({"next_token", "since", "until"})
 class SigV4(requests.auth.AuthBase):
     """Signs each request as API Gateway's IAM auth expects (execute-api)."""
 
-    def __init__(self, stack: LocalStack) -> None:
+    def __init__(self, stack: EmbeddedStack) -> None:
         self.credentials = stack.session().get_credentials().get_frozen_credentials()  # type: ignore[union-attr]
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -42,7 +42,7 @@ class SigV4(requests.auth.AuthBase):
 
 
 @pytest.fixture(scope="session")
-def signed_session(stack: LocalStack) -> requests.Session:
+def signed_session(stack: EmbeddedStack) -> requests.Session:
     session = requests.Session()
     session.auth = SigV4(stack)
     return session
@@ -61,7 +61,7 @@ schema = schemathesis.openapi.from_dict(json.loads((ROOT / "docs" / "openapi.jso
     suppress_health_check=list(HealthCheck),
 )
 def test_the_api_conforms_to_its_openapi_document(
-    case: schemathesis.Case[Any], stack: LocalStack, signed_session: requests.Session
+    case: schemathesis.Case[Any], stack: EmbeddedStack, signed_session: requests.Session
 ) -> None:
     # Given any request the document allows (or nearly allows), when it is sent signed
     response = case.call(base_url=stack.outputs["ApiUrl"], session=signed_session)

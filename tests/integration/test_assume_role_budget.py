@@ -14,14 +14,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from runcreds.api_client import ApiClient
-from runcreds.local.stack import LocalStack
-from runcreds.local.template import CUSTOMER_ACCOUNT_ID
+from runcreds_cli.sigv4_client import ApiClient
+from runcreds_dev.stack import EmbeddedStack
+from runcreds_dev.template import CUSTOMER_ACCOUNT_ID
 from tests.support import Tenant, attach, create_integration, create_role, trust_policy
 
 
 @pytest.fixture(scope="module")
-def budget_stack(stack: LocalStack) -> Iterator[LocalStack]:
+def budget_stack(stack: EmbeddedStack) -> Iterator[EmbeddedStack]:
     # `stack` first: the session stack's environment stays the one the other tests use.
     parameters = {
         "AssumeRoleBurst": "6",
@@ -29,12 +29,12 @@ def budget_stack(stack: LocalStack) -> Iterator[LocalStack]:
         "VerifyRetrySeconds": "0",
         "AllowedCustomerAccountIds": f"{CUSTOMER_ACCOUNT_ID},222233334444",
     }
-    with LocalStack(stack_name="runcreds-budget", parameters=parameters) as local:
+    with EmbeddedStack(stack_name="runcreds-budget", parameters=parameters) as local:
         yield local
 
 
 @pytest.fixture
-def budget_api(budget_stack: LocalStack) -> ApiClient:
+def budget_api(budget_stack: EmbeddedStack) -> ApiClient:
     return ApiClient(budget_stack.outputs["ApiUrl"], budget_stack.session())
 
 
@@ -43,12 +43,12 @@ def new_tenant() -> Tenant:
     return Tenant(account=f"acct-{suffix}", stack=f"stack-{suffix}", run_id=f"01RUN{suffix.upper()}")
 
 
-def sts_calls(stack: LocalStack, mark: int) -> int:
+def sts_calls(stack: EmbeddedStack, mark: int) -> int:
     return sum(1 for call in stack.aws.calls.since(mark) if call == ("sts", "AssumeRole"))
 
 
 def test_an_account_that_keeps_attaching_a_refusing_role_gets_429_and_others_are_unaffected(
-    budget_stack: LocalStack, budget_api: ApiClient
+    budget_stack: EmbeddedStack, budget_api: ApiClient
 ) -> None:
     # Given an integration of mallory's whose role does not exist
     mallory = new_tenant()
@@ -78,7 +78,7 @@ def test_an_account_that_keeps_attaching_a_refusing_role_gets_429_and_others_are
     assert sts_calls(budget_stack, mark) >= 4  # read, write and the two binding probes (+ the broker's own)
 
 
-def test_a_patch_past_the_budget_is_429_and_saves_nothing(budget_stack: LocalStack, budget_api: ApiClient) -> None:
+def test_a_patch_past_the_budget_is_429_and_saves_nothing(budget_stack: EmbeddedStack, budget_api: ApiClient) -> None:
     # Given an attached integration, and an account that has spent its budget
     tenant = new_tenant()
     broker = budget_stack.outputs["BrokerRoleArn"]
@@ -101,7 +101,7 @@ def test_a_patch_past_the_budget_is_429_and_saves_nothing(budget_stack: LocalSta
 
 
 def test_a_role_of_an_account_the_deployment_does_not_serve_is_refused_at_create(
-    budget_stack: LocalStack, budget_api: ApiClient
+    budget_stack: EmbeddedStack, budget_api: ApiClient
 ) -> None:
     # Given a deployment that serves two customer accounts
     tenant = new_tenant()

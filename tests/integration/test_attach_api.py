@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from runcreds.api_client import ApiClient
-from runcreds.local.stack import LocalStack
+from runcreds_cli.sigv4_client import ApiClient
+from runcreds_dev.stack import EmbeddedStack
 from tests.support import Tenant, assumptions_of
 
 
@@ -41,7 +41,7 @@ def test_create_get_and_list_integrations(api: ApiClient, tenant: Tenant, make_r
     ],
 )
 def test_bad_integrations_get_a_400_naming_the_field_and_write_nothing(
-    api: ApiClient, stack: LocalStack, tenant: Tenant, body: dict[str, object], problem: str
+    api: ApiClient, stack: EmbeddedStack, tenant: Tenant, body: dict[str, object], problem: str
 ) -> None:
     mark = stack.aws.calls.mark()
     response = api.post(f"/accounts/{tenant.account}/integrations", body)
@@ -71,7 +71,7 @@ def test_attach_needs_some_access(api: ApiClient, tenant: Tenant, make_role: Cal
 
 
 def test_attach_verifies_each_enabled_phase(
-    api: ApiClient, stack: LocalStack, tenant: Tenant, make_role: Callable[..., str]
+    api: ApiClient, stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str]
 ) -> None:
     # Given a role that trusts only the stack's write external ID
     role = make_role(f"{tenant.account}@*@{tenant.stack}@write")
@@ -102,7 +102,7 @@ def test_detach(api: ApiClient, tenant: Tenant, make_role: Callable[..., str], i
     assert api.delete(path).status == 404
 
 
-def test_unsigned_requests_are_refused_like_api_gateway_does(stack: LocalStack) -> None:
+def test_unsigned_requests_are_refused_like_api_gateway_does(stack: EmbeddedStack) -> None:
     import urllib3
 
     response = urllib3.request("GET", stack.outputs["ApiUrl"] + "/accounts/acme/integrations")

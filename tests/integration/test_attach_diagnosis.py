@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 import pytest
 
-from runcreds.api_client import ApiClient, ApiResponse
-from runcreds.local.stack import LocalStack
-from runcreds.local.template import CUSTOMER_ACCOUNT_ID
+from runcreds_cli.sigv4_client import ApiClient, ApiResponse
+from runcreds_dev.stack import EmbeddedStack
+from runcreds_dev.template import CUSTOMER_ACCOUNT_ID
 from tests.support import (
     Tenant,
     apply_trust_policy,
@@ -29,7 +29,7 @@ from tests.support import (
 ALL_ACTIONS = ("sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession")
 
 
-def assert_diagnosis_shape(response: ApiResponse, stack: LocalStack, tenant: Tenant, integration_id: str) -> None:
+def assert_diagnosis_shape(response: ApiResponse, stack: EmbeddedStack, tenant: Tenant, integration_id: str) -> None:
     body = response.body
     broker = stack.outputs["BrokerRoleArn"]
     assert body["principal"] == broker
@@ -43,7 +43,7 @@ def assert_diagnosis_shape(response: ApiResponse, stack: LocalStack, tenant: Ten
 
 @pytest.mark.parametrize("cause", ["role does not exist", "trust names another principal"])
 def test_a_missing_or_untrusting_role_is_reported_as_one_ambiguous_cause_with_the_fix(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str], cause: str
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str], cause: str
 ) -> None:
     # Given an integration whose role is missing, or trusts someone else than the broker
     if cause == "role does not exist":
@@ -77,7 +77,7 @@ def test_a_missing_or_untrusting_role_is_reported_as_one_ambiguous_cause_with_th
 
 
 def test_an_external_id_condition_narrower_than_the_attachment_is_named(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
 ) -> None:
     # Given a role trusting the broker for the stack's read phases only (phase-scoped external ID)
     role_arn = make_role(f"{tenant.account}@*@{tenant.stack}@read")
@@ -98,7 +98,7 @@ def test_an_external_id_condition_narrower_than_the_attachment_is_named(
 
 
 def test_a_trust_scoped_to_another_stack_is_found_through_that_stack(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
 ) -> None:
     # Given a role trusting the broker for stack A only, attached to A
     role_arn = make_role(f"{tenant.account}@*@{tenant.stack}@*")
@@ -131,7 +131,7 @@ def test_a_trust_scoped_to_another_stack_is_found_through_that_stack(
     ],
 )
 def test_a_trust_lacking_session_actions_names_the_missing_ones(
-    stack: LocalStack,
+    stack: EmbeddedStack,
     api: ApiClient,
     tenant: Tenant,
     make_role: Callable[..., str],
@@ -164,7 +164,7 @@ def test_a_trust_lacking_session_actions_names_the_missing_ones(
     [(3600, "duration_exceeds_max_session_duration"), (43200, "duration_exceeds_chaining_cap")],
 )
 def test_a_duration_above_what_sts_allows_is_diagnosed_with_the_patch_that_fixes_it(
-    stack: LocalStack,
+    stack: EmbeddedStack,
     api: ApiClient,
     tenant: Tenant,
     make_role: Callable[..., str],
@@ -190,7 +190,7 @@ def test_a_duration_above_what_sts_allows_is_diagnosed_with_the_patch_that_fixes
 
 
 def test_a_region_where_sts_is_disabled_is_diagnosed(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
 ) -> None:
     # Given an integration in a region where STS is not activated
     role_arn = make_role(f"{tenant.account}@*")
@@ -213,7 +213,7 @@ def test_a_region_where_sts_is_disabled_is_diagnosed(
 
 
 def test_the_happy_path_makes_one_assume_role_per_phase(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
 ) -> None:
     # Given a correctly trusted role
     role_arn = make_role(f"{tenant.account}@*")

@@ -11,20 +11,20 @@ from typing import Any
 
 import pytest
 
-from runcreds.api_client import ApiClient
 from runcreds.dal.attachments import AttachmentsStore
 from runcreds.exceptions import ConflictError, NotFoundError
-from runcreds.local.faults import Request
-from runcreds.local.stack import LocalStack
 from runcreds.logic.attach import AttachService
-from runcreds.models.api import AttachRequest
+from runcreds.models.bodies import AttachRequest
 from runcreds.models.entities import Integration
 from runcreds.settings import AttachSettings
+from runcreds_cli.sigv4_client import ApiClient
+from runcreds_dev.faults import Request
+from runcreds_dev.stack import EmbeddedStack
 from tests.support import Tenant, attach, create_integration
 
 
 @contextmanager
-def gsi_lagging(stack: LocalStack) -> Iterator[Any]:
+def gsi_lagging(stack: EmbeddedStack) -> Iterator[Any]:
     """While the block runs, the by-integration index shows no attachment yet (as it may, for a moment)."""
 
     def of_the_index(request: Request) -> bool:
@@ -36,7 +36,7 @@ def gsi_lagging(stack: LocalStack) -> Iterator[Any]:
         yield fault
 
 
-def stored_attachment(stack: LocalStack, tenant: Tenant, integration_id: str) -> Any:
+def stored_attachment(stack: EmbeddedStack, tenant: Tenant, integration_id: str) -> Any:
     store = AttachmentsStore(stack.template.ref("AttachmentsTable"), stack.client("dynamodb"))
     try:
         return store.get(tenant.account, tenant.stack, integration_id)
@@ -45,7 +45,7 @@ def stored_attachment(stack: LocalStack, tenant: Tenant, integration_id: str) ->
 
 
 def test_a_delete_right_after_an_attach_is_refused_though_the_index_lags(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
 ) -> None:
     # Given an integration attached a moment ago, not yet in the GSI
     integration_id = create_integration(api, tenant, make_role(f"{tenant.account}@*"))
@@ -71,7 +71,7 @@ def test_a_delete_right_after_an_attach_is_refused_though_the_index_lags(
 
 
 def test_a_patch_right_after_an_attach_rewrites_that_attachment_though_the_index_lags(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
 ) -> None:
     # Given an integration attached a moment ago, not yet in the GSI
     old_role, new_role = make_role(f"{tenant.account}@*"), make_role(f"{tenant.account}@*")
@@ -90,7 +90,7 @@ def test_a_patch_right_after_an_attach_rewrites_that_attachment_though_the_index
 @pytest.mark.usefixtures("attach_service_env")
 @pytest.mark.parametrize("change", ["delete", "patch"])
 def test_an_attach_whose_integration_changes_while_it_verifies_writes_nothing(
-    api: ApiClient, stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], change: str
+    api: ApiClient, stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], change: str
 ) -> None:
     # Given an attach that has read its integration and is verifying the role
     integration_id = create_integration(api, tenant, make_role(f"{tenant.account}@*"))

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from runcreds.api_client import ApiClient
-from runcreds.cli import main
-from runcreds.local.stack import LocalStack
+from runcreds_cli.main import main
+from runcreds_cli.sigv4_client import ApiClient
+from runcreds_dev.stack import EmbeddedStack
 from tests.audit_support import (
     VendedSession,
     as_broker_assume_role,
@@ -29,7 +29,7 @@ from tests.support import Tenant, credentials_of, load_event
 
 @pytest.fixture
 def vend(
-    stack: LocalStack,
+    stack: EmbeddedStack,
     make_role: Callable[..., str],
     integrate: Callable[..., str],
     publish: Callable[..., None],
@@ -63,7 +63,7 @@ def all_pages(api: ApiClient, tenant: Tenant, limit: int, **query: str) -> tuple
 
 
 def test_the_run_audit_returns_exactly_the_runs_records_in_time_order_paginated(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, vend: Callable[..., VendedSession]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, vend: Callable[..., VendedSession]
 ) -> None:
     # Given a run whose credentials runcreds vended, and the CloudTrail records of the day
     session = vend(tenant)
@@ -105,7 +105,7 @@ def test_the_run_audit_returns_exactly_the_runs_records_in_time_order_paginated(
 
 
 def test_errors_only_and_event_source_filter_the_run(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, vend: Callable[..., VendedSession]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, vend: Callable[..., VendedSession]
 ) -> None:
     # Given a run with a failed EC2 call and successful S3 calls
     session = vend(tenant)
@@ -123,7 +123,7 @@ def test_errors_only_and_event_source_filter_the_run(
 
 
 def test_worker_mode_sessions_are_resolved_by_role_and_session_name(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, vend: Callable[..., VendedSession]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, vend: Callable[..., VendedSession]
 ) -> None:
     # Given a worker-mode integration: the worker opens the session, runcreds never sees its key
     session = vend(tenant, assume_role_on_worker=True)
@@ -141,7 +141,7 @@ def test_worker_mode_sessions_are_resolved_by_role_and_session_name(
 
 
 def test_one_malformed_record_fails_alone_and_ends_in_the_dead_letter_queue(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, vend: Callable[..., VendedSession]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, vend: Callable[..., VendedSession]
 ) -> None:
     # Given a batch with a record CloudTrail never wrote (no eventID, no readable time) among good ones
     session = vend(tenant)
@@ -167,7 +167,7 @@ def test_one_malformed_record_fails_alone_and_ends_in_the_dead_letter_queue(
 
 
 def test_oversized_request_parameters_are_trimmed_and_the_record_indexed(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, vend: Callable[..., VendedSession]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, vend: Callable[..., VendedSession]
 ) -> None:
     # Given a record whose requestParameters alone are larger than a DynamoDB item may be
     session = vend(tenant)
@@ -186,7 +186,7 @@ def test_oversized_request_parameters_are_trimmed_and_the_record_indexed(
 
 
 def test_the_stack_audit_spans_runs_within_the_time_window(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, vend: Callable[..., VendedSession]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, vend: Callable[..., VendedSession]
 ) -> None:
     # Given records of one run at known times
     session = vend(tenant)
@@ -206,7 +206,7 @@ def test_the_stack_audit_spans_runs_within_the_time_window(
 
 
 def test_bad_input_and_tampered_tokens_are_400_and_never_another_accounts_data(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, vend: Callable[..., VendedSession]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, vend: Callable[..., VendedSession]
 ) -> None:
     # Given a run with three records and a page token from its audit
     session = vend(tenant)
@@ -242,7 +242,7 @@ def test_bad_input_and_tampered_tokens_are_400_and_never_another_accounts_data(
 
 
 def test_session_mappings_hold_no_secrets_and_the_vend_stays_at_seven_requests(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str]
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str]
 ) -> None:
     # Given an attached integration
     role_arn = make_role(f"{tenant.account}@*")
@@ -277,12 +277,12 @@ def test_session_mappings_hold_no_secrets_and_the_vend_stays_at_seven_requests(
     assert "ciphertext" not in text
 
 
-def _sessions_table(stack: LocalStack) -> str:
+def _sessions_table(stack: EmbeddedStack) -> str:
     return stack.functions["AuditIndexerFunction"].environment["RUNCREDS_AUDIT_SESSIONS_TABLE"]
 
 
 def test_the_cli_prints_the_runs_timeline_and_summary(
-    stack: LocalStack, tenant: Tenant, vend: Callable[..., VendedSession], capsys: pytest.CaptureFixture[str]
+    stack: EmbeddedStack, tenant: Tenant, vend: Callable[..., VendedSession], capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given a run that wrote an S3 object, described a table and was refused an EC2 instance
     session = vend(tenant)
@@ -324,7 +324,7 @@ def test_the_cli_says_what_is_missing(capsys: pytest.CaptureFixture[str], monkey
     assert "RUNCREDS_API_URL" in capsys.readouterr().err
 
 
-def test_the_sample_sqs_batch_fails_only_its_malformed_record(stack: LocalStack) -> None:
+def test_the_sample_sqs_batch_fails_only_its_malformed_record(stack: EmbeddedStack) -> None:
     # Given the events/ sample batch (`sam local invoke AuditIndexerFunction -e events/audit/sqs_batch.json`):
     # a run session's call, the broker's AssumeRole, a malformed record and a foreign session's call
     batch = load_event("audit/sqs_batch.json")
@@ -340,7 +340,7 @@ def test_the_sample_sqs_batch_fails_only_its_malformed_record(stack: LocalStack)
     ("sample", "status"),
     [("api/run_audit.json", 200), ("api/stack_audit.json", 200), ("api/run_audit_tampered_token.json", 400)],
 )
-def test_the_audit_api_samples(stack: LocalStack, sample: str, status: int) -> None:
+def test_the_audit_api_samples(stack: EmbeddedStack, sample: str, status: int) -> None:
     response = stack.functions["AuditApiFunction"].invoke(load_event(sample))
     assert response["statusCode"] == status
     body = json.loads(response["body"])
@@ -348,7 +348,7 @@ def test_the_audit_api_samples(stack: LocalStack, sample: str, status: int) -> N
 
 
 def test_cloudtrail_of_the_runcreds_account_itself_is_indexed_from_the_default_bus(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, vend: Callable[..., VendedSession]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, vend: Callable[..., VendedSession]
 ) -> None:
     # Given the broker's own AssumeRole of a run, as CloudTrail puts it on the runcreds account's default bus
     session = vend(tenant)

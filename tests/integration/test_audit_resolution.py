@@ -10,10 +10,10 @@ import pytest
 
 from runcreds.dal.audit_index import AuditIndexStore
 from runcreds.dal.audit_sessions import AuditSessionsStore
-from runcreds.local.stack import LocalStack
 from runcreds.logic.audit_index import CLOCK_SKEW_SECONDS, Dropped, Resolution, SessionResolver, parse_record
 from runcreds.models.audit import CloudTrailDetail, SessionMapping
-from runcreds.models.events import Phase
+from runcreds.models.run import Phase
+from runcreds_dev.stack import EmbeddedStack
 from tests.support import load_event
 
 OWN_ACCOUNT = "999999999999"
@@ -22,7 +22,7 @@ BROKER = f"arn:aws:iam::{OWN_ACCOUNT}:role/runcreds-broker-us-east-1"
 
 
 @pytest.fixture
-def sessions(stack: LocalStack) -> AuditSessionsStore:
+def sessions(stack: EmbeddedStack) -> AuditSessionsStore:
     table = stack.functions["AuditIndexerFunction"].environment["RUNCREDS_AUDIT_SESSIONS_TABLE"]
     return AuditSessionsStore(table, stack.client("dynamodb"))
 
@@ -47,7 +47,7 @@ def mapping(
     return SessionMapping(**values)
 
 
-def save(stack: LocalStack, sessions: AuditSessionsStore, *mappings: SessionMapping) -> None:
+def save(stack: EmbeddedStack, sessions: AuditSessionsStore, *mappings: SessionMapping) -> None:
     for m in mappings:
         for put in sessions.puts_for(m, ttl=2_000_000_000):
             stack.client("dynamodb").put_item(**put)
@@ -73,7 +73,7 @@ def detail(
 
 
 def test_access_key_role_session_and_source_identity_each_find_the_run(
-    stack: LocalStack, sessions: AuditSessionsStore
+    stack: EmbeddedStack, sessions: AuditSessionsStore
 ) -> None:
     # Given a session runcreds issued (role name spelt in another case than CloudTrail's)
     run_id = f"run-{uuid.uuid4().hex[:8]}"
@@ -92,7 +92,7 @@ def test_access_key_role_session_and_source_identity_each_find_the_run(
 
 
 def test_records_from_another_aws_account_or_before_the_session_existed_are_not_the_runs(
-    stack: LocalStack, sessions: AuditSessionsStore
+    stack: EmbeddedStack, sessions: AuditSessionsStore
 ) -> None:
     # Given a session issued at t=10,000 for a role in the customer account
     run_id = f"run-{uuid.uuid4().hex[:8]}"
@@ -114,7 +114,7 @@ def test_records_from_another_aws_account_or_before_the_session_existed_are_not_
 
 
 def test_a_session_key_shared_by_two_accounts_runs_is_dropped_not_guessed(
-    stack: LocalStack, sessions: AuditSessionsStore
+    stack: EmbeddedStack, sessions: AuditSessionsStore
 ) -> None:
     # Given two runcreds accounts whose runs carry the same run ID in the same AWS account
     run_id = f"run-{uuid.uuid4().hex[:8]}"
@@ -128,7 +128,7 @@ def test_a_session_key_shared_by_two_accounts_runs_is_dropped_not_guessed(
 
 
 def test_the_phase_is_the_latest_issued_before_the_event_and_a_new_phase_is_seen_despite_the_cache(
-    stack: LocalStack, sessions: AuditSessionsStore
+    stack: EmbeddedStack, sessions: AuditSessionsStore
 ) -> None:
     # Given a run's plan session, resolved once (and cached)
     run_id = f"run-{uuid.uuid4().hex[:8]}"
@@ -167,7 +167,7 @@ class _Throttled:
         return {"UnprocessedItems": {table: requests[half:]}}
 
 
-def test_unprocessed_items_are_retried_until_written(stack: LocalStack) -> None:
+def test_unprocessed_items_are_retried_until_written(stack: EmbeddedStack) -> None:
     # Given an index write that DynamoDB only half processes at first
     table = stack.outputs["AuditIndexTableName"]
     throttled = _Throttled(stack.client("dynamodb"))
@@ -190,7 +190,7 @@ def test_unprocessed_items_are_retried_until_written(stack: LocalStack) -> None:
 
 
 def test_an_hours_late_record_resolves_from_the_cache_and_a_fresh_lookup_alike(
-    stack: LocalStack, sessions: AuditSessionsStore
+    stack: EmbeddedStack, sessions: AuditSessionsStore
 ) -> None:
     # Given a session issued at T and resolved once, and a cold resolver
     run_id = f"run-{uuid.uuid4().hex[:8]}"
@@ -211,7 +211,7 @@ def test_an_hours_late_record_resolves_from_the_cache_and_a_fresh_lookup_alike(
 
 
 def test_a_plan_call_just_before_the_apply_session_was_issued_stays_the_plans(
-    stack: LocalStack, sessions: AuditSessionsStore
+    stack: EmbeddedStack, sessions: AuditSessionsStore
 ) -> None:
     # Given a run whose plan session was issued at t and whose apply session was issued at t + 200 s
     run_id = f"run-{uuid.uuid4().hex[:8]}"
@@ -254,7 +254,7 @@ def assume_role(
 
 
 def test_the_brokers_successful_assume_role_of_a_run_is_the_runs_in_runcreds_account_and_the_roles(
-    stack: LocalStack, sessions: AuditSessionsStore
+    stack: EmbeddedStack, sessions: AuditSessionsStore
 ) -> None:
     # Given a run vended into a role of the customer account
     run_id = f"run-{uuid.uuid4().hex[:8]}"
@@ -274,7 +274,7 @@ def test_the_brokers_successful_assume_role_of_a_run_is_the_runs_in_runcreds_acc
 
 
 def test_a_denied_assume_role_carrying_a_runs_source_identity_is_nobodys(
-    stack: LocalStack, sessions: AuditSessionsStore
+    stack: EmbeddedStack, sessions: AuditSessionsStore
 ) -> None:
     # Given a victim's run, vended into a role of the customer account
     run_id = f"run-{uuid.uuid4().hex[:8]}"
@@ -296,7 +296,7 @@ def test_a_denied_assume_role_carrying_a_runs_source_identity_is_nobodys(
 
 
 def test_a_session_opened_in_runcreds_account_under_a_runs_source_identity_is_not_the_runs(
-    stack: LocalStack, sessions: AuditSessionsStore
+    stack: EmbeddedStack, sessions: AuditSessionsStore
 ) -> None:
     # Given a victim's run, vended into a role of the customer account
     run_id = f"run-{uuid.uuid4().hex[:8]}"
@@ -316,7 +316,7 @@ def test_a_session_opened_in_runcreds_account_under_a_runs_source_identity_is_no
 
 
 def test_a_runs_source_identity_counts_only_in_an_account_the_run_was_vended_into(
-    stack: LocalStack, sessions: AuditSessionsStore
+    stack: EmbeddedStack, sessions: AuditSessionsStore
 ) -> None:
     # Given a run whose plan was vended into the customer account and whose apply into a second account
     run_id = f"run-{uuid.uuid4().hex[:8]}"
@@ -366,7 +366,7 @@ def web_identity_exchange(
 
 
 def test_an_oidc_exchange_and_its_sessions_calls_are_the_runs_in_the_roles_account_only(
-    stack: LocalStack, sessions: AuditSessionsStore
+    stack: EmbeddedStack, sessions: AuditSessionsStore
 ) -> None:
     # Given a run whose plan and apply were exchanged moments apart for the same role (same session name)
     run_id = f"run-{uuid.uuid4().hex[:8]}"

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from runcreds.local import terraform
+from runcreds_dev import terraform
 
 RUNCREDS = Path(sys.executable).parent / "runcreds"
 RUN_ID = "01DSJ63P40BAZY4VW8BXXG7M4K"

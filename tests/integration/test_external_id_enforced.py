@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from runcreds.api_client import ApiClient
 from runcreds.dal.integrations import IntegrationsStore
-from runcreds.identity import PROBE_ACCOUNT
-from runcreds.local.stack import LocalStack
-from runcreds.local.template import ACCOUNT_ID
 from runcreds.models.entities import Attachment, Integration, VerificationStatus, utcnow
+from runcreds.run_scope import PROBE_ACCOUNT
+from runcreds_cli.sigv4_client import ApiClient
+from runcreds_dev.stack import EmbeddedStack
+from runcreds_dev.template import ACCOUNT_ID
 from tests.support import (
     Tenant,
     apply_trust_policy,
@@ -53,7 +53,7 @@ def assert_not_enforced(body: dict[str, Any], tenant: Tenant, broker: str) -> No
     ],
 )
 def test_a_role_that_does_not_demand_the_tenants_external_id_is_refused_at_attach(
-    stack: LocalStack,
+    stack: EmbeddedStack,
     api: ApiClient,
     tenant: Tenant,
     make_role: Callable[..., str],
@@ -79,7 +79,7 @@ def test_a_role_that_does_not_demand_the_tenants_external_id_is_refused_at_attac
 
 
 def test_a_role_that_shuts_out_only_the_probe_account_is_caught_without_an_external_id(
-    stack: LocalStack, api: ApiClient, tenant: Tenant
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant
 ) -> None:
     # Given a role that lets the broker in with any external ID but the probe's (or with none)
     broker = stack.outputs["BrokerRoleArn"]
@@ -94,7 +94,7 @@ def test_a_role_that_shuts_out_only_the_probe_account_is_caught_without_an_exter
 
 
 def test_a_role_bound_to_the_tenant_costs_two_refused_probes_per_attach(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
 ) -> None:
     # Given a role that demands the tenant's external ID
     role_arn = make_role(f"{tenant.account}@*")
@@ -112,7 +112,7 @@ def test_a_role_bound_to_the_tenant_costs_two_refused_probes_per_attach(
 
 
 def test_a_patch_to_a_role_that_does_not_demand_the_external_id_is_refused_and_not_saved(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str]
 ) -> None:
     # Given an attached integration whose role binds the tenant
     integration_id = integrate(tenant, make_role(f"{tenant.account}@*"))
@@ -130,7 +130,7 @@ def test_a_patch_to_a_role_that_does_not_demand_the_external_id_is_refused_and_n
 
 
 def test_reverification_marks_a_role_that_stopped_demanding_the_external_id_broken(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str]
 ) -> None:
     # Given a verified attachment whose trust policy is later widened to every external ID
     role_arn = make_role(f"{tenant.account}@*")
@@ -159,7 +159,7 @@ def test_reverification_marks_a_role_that_stopped_demanding_the_external_id_brok
     ],
 )
 def test_the_probe_account_is_reserved_at_every_account_route(
-    stack: LocalStack, api: ApiClient, method: str, path: str
+    stack: EmbeddedStack, api: ApiClient, method: str, path: str
 ) -> None:
     # Given the account name whose external IDs the probe uses
     mark = stack.aws.calls.mark()
@@ -175,7 +175,7 @@ def test_the_probe_account_is_reserved_at_every_account_route(
 
 
 def test_a_role_of_runcreds_own_account_is_refused_at_create_and_patch(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
 ) -> None:
     # Given the issue's attack: a role of runcreds' own account that trusts the account root
     own = create_role_in_own_account(stack)
@@ -199,7 +199,7 @@ def test_a_role_of_runcreds_own_account_is_refused_at_create_and_patch(
     assert api.get(path).body["role_arn"] != own
 
 
-def create_role_in_own_account(stack: LocalStack) -> str:
+def create_role_in_own_account(stack: EmbeddedStack) -> str:
     document = trust_policy(f"arn:aws:iam::{ACCOUNT_ID}:root", None)
     name = f"runcreds-admin-{uuid.uuid4().hex[:8]}"
     return str(
@@ -208,7 +208,7 @@ def create_role_in_own_account(stack: LocalStack) -> str:
 
 
 def test_the_broker_role_itself_refuses_roles_of_runcreds_own_account(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, publish: Callable[..., None]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, publish: Callable[..., None]
 ) -> None:
     # Given an attachment written before the API refused them: a role of runcreds' own account that
     # trusts the account root, with no condition (the issue's admin role)
@@ -242,7 +242,7 @@ def test_the_broker_role_itself_refuses_roles_of_runcreds_own_account(
 
 
 def test_an_integration_saved_before_the_check_cannot_be_attached_to_an_own_account_role(
-    stack: LocalStack, api: ApiClient, tenant: Tenant
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant
 ) -> None:
     # Given an integration stored before create refused roles of runcreds' own account
     own = create_role_in_own_account(stack)

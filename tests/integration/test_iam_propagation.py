@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from runcreds.api_client import ApiClient
-from runcreds.local.stack import LocalStack
-from runcreds.local.template import CUSTOMER_ACCOUNT_ID
 from runcreds.models.entities import Attachment
+from runcreds_cli.sigv4_client import ApiClient
+from runcreds_dev.stack import EmbeddedStack
+from runcreds_dev.template import CUSTOMER_ACCOUNT_ID
 from tests.conftest import VERIFY_RETRY_SECONDS
 from tests.support import Tenant, attach, create_integration, create_role, put_attachment, trust_policy
 
@@ -21,20 +21,20 @@ PROPAGATION_SECONDS = 5.0
 
 
 @pytest.fixture
-def propagation_delay(stack: LocalStack) -> Iterator[None]:
+def propagation_delay(stack: EmbeddedStack) -> Iterator[None]:
     """STS refuses roles younger than PROPAGATION_SECONDS, as IAM does after a create."""
     stack.aws.strict_sts.propagation_delay = PROPAGATION_SECONDS
     yield
     stack.aws.strict_sts.propagation_delay = 0
 
 
-def new_role(stack: LocalStack, tenant: Tenant, name: str | None = None) -> str:
+def new_role(stack: EmbeddedStack, tenant: Tenant, name: str | None = None) -> str:
     return create_role(stack, trust_policy(stack.outputs["BrokerRoleArn"], f"{tenant.account}@*"), name)
 
 
 @pytest.mark.usefixtures("propagation_delay")
 def test_a_role_created_5_seconds_before_attaches_without_user_retry(
-    stack: LocalStack, api: ApiClient, tenant: Tenant
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant
 ) -> None:
     # Given an integration for a role that is created, correctly trusted, just before the attach
     name = f"fresh-{uuid.uuid4().hex[:10]}"
@@ -55,7 +55,7 @@ def test_a_role_created_5_seconds_before_attaches_without_user_retry(
 
 @pytest.mark.usefixtures("propagation_delay")
 def test_a_role_that_stays_refused_answers_with_the_diagnosis_and_the_propagation_hint(
-    stack: LocalStack, api: ApiClient, tenant: Tenant
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant
 ) -> None:
     # Given a role that STS refuses for longer than the API's retry budget
     stack.aws.strict_sts.propagation_delay = float(VERIFY_RETRY_SECONDS) + 30
@@ -75,7 +75,7 @@ def test_a_role_that_stays_refused_answers_with_the_diagnosis_and_the_propagatio
 
 @pytest.mark.usefixtures("propagation_delay")
 def test_after_propagation_the_stacks_already_attached_still_name_a_too_narrow_external_id(
-    stack: LocalStack, api: ApiClient, tenant: Tenant
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant
 ) -> None:
     # Given an integration attached to stack A, whose role is (re)created trusting stack A only
     name = f"fresh-{uuid.uuid4().hex[:10]}"

@@ -8,16 +8,16 @@ from typing import Any
 
 import pytest
 
-from runcreds.api_client import ApiClient
 from runcreds.exceptions import TransientAwsError
-from runcreds.local.stack import LocalStack
 from runcreds.logic.attach import AttachService
-from runcreds.models.api import IntegrationUpdate
+from runcreds.models.bodies import IntegrationUpdate
 from runcreds.settings import AttachSettings
+from runcreds_cli.sigv4_client import ApiClient
+from runcreds_dev.stack import EmbeddedStack
 from tests.support import Tenant, assumptions_of, attach, create_integration, load_event
 
 
-def attachment_item(stack: LocalStack, tenant: Tenant, integration_id: str) -> dict[str, Any]:
+def attachment_item(stack: EmbeddedStack, tenant: Tenant, integration_id: str) -> dict[str, Any]:
     """The stored attachment, as a vend reads it (denormalized vend fields included)."""
     item = stack.client("dynamodb").get_item(
         TableName=stack.template.resolve({"Ref": "AttachmentsTable"}),
@@ -28,7 +28,7 @@ def attachment_item(stack: LocalStack, tenant: Tenant, integration_id: str) -> d
 
 
 def test_patch_changes_the_integration_and_every_attachment_copy(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
 ) -> None:
     # Given an integration attached to two stacks
     old_role, new_role = make_role(f"{tenant.account}@*"), make_role(f"{tenant.account}@*")
@@ -56,7 +56,7 @@ def test_patch_changes_the_integration_and_every_attachment_copy(
 
 
 def test_patch_that_would_break_an_attached_stack_is_refused_and_not_saved(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
 ) -> None:
     # Given an attached integration, and a role that does not trust the broker
     good = make_role(f"{tenant.account}@*")
@@ -78,7 +78,7 @@ def test_patch_that_would_break_an_attached_stack_is_refused_and_not_saved(
 
 
 def test_patch_of_labels_alone_makes_no_sts_call(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
 ) -> None:
     # Given an attached integration
     role = make_role(f"{tenant.account}@*")
@@ -120,7 +120,7 @@ def test_successive_patches_each_apply(api: ApiClient, tenant: Tenant, make_role
     ],
 )
 def test_bad_patches_are_400_with_no_write_and_no_aws_call(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str], body: Any, problem: str
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str], body: Any, problem: str
 ) -> None:
     # Given an integration
     integration_id = create_integration(api, tenant, make_role(f"{tenant.account}@*"))
@@ -180,7 +180,7 @@ def test_integrations_can_be_listed_by_label(api: ApiClient, tenant: Tenant, mak
     ],
 )
 def test_the_trust_policy_generator_scopes_the_external_id(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str], query: Any, pattern: str
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str], query: Any, pattern: str
 ) -> None:
     # Given a broker-mode integration
     integration_id = create_integration(api, tenant, make_role(f"{tenant.account}@*"))
@@ -197,7 +197,7 @@ def test_the_trust_policy_generator_scopes_the_external_id(
 
 
 def test_a_generated_trust_policy_lets_the_attach_succeed(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
 ) -> None:
     # Given an integration whose role trusts nobody yet
     role = make_role(None, principal="arn:aws:iam::123456789012:role/nobody")
@@ -259,7 +259,7 @@ def test_another_accounts_integrations_and_attachments_answer_404(
 
 @pytest.mark.parametrize("content_type", ["multipart/form-data", "text/plain", "application/x-www-form-urlencoded"])
 def test_a_body_that_is_not_json_is_415_and_writes_nothing(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, content_type: str
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, content_type: str
 ) -> None:
     # Given a valid create request sent with another media type (multipart without a boundary made
     # Powertools raise before any route ran: a 502)

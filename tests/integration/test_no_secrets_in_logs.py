@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from runcreds import aws
-from runcreds.api_client import ApiClient
-from runcreds.cli import main
-from runcreds.local.stack import LocalStack
+from runcreds_cli.main import main
+from runcreds_cli.sigv4_client import ApiClient
+from runcreds_dev.stack import EmbeddedStack
 from tests.oidc_support import create_oidc_role, ensure_provider, federated_trust
 from tests.support import Tenant, attach, create_integration, create_role, record_items, trust_policy
 
@@ -19,14 +19,14 @@ DEBUG = {"POWERTOOLS_LOG_LEVEL": "DEBUG", "AWS_LAMBDA_LOG_LEVEL": "DEBUG", "POWE
 
 
 @pytest.fixture(scope="module")
-def debug_stack(stack: LocalStack) -> Iterator[LocalStack]:
+def debug_stack(stack: EmbeddedStack) -> Iterator[EmbeddedStack]:
     # A second stack (its own resource names) whose functions run at DEBUG, root logger included.
-    with LocalStack(overrides=DEBUG, stack_name="runcreds-debug") as local:
+    with EmbeddedStack(overrides=DEBUG, stack_name="runcreds-debug") as local:
         yield local
 
 
 def test_no_secret_reaches_any_log(
-    debug_stack: LocalStack, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+    debug_stack: EmbeddedStack, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
     caplog.set_level(logging.DEBUG)
     stack = debug_stack
@@ -81,7 +81,7 @@ def test_no_secret_reaches_any_log(
 
 
 def test_no_oidc_token_reaches_any_log_record_or_event(
-    debug_stack: LocalStack,
+    debug_stack: EmbeddedStack,
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,

@@ -15,16 +15,16 @@ from urllib.parse import unquote
 
 import pytest
 
-from runcreds import api as runcreds_api
-from runcreds import worker_serve
-from runcreds.api_client import ApiClient
-from runcreds.local.api_gateway import STAGE
-from runcreds.local.iam_auth import API_ID, tenant_invoke_policy
-from runcreds.local.stack import LocalStack
-from runcreds.local.template import ACCOUNT_ID, REGION
 from runcreds.logic import oidc
 from runcreds.logic.trust_policy import oidc_trust_policy_for
-from runcreds.worker import PhaseFinishedError
+from runcreds.routes import attach as runcreds_api
+from runcreds_cli import serve
+from runcreds_cli.sigv4_client import ApiClient
+from runcreds_cli.worker import PhaseFinishedError
+from runcreds_dev.api_gateway import STAGE
+from runcreds_dev.iam_auth import API_ID, tenant_invoke_policy
+from runcreds_dev.stack import EmbeddedStack
+from runcreds_dev.template import ACCOUNT_ID, REGION
 from tests.audit_support import (
     VendedSession,
     as_session,
@@ -60,7 +60,7 @@ DENY_ALL = {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Principal
 
 
 @pytest.fixture(scope="module")
-def provider(stack: LocalStack) -> str:
+def provider(stack: EmbeddedStack) -> str:
     return ensure_provider(stack)
 
 
@@ -71,7 +71,7 @@ def trust_policy(api: ApiClient, tenant: Tenant, integration_id: str, **query: s
 
 
 def test_the_routes_policy_applied_as_is_attaches_and_vends_a_four_hour_session(
-    stack: LocalStack,
+    stack: EmbeddedStack,
     api: ApiClient,
     provider: str,
     tenant: Tenant,
@@ -138,7 +138,7 @@ def test_the_routes_policy_applied_as_is_attaches_and_vends_a_four_hour_session(
     ],
 )
 def test_the_trust_policy_of_an_oidc_integration(
-    stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant, query: dict[str, str], sub: str
+    stack: EmbeddedStack, api: ApiClient, provider: str, tenant: Tenant, query: dict[str, str], sub: str
 ) -> None:
     role = create_oidc_role(stack, DENY_ALL)
     integration_id = create_integration(api, tenant, role, trust="oidc")
@@ -171,7 +171,7 @@ def test_the_trust_policy_of_an_oidc_integration(
     assert (attached.status, attached.body.get("status")) == (200, "ok"), attached.body
 
 
-def _every_item(stack: LocalStack) -> str:
+def _every_item(stack: EmbeddedStack) -> str:
     """Every item of every table (runcreds' own), as text."""
     dynamodb = stack.client("dynamodb")
     items = [
@@ -184,7 +184,7 @@ def _every_item(stack: LocalStack) -> str:
 
 
 def test_worker_mode_oidc_the_worker_exchanges_fresh_tokens_and_runcreds_holds_no_credentials(
-    stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant, publish: Callable[..., None]
+    stack: EmbeddedStack, api: ApiClient, provider: str, tenant: Tenant, publish: Callable[..., None]
 ) -> None:
     # Given a worker-mode OIDC integration for four-hour sessions whose role has the route's trust, as-is
     role = create_oidc_role(stack, DENY_ALL, max_session_duration=43200)
@@ -273,15 +273,15 @@ def refresh_path_of(tenant: Tenant, phase: str) -> str:
     return f"/accounts/{tenant.account}/stacks/{tenant.stack}/runs/{tenant.run_id}/phases/{phase}/refresh"
 
 
-def serve_for(stack: LocalStack, tenant: Tenant, phase: str) -> worker_serve.CredentialsServer:
+def serve_for(stack: EmbeddedStack, tenant: Tenant, phase: str) -> serve.CredentialsServer:
     args = argparse.Namespace(table=stack.outputs["CredentialsTableName"], integration=None, wait=0.0,
                               refresh_before=None, port=0)  # fmt: skip
     os.environ["RUNCREDS_API_URL"] = stack.outputs["ApiUrl"]
-    return worker_serve._start(args, run_of(tenant, phase))
+    return serve._start(args, run_of(tenant, phase))
 
 
 def test_a_token_is_answered_only_for_worker_mode_oidc_and_only_to_the_route_s_caller(
-    stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant, publish: Callable[..., None]
+    stack: EmbeddedStack, api: ApiClient, provider: str, tenant: Tenant, publish: Callable[..., None]
 ) -> None:
     # Given a broker-mode OIDC integration and a worker-mode one, both vended for the apply phase
     account_wide = federated_trust(stack, f"account:{tenant.account}:*")
@@ -323,7 +323,7 @@ def test_a_token_is_answered_only_for_worker_mode_oidc_and_only_to_the_route_s_c
     assert answer["token"].split(".")[2] not in stack.logs.text()
 
 
-def _session_invoking_for(stack: LocalStack, account: str) -> Any:
+def _session_invoking_for(stack: EmbeddedStack, account: str) -> Any:
     """A session of a role of runcreds' AWS account allowed to call the API for `account` only."""
     iam = stack.client("iam")
     name = f"worker-{uuid.uuid4().hex[:8]}"
@@ -337,7 +337,7 @@ def _session_invoking_for(stack: LocalStack, account: str) -> Any:
 
 
 # ---------------------------------------------------------------------- diagnoses
-def _role_in_account(stack: LocalStack, account_id: str, document: dict[str, Any]) -> str:
+def _role_in_account(stack: EmbeddedStack, account_id: str, document: dict[str, Any]) -> str:
     return str(
         account_client(stack, "iam", account_id).create_role(
             RoleName=f"oidc-{uuid.uuid4().hex[:12]}", AssumeRolePolicyDocument=json.dumps(document)
@@ -345,7 +345,7 @@ def _role_in_account(stack: LocalStack, account_id: str, document: dict[str, Any
     )
 
 
-def _provider_in_account(stack: LocalStack, account_id: str, client_ids: list[str]) -> str:
+def _provider_in_account(stack: EmbeddedStack, account_id: str, client_ids: list[str]) -> str:
     iam = account_client(stack, "iam", account_id)
     arn = f"arn:aws:iam::{account_id}:oidc-provider/{oidc.issuer_host_path(issuer(stack))}"
     if arn not in [p["Arn"] for p in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]]:
@@ -353,7 +353,7 @@ def _provider_in_account(stack: LocalStack, account_id: str, client_ids: list[st
     return arn
 
 
-def broken_setup(stack: LocalStack, tenant: Tenant, broken: str) -> tuple[str, dict[str, Any]]:
+def broken_setup(stack: EmbeddedStack, tenant: Tenant, broken: str) -> tuple[str, dict[str, Any]]:
     """A role (and the integration fields) with exactly one thing wrong."""
     account_wide = f"account:{tenant.account}:*"
     if broken == "no_provider":
@@ -397,7 +397,7 @@ def broken_setup(stack: LocalStack, tenant: Tenant, broken: str) -> tuple[str, d
     ],
 )
 def test_each_broken_setup_is_diagnosed_with_its_fix(
-    stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant, broken: str, code: str, says: str
+    stack: EmbeddedStack, api: ApiClient, provider: str, tenant: Tenant, broken: str, code: str, says: str
 ) -> None:
     # Given an OIDC integration whose setup has one thing wrong
     role, fields = broken_setup(stack, tenant, broken)
@@ -428,7 +428,7 @@ def test_each_broken_setup_is_diagnosed_with_its_fix(
 
 
 def test_a_worker_mode_oidc_role_that_accepts_another_tenants_token_is_refused(
-    stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant
+    stack: EmbeddedStack, api: ApiClient, provider: str, tenant: Tenant
 ) -> None:
     # Given a worker-mode OIDC integration whose role's trust has no sub condition (any tenant's token passes)
     role = create_oidc_role(stack, federated_trust(stack, None))
@@ -440,7 +440,7 @@ def test_a_worker_mode_oidc_role_that_accepts_another_tenants_token_is_refused(
 
 
 def test_any_other_refusal_of_sts_is_diagnosed_with_stss_code_and_message(
-    stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant
+    stack: EmbeddedStack, api: ApiClient, provider: str, tenant: Tenant
 ) -> None:
     # Given an OIDC integration whose role trusts the issuer, and STS refusing the next exchange otherwise
     role = create_oidc_role(stack, federated_trust(stack, f"account:{tenant.account}:*"))
@@ -459,7 +459,7 @@ def test_any_other_refusal_of_sts_is_diagnosed_with_stss_code_and_message(
 
 
 def test_a_role_that_stops_trusting_the_issuer_fails_the_vend_with_stss_answer_and_no_token(
-    stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant, publish: Callable[..., None]
+    stack: EmbeddedStack, api: ApiClient, provider: str, tenant: Tenant, publish: Callable[..., None]
 ) -> None:
     # Given an attached OIDC integration whose role then stops trusting the issuer
     role = create_oidc_role(stack, federated_trust(stack, f"account:{tenant.account}:*"))
@@ -479,7 +479,7 @@ def test_a_role_that_stops_trusting_the_issuer_fails_the_vend_with_stss_answer_a
 
 
 def test_patching_a_broker_integration_to_oidc_verifies_the_new_trust_first(
-    stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant, make_role: Callable[..., str]
+    stack: EmbeddedStack, api: ApiClient, provider: str, tenant: Tenant, make_role: Callable[..., str]
 ) -> None:
     # Given a broker-role integration attached to the stack
     role = make_role(f"{tenant.account}@*")
@@ -505,14 +505,14 @@ def test_patching_a_broker_integration_to_oidc_verifies_the_new_trust_first(
     assert switched.body["trust"] == "oidc"
 
 
-def trust_policy_of(stack: LocalStack, role_arn: str) -> dict[str, Any]:
+def trust_policy_of(stack: EmbeddedStack, role_arn: str) -> dict[str, Any]:
     document = stack.customer_client("iam").get_role(RoleName=role_arn.rsplit("/", 1)[1])["Role"]
     policy = document["AssumeRolePolicyDocument"]
     return dict(json.loads(unquote(policy)) if isinstance(policy, str) else policy)
 
 
 def test_a_refresh_of_an_oidc_session_exchanges_a_fresh_token_and_writes_a_new_generation(
-    stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant, publish: Callable[..., None]
+    stack: EmbeddedStack, api: ApiClient, provider: str, tenant: Tenant, publish: Callable[..., None]
 ) -> None:
     # Given an attached OIDC integration whose apply phase was vended
     role = create_oidc_role(stack, federated_trust(stack, f"account:{tenant.account}:*"))
@@ -549,7 +549,7 @@ def test_a_refresh_of_an_oidc_session_exchanges_a_fresh_token_and_writes_a_new_g
 
 @pytest.mark.usefixtures("attach_service_env")
 def test_without_a_configured_issuer_the_refresh_mints_with_the_apis_own_url(
-    stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant, publish: Callable[..., None],
+    stack: EmbeddedStack, api: ApiClient, provider: str, tenant: Tenant, publish: Callable[..., None],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     # Given a vended OIDC phase, and the attach function as deployed with OidcIssuerUrl empty (the default:
@@ -584,7 +584,7 @@ def test_without_a_configured_issuer_the_refresh_mints_with_the_apis_own_url(
 
 
 def test_the_oidc_exchange_and_the_sessions_calls_are_in_the_runs_audit(
-    stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant, publish: Callable[..., None]
+    stack: EmbeddedStack, api: ApiClient, provider: str, tenant: Tenant, publish: Callable[..., None]
 ) -> None:
     # Given a vended OIDC phase
     role = create_oidc_role(stack, federated_trust(stack, f"account:{tenant.account}:*"))
@@ -609,7 +609,7 @@ def test_the_oidc_exchange_and_the_sessions_calls_are_in_the_runs_audit(
 
 
 def test_an_oidc_trust_that_breaks_after_attach_is_marked_broken_by_the_reverification(
-    stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant
+    stack: EmbeddedStack, api: ApiClient, provider: str, tenant: Tenant
 ) -> None:
     # Given two attached OIDC integrations (one in worker mode: verified all the same), one of whose roles
     # then loses sts:TagSession

@@ -11,8 +11,8 @@ import pytest
 import urllib3
 from botocore.exceptions import ClientError
 
-from runcreds.local.stack import LocalStack
 from runcreds.logic import oidc
+from runcreds_dev.stack import EmbeddedStack
 from tests.oidc_support import (
     create_oidc_role,
     ensure_provider,
@@ -31,7 +31,7 @@ def unsigned(method: str, url: str) -> urllib3.BaseHTTPResponse:
     return HTTP.request(method, url)
 
 
-def test_discovery_and_jwks_are_public_and_cached(stack: LocalStack) -> None:
+def test_discovery_and_jwks_are_public_and_cached(stack: EmbeddedStack) -> None:
     # When AWS STS (unsigned) reads the discovery document
     discovery = unsigned("GET", issuer(stack) + oidc.DISCOVERY_PATH)
     # Then it is served without IAM auth, short-cached, and names the issuer and its JWKS
@@ -59,7 +59,7 @@ def test_discovery_and_jwks_are_public_and_cached(stack: LocalStack) -> None:
         ("GET", "/accounts/acme/integrations"),
     ],
 )
-def test_only_the_public_routes_skip_iam_auth(stack: LocalStack, method: str, path: str) -> None:
+def test_only_the_public_routes_skip_iam_auth(stack: EmbeddedStack, method: str, path: str) -> None:
     response = unsigned(method, issuer(stack) + path)
     assert response.status == 403
     assert response.json()["message"] == "Missing Authentication Token"
@@ -67,11 +67,11 @@ def test_only_the_public_routes_skip_iam_auth(stack: LocalStack, method: str, pa
 
 # ---------------------------------------------------------------------- strict STS
 @pytest.fixture(scope="module")
-def provider(stack: LocalStack) -> str:
+def provider(stack: EmbeddedStack) -> str:
     return ensure_provider(stack)
 
 
-def refusal(stack: LocalStack, role_arn: str, web_token: str, duration: int = 3600) -> tuple[str, str]:
+def refusal(stack: EmbeddedStack, role_arn: str, web_token: str, duration: int = 3600) -> tuple[str, str]:
     with pytest.raises(ClientError) as refused:
         exchange(stack, role_arn, web_token, duration)
     error = refused.value.response["Error"]
@@ -79,7 +79,7 @@ def refusal(stack: LocalStack, role_arn: str, web_token: str, duration: int = 36
 
 
 def test_a_valid_token_is_exchanged_for_a_session_beyond_the_chaining_cap(
-    stack: LocalStack, provider: str, tenant: Tenant
+    stack: EmbeddedStack, provider: str, tenant: Tenant
 ) -> None:
     role = create_oidc_role(stack, federated_trust(stack, f"account:{tenant.account}:*"))
     session = exchange(stack, role, token(stack, tenant), duration=4 * 3600)
@@ -88,14 +88,14 @@ def test_a_valid_token_is_exchanged_for_a_session_beyond_the_chaining_cap(
     assert session["AssumedRoleUser"]["Arn"].endswith("/01RUNSESSION")
 
 
-def _resigned(stack: LocalStack, tenant: Tenant) -> str:
+def _resigned(stack: EmbeddedStack, tenant: Tenant) -> str:
     """A valid token whose claims were swapped for another tenant's after signing."""
     header, _claims, signature = token(stack, tenant).split(".")
     other = token(stack, Tenant("someone-else", tenant.stack, tenant.run_id)).split(".")[1]
     return f"{header}.{other}.{signature}"
 
 
-def _foreign_key_token(stack: LocalStack, tenant: Tenant) -> str:
+def _foreign_key_token(stack: EmbeddedStack, tenant: Tenant) -> str:
     kms = stack.client("kms")
     key = kms.create_key(KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
     return token(stack, tenant, key_arn=key)
@@ -117,7 +117,7 @@ def _foreign_key_token(stack: LocalStack, tenant: Tenant) -> str:
     ],
 )
 def test_the_strict_sts_refuses_what_aws_refuses(
-    stack: LocalStack, provider: str, tenant: Tenant, broken: str, code: str, message: str
+    stack: EmbeddedStack, provider: str, tenant: Tenant, broken: str, code: str, message: str
 ) -> None:
     sub = f"account:{tenant.account}:*"
     trust: dict[str, Any] = {}
@@ -144,7 +144,7 @@ def test_the_strict_sts_refuses_what_aws_refuses(
 
 
 def test_without_tags_or_source_identity_the_session_actions_are_not_needed(
-    stack: LocalStack, provider: str, tenant: Tenant
+    stack: EmbeddedStack, provider: str, tenant: Tenant
 ) -> None:
     trust = federated_trust(stack, f"account:{tenant.account}:*", ("sts:AssumeRoleWithWebIdentity",))
     role = create_oidc_role(stack, trust)
@@ -155,7 +155,7 @@ def test_without_tags_or_source_identity_the_session_actions_are_not_needed(
 
 # ---------------------------------------------------------------------- key rotation
 def test_a_token_signed_before_rotation_still_verifies_until_its_key_is_retired(
-    stack: LocalStack, provider: str, tenant: Tenant
+    stack: EmbeddedStack, provider: str, tenant: Tenant
 ) -> None:
     # The session's stack is rotated (a stack of its own would cost 15 s): it is left at OidcSigningKeys=B,
     # and every OIDC test reads the signing key from the functions' environment.

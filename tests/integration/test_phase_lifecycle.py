@@ -8,10 +8,10 @@ from collections.abc import Callable
 import pytest
 
 from runcreds.dal.credentials import Claim, CredentialsStore
-from runcreds.local.lambda_runtime import FunctionError
-from runcreds.local.stack import LocalStack
-from runcreds.models.events import Phase, RunPhase
-from runcreds.worker import CredentialsFetcher, PhaseFinishedError
+from runcreds.models.run import Phase, RunPhase
+from runcreds_cli.worker import CredentialsFetcher, PhaseFinishedError
+from runcreds_dev.lambda_runtime import FunctionError
+from runcreds_dev.stack import EmbeddedStack
 from tests.support import Tenant, assumptions_of, events_for, record_items
 
 Publish = Callable[..., None]
@@ -22,7 +22,7 @@ def run_phase(tenant: Tenant, phase: str) -> RunPhase:
     return RunPhase(account=tenant.account, stack=tenant.stack, run_id=tenant.run_id, phase=Phase(phase))
 
 
-def assert_closed(stack: LocalStack, tenant: Tenant, phase: str) -> None:
+def assert_closed(stack: EmbeddedStack, tenant: Tenant, phase: str) -> None:
     """No credentials in the table, none announced, and the worker told the phase is over (exit 7)."""
     assert not [i for i in record_items(stack, tenant, phase) if "ciphertext" in i or i["status"]["S"] != "finished"]
     assert not events_for(stack, tenant, "Run Phase Credentials Ready")
@@ -32,7 +32,7 @@ def assert_closed(stack: LocalStack, tenant: Tenant, phase: str) -> None:
 
 
 def test_a_started_delivered_after_its_finished_vends_nothing(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
 ) -> None:
     # Given an attached role, and a phase whose Finished arrives first (EventBridge keeps no order)
     role = make_role(f"{tenant.account}@*")
@@ -50,7 +50,7 @@ def test_a_started_delivered_after_its_finished_vends_nothing(
 
 
 def test_a_retry_of_a_throttled_started_after_the_finished_vends_nothing(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str]
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str]
 ) -> None:
     # Given a Started that failed on STS throttling (its three attempts), so nothing was recorded
     role = make_role(f"{tenant.account}@*")
@@ -75,14 +75,14 @@ def test_a_retry_of_a_throttled_started_after_the_finished_vends_nothing(
 
 
 def test_finished_with_nothing_vended_leaves_the_phase_closed_for_the_worker(
-    stack: LocalStack, tenant: Tenant, publish: Publish
+    stack: EmbeddedStack, tenant: Tenant, publish: Publish
 ) -> None:
     # Given no integration at all: a Finished still closes the phase
     publish(tenant, "plan", detail_type=FINISHED)
     assert_closed(stack, tenant, "plan")
 
 
-def test_finish_racing_a_released_claim_leaves_no_record_of_keys_only(stack: LocalStack, tenant: Tenant) -> None:
+def test_finish_racing_a_released_claim_leaves_no_record_of_keys_only(stack: EmbeddedStack, tenant: Tenant) -> None:
     # Given a pending claim, released (deleted) by its invocation just after Finished's query saw it
     table = stack.outputs["CredentialsTableName"]
     client = stack.client("dynamodb")

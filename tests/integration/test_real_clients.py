@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from runcreds.local import terraform
-from runcreds.local.stack import LocalStack
+from runcreds_dev import terraform
+from runcreds_dev.stack import EmbeddedStack
 from tests.support import Tenant
 
 Publish = Callable[..., None]
@@ -31,14 +31,14 @@ BIN = Path(sys.executable).parent
 
 
 @pytest.fixture
-def short_sessions(stack: LocalStack) -> Iterator[None]:
+def short_sessions(stack: EmbeddedStack) -> Iterator[None]:
     stack.aws.strict_sts.session_seconds = SESSION_SECONDS
     yield
     stack.aws.strict_sts.session_seconds = None
 
 
 def worker_exec(
-    stack: LocalStack, tenant: Tenant, phase: str, *command: str, cwd: Path | None = None,
+    stack: EmbeddedStack, tenant: Tenant, phase: str, *command: str, cwd: Path | None = None,
     extra_env: dict[str, str] | None = None, timeout: float = 100,
 ) -> subprocess.CompletedProcess[str]:  # fmt: skip
     env = {**os.environ, **stack.client_env(), "RUNCREDS_API_URL": stack.outputs["ApiUrl"], **(extra_env or {})}
@@ -76,7 +76,7 @@ BOTO3_CHILD = textwrap.dedent(
 
 
 def test_boto3_default_chain_across_a_refresh_and_after_finished(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
     publish: Publish, short_sessions: None, tmp_path: Path,
 ) -> None:  # fmt: skip
     integrate(tenant, make_role(f"{tenant.account}@*"))
@@ -112,7 +112,7 @@ def test_boto3_default_chain_across_a_refresh_and_after_finished(
 
 
 def test_aws_cli_across_a_refresh(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
     publish: Publish, short_sessions: None,
 ) -> None:  # fmt: skip
     integrate(tenant, make_role(f"{tenant.account}@*"))
@@ -129,7 +129,7 @@ def test_aws_cli_across_a_refresh(
 
 
 def test_a_failing_command_exits_with_its_status(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
     publish: Publish,
 ) -> None:  # fmt: skip
     integrate(tenant, make_role(f"{tenant.account}@*"))
@@ -174,7 +174,7 @@ TERRAFORM = textwrap.dedent(
 
 @pytest.mark.skipif(terraform.unavailable() is not None, reason=f"{terraform.unavailable()}: {terraform.HOW_TO_GET_IT}")
 def test_terraform_apply_outlives_its_first_credentials(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
     publish: Publish, short_sessions: None, tmp_path: Path,
 ) -> None:  # fmt: skip
     tf_env = terraform.workspace(tmp_path, TERRAFORM)
@@ -195,7 +195,7 @@ def test_terraform_apply_outlives_its_first_credentials(
 
 
 def test_sigterm_is_forwarded_to_the_command(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
     publish: Publish,
 ) -> None:  # fmt: skip
     integrate(tenant, make_role(f"{tenant.account}@*"))

@@ -7,11 +7,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from runcreds.api_client import ApiClient
 from runcreds.dal.audit_sessions import access_key_key
 from runcreds.dal.credentials import CredentialsStore
-from runcreds.local.stack import LocalStack
-from runcreds.models.events import Phase, RunPhase
+from runcreds.models.run import Phase, RunPhase
+from runcreds_cli.sigv4_client import ApiClient
+from runcreds_dev.stack import EmbeddedStack
 from tests.support import Tenant, assumptions_of, attach, credentials_of, record_items
 
 Publish = Callable[..., None]
@@ -21,7 +21,7 @@ def refresh_path(tenant: Tenant, phase: str) -> str:
     return f"/accounts/{tenant.account}/stacks/{tenant.stack}/runs/{tenant.run_id}/phases/{phase}/refresh"
 
 
-def session_mapping(stack: LocalStack, access_key_id: str) -> list[dict[str, Any]]:
+def session_mapping(stack: EmbeddedStack, access_key_id: str) -> list[dict[str, Any]]:
     return list(
         stack.client("dynamodb").query(
             TableName=stack.functions["AttachApiFunction"].environment["RUNCREDS_AUDIT_SESSIONS_TABLE"],
@@ -32,7 +32,7 @@ def session_mapping(stack: LocalStack, access_key_id: str) -> list[dict[str, Any
 
 
 def test_a_refresh_opens_a_new_session_with_the_same_identity_and_records_it(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str],
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str],
     integrate: Callable[..., str], publish: Publish,
 ) -> None:  # fmt: skip
     role = make_role(f"{tenant.account}@*")
@@ -66,7 +66,7 @@ def test_a_refresh_opens_a_new_session_with_the_same_identity_and_records_it(
 
 
 def test_ten_concurrent_refreshes_make_one_assume_role(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str],
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str],
     integrate: Callable[..., str], publish: Publish,
 ) -> None:  # fmt: skip
     role = make_role(f"{tenant.account}@*")
@@ -89,7 +89,7 @@ def test_ten_concurrent_refreshes_make_one_assume_role(
 
 
 def test_after_run_phase_finished_the_route_answers_409_phase_finished(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str],
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str],
     integrate: Callable[..., str], publish: Publish,
 ) -> None:  # fmt: skip
     role = make_role(f"{tenant.account}@*")
@@ -107,14 +107,14 @@ def test_after_run_phase_finished_the_route_answers_409_phase_finished(
     assert "RefreshFailures" in stack.logs.text()
 
 
-def test_a_phase_never_vended_answers_404(api: ApiClient, stack: LocalStack, tenant: Tenant) -> None:
+def test_a_phase_never_vended_answers_404(api: ApiClient, stack: EmbeddedStack, tenant: Tenant) -> None:
     answer = api.post(refresh_path(tenant, "apply"), {})
     assert answer.status == 404, answer.body
     assert "never vended" in answer.message
 
 
 def test_no_refresh_once_the_attachment_is_gone_or_no_longer_grants_the_access(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str],
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str],
     integrate: Callable[..., str], publish: Publish,
 ) -> None:  # fmt: skip
     role = make_role(f"{tenant.account}@*")
@@ -138,7 +138,7 @@ def test_no_refresh_once_the_attachment_is_gone_or_no_longer_grants_the_access(
 
 
 def test_a_refresh_that_loses_the_race_with_finished_does_not_bring_the_credentials_back(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
     publish: Publish,
 ) -> None:  # fmt: skip
     integration_id = integrate(tenant, make_role(f"{tenant.account}@*"))

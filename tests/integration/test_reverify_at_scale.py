@@ -12,18 +12,18 @@ import pytest
 from runcreds import aws
 from runcreds.dal.attachments import AttachmentsStore, integration_key, stack_key
 from runcreds.dal.items import to_item
-from runcreds.local.faults import Request
-from runcreds.local.stack import LocalStack
 from runcreds.logic.reverify import Reverifier
 from runcreds.models.entities import Attachment, new_integration_id, utcnow
 from runcreds.settings import ReverifySettings
+from runcreds_dev.faults import Request
+from runcreds_dev.stack import EmbeddedStack
 from tests.support import Tenant, assumptions_of, events_for
 
 ATTACHMENTS = 1000
 
 
 @pytest.fixture
-def reverify_env(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[ReverifySettings]:
+def reverify_env(stack: EmbeddedStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[ReverifySettings]:
     """This process, set up as the re-verification function is (its environment and role)."""
     for name, value in stack.functions["ReverifyAttachmentsFunction"].environment.items():
         monkeypatch.setenv(name, value)
@@ -36,7 +36,7 @@ def reverify_env(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator
 
 
 @pytest.fixture
-def written(stack: LocalStack) -> Iterator[list[dict[str, Any]]]:
+def written(stack: EmbeddedStack) -> Iterator[list[dict[str, Any]]]:
     """Keys of the attachments a test wrote, deleted after it: every later re-verification run in the
     session would otherwise verify them again."""
     keys: list[dict[str, Any]] = []
@@ -47,7 +47,7 @@ def written(stack: LocalStack) -> Iterator[list[dict[str, Any]]]:
         dynamodb.batch_write_item(RequestItems={table: batch})
 
 
-def put_many(stack: LocalStack, tenant: Tenant, role_arn: str, count: int, written: list[dict[str, Any]]) -> str:
+def put_many(stack: EmbeddedStack, tenant: Tenant, role_arn: str, count: int, written: list[dict[str, Any]]) -> str:
     """`count` verified read-only attachments of one role, one stack each, written 25 to a request."""
     dynamodb, table = stack.client("dynamodb"), stack.template.ref("AttachmentsTable")
     integration_id = new_integration_id()
@@ -76,7 +76,7 @@ def put_many(stack: LocalStack, tenant: Tenant, role_arn: str, count: int, writt
 
 
 def test_a_thousand_attachments_are_verified_once_each_across_a_resumed_pass(
-    stack: LocalStack,
+    stack: EmbeddedStack,
     tenant: Tenant,
     make_role: Callable[..., str],
     reverify_env: ReverifySettings,
@@ -113,7 +113,7 @@ def test_a_thousand_attachments_are_verified_once_each_across_a_resumed_pass(
 
 
 def test_sts_throttling_during_reverification_changes_no_status(
-    stack: LocalStack,
+    stack: EmbeddedStack,
     tenant: Tenant,
     make_role: Callable[..., str],
     reverify_env: ReverifySettings,

@@ -6,16 +6,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from runcreds.api_client import ApiClient
 from runcreds.dal.attachments import AttachmentsStore
-from runcreds.local.stack import LocalStack
 from runcreds.models.entities import VerificationStatus, utcnow
+from runcreds_cli.sigv4_client import ApiClient
+from runcreds_dev.stack import EmbeddedStack
 from tests.support import Tenant, apply_trust_policy, attach, create_integration, events_for, load_event, trust_policy
 
 FAILED = "Attachment Verification Failed"
 
 
-def reverify(stack: LocalStack) -> dict[str, Any]:
+def reverify(stack: EmbeddedStack) -> dict[str, Any]:
     result: dict[str, Any] = stack.functions["ReverifyAttachmentsFunction"].invoke(
         load_event("schedule/reverify_attachments.json")
     )
@@ -28,7 +28,7 @@ def attachments(api: ApiClient, tenant: Tenant) -> dict[str, dict[str, Any]]:
 
 
 def test_a_role_that_breaks_after_attach_is_marked_broken_and_announced(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
 ) -> None:
     # Given two verified attachments on a stack
     healthy_role, breaking_role = make_role(f"{tenant.account}@*"), make_role(f"{tenant.account}@*")
@@ -74,7 +74,7 @@ def test_a_role_that_breaks_after_attach_is_marked_broken_and_announced(
 
 
 def test_worker_mode_attachments_are_not_reverified(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
 ) -> None:
     # Given a worker-mode attachment whose role does not trust the broker (the worker assumes it)
     worker_role = make_role(None, principal="arn:aws:iam::123456789012:role/ci-workers")
@@ -90,7 +90,7 @@ def test_worker_mode_attachments_are_not_reverified(
 
 
 def test_a_verdict_on_an_attachment_changed_meanwhile_is_not_recorded(
-    stack: LocalStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
 ) -> None:
     # Given an attachment as the re-verification read it (its role since deleted, say)
     integration_id = create_integration(api, tenant, make_role(f"{tenant.account}@*"))

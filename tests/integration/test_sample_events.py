@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from runcreds.local.stack import LocalStack
+from runcreds_dev.stack import EmbeddedStack
 from tests.support import load_event
 
 
@@ -23,7 +23,7 @@ from tests.support import load_event
         ("api/get_trust_policy.json", 404),
     ],
 )
-def test_api_samples(stack: LocalStack, sample: str, status: int) -> None:
+def test_api_samples(stack: EmbeddedStack, sample: str, status: int) -> None:
     response = stack.functions["AttachApiFunction"].invoke(load_event(sample))
     assert response["statusCode"] == status
     body = json.loads(response["body"])
@@ -39,7 +39,7 @@ def test_api_samples(stack: LocalStack, sample: str, status: int) -> None:
         ("run_phase_finished_apply.json", {"finished": 0}),
     ],
 )
-def test_run_phase_samples_are_handled(stack: LocalStack, sample: str, expected: dict[str, int]) -> None:
+def test_run_phase_samples_are_handled(stack: EmbeddedStack, sample: str, expected: dict[str, int]) -> None:
     # Nothing is attached to the sample's stack in this stack: the vend finds no integration, the finish
     # finds no record; the vend only reads, the finish writes the phase's tombstone and reads.
     mark = stack.aws.calls.mark()

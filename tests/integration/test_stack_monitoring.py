@@ -3,10 +3,10 @@ template.yaml like every other resource)."""
 
 from __future__ import annotations
 
-from runcreds.local.stack import LocalStack
+from runcreds_dev.stack import EmbeddedStack
 
 
-def test_every_log_group_keeps_its_retention_and_every_alarm_exists(stack: LocalStack) -> None:
+def test_every_log_group_keeps_its_retention_and_every_alarm_exists(stack: EmbeddedStack) -> None:
     groups = stack.template.of_type("AWS::Logs::LogGroup")
     retention = int(stack.template.parameters["LogRetentionDays"])
     described = stack.client("logs").describe_log_groups(logGroupNamePrefix=stack.template.stack_name)["logGroups"]

@@ -11,10 +11,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from runcreds.dal.attachments import AttachmentsStore
-from runcreds.local.stack import LocalStack
 from runcreds.models.entities import encryption_context_for
-from runcreds.models.events import Phase, RunPhase
-from runcreds.worker import CredentialsFetcher, CredentialsNotYoursError
+from runcreds.models.run import Phase, RunPhase
+from runcreds_cli.worker import CredentialsFetcher, CredentialsNotYoursError
+from runcreds_dev.stack import EmbeddedStack
 from tests.support import (
     EVENTS,
     Tenant,
@@ -30,19 +30,19 @@ from tests.support import (
 Publish = Callable[..., None]
 
 
-def set_attachment_fields(stack: LocalStack, tenant: Tenant, integration_id: str, **fields: object) -> None:
+def set_attachment_fields(stack: EmbeddedStack, tenant: Tenant, integration_id: str, **fields: object) -> None:
     """Changes the attachment's copy of the integration behind the attach API's back (what it would refuse)."""
     store = AttachmentsStore(stack.template.ref("AttachmentsTable"), stack.client("dynamodb"))
     assert store.update_fields(tenant.account, tenant.stack, integration_id, fields)
 
 
-def caller_arn(stack: LocalStack, process: dict[str, str]) -> str:
+def caller_arn(stack: EmbeddedStack, process: dict[str, str]) -> str:
     session = stack.session(process["AccessKeyId"], process["SecretAccessKey"], process["SessionToken"])
     return str(stack.client("sts", session).get_caller_identity()["Arn"])
 
 
 def test_plan_and_apply_get_credentials_for_their_own_access(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
 ) -> None:
     # Given a role for plans only (read) and a role for applies only (write), both attached
     reader = make_role(f"{tenant.account}@*@{tenant.stack}@read")
@@ -68,7 +68,7 @@ def test_plan_and_apply_get_credentials_for_their_own_access(
 
 
 def test_the_vend_assumes_with_the_contracted_identity(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
 ) -> None:
     # Given a role whose trust insists on the exact external ID, the run's tags and source identity
     role = make_role(f"{tenant.account}@*")
@@ -96,7 +96,7 @@ def test_the_vend_assumes_with_the_contracted_identity(
 
 
 def test_a_long_run_id_gets_the_hashed_session_name(
-    stack: LocalStack, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
+    stack: EmbeddedStack, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
 ) -> None:
     tenant = Tenant(account="acme-long", stack="net", run_id="R" * 100)
     integrate(tenant, make_role(f"{tenant.account}@*"))
@@ -107,7 +107,7 @@ def test_a_long_run_id_gets_the_hashed_session_name(
 
 
 def test_a_role_that_does_not_trust_the_external_id_fails_the_run_clearly(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
 ) -> None:
     # Given an attached role whose trust is later narrowed to another account's external IDs
     role = make_role(f"{tenant.account}@*")
@@ -133,7 +133,7 @@ def test_a_role_that_does_not_trust_the_external_id_fails_the_run_clearly(
 
 
 def test_a_duration_above_the_chaining_cap_is_refused_finally(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
 ) -> None:
     # Given a broker-mode attachment asking for 2 hours from a role that allows 12 (attached with 1 h, as
     # the attach's verification would refuse 2 h, then raised)
@@ -154,7 +154,7 @@ def test_a_duration_above_the_chaining_cap_is_refused_finally(
 
 
 def test_duplicate_deliveries_assume_the_role_once(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
 ) -> None:
     role = make_role(f"{tenant.account}@*")
     integrate(tenant, role)
@@ -176,7 +176,7 @@ def test_duplicate_deliveries_assume_the_role_once(
 
 
 def test_records_hold_no_plaintext_and_only_their_run_can_decrypt(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
 ) -> None:
     integration_id = integrate(tenant, make_role(f"{tenant.account}@*"))
     publish(tenant, "plan")
@@ -204,7 +204,7 @@ def test_records_hold_no_plaintext_and_only_their_run_can_decrypt(
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (EVENTS / "invalid").glob("*.json")))
-def test_invalid_events_are_dropped_with_their_reason_and_make_no_aws_call(stack: LocalStack, name: str) -> None:
+def test_invalid_events_are_dropped_with_their_reason_and_make_no_aws_call(stack: EmbeddedStack, name: str) -> None:
     # Given an invalid run-phase event (a valid one would at least Query the attachments)
     event = load_event(f"invalid/{name}")
     mark = stack.aws.calls.mark()
@@ -224,7 +224,7 @@ def test_invalid_events_are_dropped_with_their_reason_and_make_no_aws_call(stack
 
 
 def test_run_phase_finished_erases_the_credentials_and_stops_a_late_duplicate(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
 ) -> None:
     role = make_role(f"{tenant.account}@*")
     integrate(tenant, role)
@@ -239,7 +239,7 @@ def test_run_phase_finished_erases_the_credentials_and_stops_a_late_duplicate(
 
 
 def test_a_transient_sts_failure_is_retried_and_then_succeeds(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
 ) -> None:
     integrate(tenant, make_role(f"{tenant.account}@*"))
     stack.functions["VendCredentialsFunction"].warm()  # the broker session is cached: throttles hit the vend
@@ -256,7 +256,7 @@ def test_a_transient_sts_failure_is_retried_and_then_succeeds(
 
 
 def test_an_exhausted_transient_failure_lands_in_the_dead_letter_queue(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
 ) -> None:
     integrate(tenant, make_role(f"{tenant.account}@*"))
     stack.aws.strict_sts.inject("ServiceUnavailable", times=1000, status=503)  # STS is down throughout
@@ -275,7 +275,7 @@ def test_an_exhausted_transient_failure_lands_in_the_dead_letter_queue(
 
 
 def test_a_warm_vend_makes_exactly_the_seven_unavoidable_requests(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
 ) -> None:
     # Given one warm container that has vended before (its broker session is cached)
     integrate(tenant, make_role(f"{tenant.account}@*"))
@@ -302,7 +302,7 @@ def test_a_warm_vend_makes_exactly_the_seven_unavoidable_requests(
 
 
 def test_sts_is_called_in_the_integrations_region(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
 ) -> None:
     # Given an attached integration whose region is then set to one where STS is not activated
     integration_id = integrate(tenant, make_role(f"{tenant.account}@*"), region="eu-west-1")

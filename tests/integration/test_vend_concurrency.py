@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from runcreds.local.stack import LocalStack
+from runcreds_dev.stack import EmbeddedStack
 from tests.support import Tenant, assumptions_of, events_for, record_items
 
 EVENTS = 200
@@ -17,7 +17,7 @@ EVENTS = 200
 # Slow by nature (200 vends, serialised by the embedded DynamoDB): 50-120 s on a 2-core machine.
 @pytest.mark.timeout(400)
 def test_200_distinct_run_events_at_once_are_each_vended_exactly_once(
-    stack: LocalStack,
+    stack: EmbeddedStack,
     tenant: Tenant,
     make_role: Callable[..., str],
     integrate: Callable[..., str],

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from runcreds import aws
-from runcreds.local.faults import Fault, caller_is, put_events_partial_failure
-from runcreds.local.stack import LocalStack
+from runcreds_dev.faults import Fault, caller_is, put_events_partial_failure
+from runcreds_dev.stack import EmbeddedStack
 from tests.support import Tenant, assumptions_of, credentials_of, events_for, record_items, trust_policy
 
 Publish = Callable[..., None]
@@ -27,7 +27,7 @@ PARTIAL_FAILURE = "PartialFailure"  # PutEvents answering 200 with every entry f
 
 
 @pytest.fixture
-def faults(stack: LocalStack) -> Iterator[Callable[..., Fault]]:
+def faults(stack: EmbeddedStack) -> Iterator[Callable[..., Fault]]:
     """Injects faults into what the vend function's own role calls (not the tests' or the broker's), for
     the rest of the test. `times` defaults to one request."""
     key = stack.functions["VendCredentialsFunction"].environment["AWS_ACCESS_KEY_ID"]
@@ -52,11 +52,11 @@ class Crash(BaseException):
     """The process dying (timeout, out of memory): no handler runs, nothing is cleaned up."""
 
 
-def dead_letters_of(stack: LocalStack, tenant: Tenant) -> list[dict[str, Any]]:
+def dead_letters_of(stack: EmbeddedStack, tenant: Tenant) -> list[dict[str, Any]]:
     return [d for d in stack.router.dead_letters if d["requestPayload"]["detail"]["account"] == tenant.account]
 
 
-def expire_leases(stack: LocalStack, tenant: Tenant, phase: str) -> None:
+def expire_leases(stack: EmbeddedStack, tenant: Tenant, phase: str) -> None:
     """What the passing of CLAIM_LEASE_SECONDS does to the phase's claims."""
     for item in record_items(stack, tenant, phase):
         stack.client("dynamodb").update_item(
@@ -67,7 +67,7 @@ def expire_leases(stack: LocalStack, tenant: Tenant, phase: str) -> None:
         )
 
 
-def assert_delivered_once(stack: LocalStack, tenant: Tenant, phase: str) -> None:
+def assert_delivered_once(stack: EmbeddedStack, tenant: Tenant, phase: str) -> None:
     assert credentials_of(stack, tenant, phase)["AccessKeyId"]
     assert [e["phase"] for e in events_for(stack, tenant, READY)] == [phase]
     assert not events_for(stack, tenant, FAILED)
@@ -77,7 +77,7 @@ def assert_delivered_once(stack: LocalStack, tenant: Tenant, phase: str) -> None
 
 
 def test_the_brokers_own_hop_refused_is_no_verdict_on_the_customer_role(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
 ) -> None:
     # Given a cold vend function whose first AssumeRole, its own hop to BrokerRole, is refused (IAM
     # propagation, a trust edit being rolled out)
@@ -98,7 +98,7 @@ def test_the_brokers_own_hop_refused_is_no_verdict_on_the_customer_role(
 
 @pytest.mark.parametrize("code", ["AccessDeniedException", "DisabledException", "NotFoundException"])
 def test_kms_refusing_the_key_fails_the_phase_with_its_code_at_once(
-    stack: LocalStack,
+    stack: EmbeddedStack,
     tenant: Tenant,
     make_role: Callable[..., str],
     integrate: Callable[..., str],
@@ -134,7 +134,7 @@ def test_kms_refusing_the_key_fails_the_phase_with_its_code_at_once(
     ids=["kms-throttling", "kms-internal-error", "dynamodb-throttling", "dynamodb-transaction-conflict"],
 )
 def test_a_transient_fault_for_one_invocation_is_retried_to_delivery(
-    stack: LocalStack,
+    stack: EmbeddedStack,
     tenant: Tenant,
     make_role: Callable[..., str],
     integrate: Callable[..., str],
@@ -155,7 +155,7 @@ def test_a_transient_fault_for_one_invocation_is_retried_to_delivery(
 
 
 def test_a_transient_fault_that_outlasts_the_retries_ends_in_the_dead_letter_queue(
-    stack: LocalStack,
+    stack: EmbeddedStack,
     tenant: Tenant,
     make_role: Callable[..., str],
     integrate: Callable[..., str],
@@ -172,7 +172,7 @@ def test_a_transient_fault_that_outlasts_the_retries_ends_in_the_dead_letter_que
 
 
 def test_put_events_failing_is_announced_by_the_retry(
-    stack: LocalStack,
+    stack: EmbeddedStack,
     tenant: Tenant,
     make_role: Callable[..., str],
     integrate: Callable[..., str],
@@ -191,7 +191,7 @@ def test_put_events_failing_is_announced_by_the_retry(
 
 
 def test_what_was_recorded_is_announced_when_a_later_integration_fails(
-    stack: LocalStack,
+    stack: EmbeddedStack,
     tenant: Tenant,
     make_role: Callable[..., str],
     integrate: Callable[..., str],
@@ -214,7 +214,7 @@ def test_what_was_recorded_is_announced_when_a_later_integration_fails(
 
 
 def test_a_crash_between_assume_role_and_the_record_is_taken_over_after_the_lease(
-    stack: LocalStack,
+    stack: EmbeddedStack,
     tenant: Tenant,
     make_role: Callable[..., str],
     integrate: Callable[..., str],
@@ -242,7 +242,7 @@ def test_a_crash_between_assume_role_and_the_record_is_taken_over_after_the_leas
 
 
 def test_a_stalled_invocation_whose_claim_was_taken_over_writes_nothing(
-    stack: LocalStack,
+    stack: EmbeddedStack,
     tenant: Tenant,
     make_role: Callable[..., str],
     integrate: Callable[..., str],
@@ -265,7 +265,7 @@ def test_a_stalled_invocation_whose_claim_was_taken_over_writes_nothing(
 
 
 def test_dynamodb_refusing_a_write_for_good_is_not_silent(
-    stack: LocalStack,
+    stack: EmbeddedStack,
     tenant: Tenant,
     make_role: Callable[..., str],
     integrate: Callable[..., str],
@@ -281,7 +281,7 @@ def test_dynamodb_refusing_a_write_for_good_is_not_silent(
 
 
 def test_the_role_refusing_is_final_even_under_sts_5xx_first(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
 ) -> None:
     # STS failing (503) for the first invocation's attempts, then the role's own refusal: a Failed verdict
     role = make_role(f"{tenant.account}@*")

@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from runcreds.cli import main
-from runcreds.local.stack import LocalStack
+from runcreds_cli.main import main
+from runcreds_dev.stack import EmbeddedStack
 from tests.support import Tenant, assumptions_of, record_items
 
 Publish = Callable[..., None]
@@ -23,7 +23,7 @@ def cli(tenant: Tenant, phase: str, *extra: str, action: str = "credentials") ->
 
 
 def test_credentials_print_credential_process_json(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
     publish: Publish, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     integrate(tenant, make_role(f"{tenant.account}@*"))
@@ -39,7 +39,7 @@ def test_credentials_print_credential_process_json(
 
 
 def test_env_prints_export_lines(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
     publish: Publish, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     integrate(tenant, make_role(f"{tenant.account}@*"))
@@ -58,7 +58,7 @@ def test_env_prints_export_lines(
 
 
 def test_missing_credentials_exit_non_zero_with_one_line(
-    stack: LocalStack, tenant: Tenant, capsys: pytest.CaptureFixture[str]
+    stack: EmbeddedStack, tenant: Tenant, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(cli(tenant, "plan")) == 3
     captured = capsys.readouterr()
@@ -68,7 +68,7 @@ def test_missing_credentials_exit_non_zero_with_one_line(
 
 
 def test_wait_picks_up_credentials_that_arrive_later(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
     publish: Publish, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     integrate(tenant, make_role(f"{tenant.account}@*"))
@@ -90,7 +90,7 @@ def test_wait_picks_up_credentials_that_arrive_later(
 
 
 def test_a_failed_vend_is_reported_with_its_reason(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
     publish: Publish, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     role = make_role(f"{tenant.account}@*")
@@ -104,7 +104,7 @@ def test_a_failed_vend_is_reported_with_its_reason(
 
 
 def test_an_expired_record_is_refused(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
     publish: Publish, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     integrate(tenant, make_role(f"{tenant.account}@*"))
@@ -122,7 +122,7 @@ def test_an_expired_record_is_refused(
 
 
 def test_worker_mode_assumes_the_role_on_the_worker(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
     publish: Publish, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     # Given a role that trusts the worker's own identity (not the broker), in worker mode
@@ -153,7 +153,7 @@ def test_worker_mode_assumes_the_role_on_the_worker(
     [("--account", "Bad_Account"), ("--stack", "a@b"), ("--phase", "deploy"), ("--run-id", "x" * 200)],
 )
 def test_invalid_arguments_exit_2_without_aws_calls(
-    stack: LocalStack, tenant: Tenant, field: str, value: str, capsys: pytest.CaptureFixture[str]
+    stack: EmbeddedStack, tenant: Tenant, field: str, value: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = cli(tenant, "plan")
     args[args.index(field) + 1] = value

@@ -14,8 +14,8 @@ import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from runcreds import aws
-from runcreds.cli import main
-from runcreds.local.stack import LocalStack
+from runcreds_cli.main import main
+from runcreds_dev.stack import EmbeddedStack
 from tests.support import Tenant, record_items
 
 RUNCREDS = Path(sys.executable).with_name("runcreds")
@@ -41,7 +41,7 @@ def shell(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def cli_env(stack: LocalStack) -> dict[str, str]:
+def cli_env(stack: EmbeddedStack) -> dict[str, str]:
     return {"PATH": f"{RUNCREDS.parent}:{os.environ.get('PATH', '')}", **stack.client_env()}
 
 
@@ -144,15 +144,21 @@ class _Raw:
     ],
 )
 def test_throttling_and_access_denied_are_one_line_and_a_status(
-    stack: LocalStack, tenant: Tenant, dynamodb_answers: Callable[[int, str], None], capsys: pytest.CaptureFixture[str],
-    status: int, code: str, exit_status: int, says: str,
-) -> None:  # fmt: skip
+    stack: EmbeddedStack,
+    tenant: Tenant,
+    dynamodb_answers: Callable[[int, str], None],
+    capsys: pytest.CaptureFixture[str],
+    status: int,
+    code: str,
+    exit_status: int,
+    says: str,
+) -> None:
     dynamodb_answers(status, code)
     assert main(worker_args(tenant)) == exit_status
     assert says in one_line(capsys.readouterr().err)
 
 
-def put_record(stack: LocalStack, tenant: Tenant, attributes: dict[str, Any]) -> None:
+def put_record(stack: EmbeddedStack, tenant: Tenant, attributes: dict[str, Any]) -> None:
     stack.client("dynamodb").put_item(
         TableName=stack.outputs["CredentialsTableName"],
         Item={
@@ -187,7 +193,7 @@ def full(tenant: Tenant, **overrides: Any) -> dict[str, Any]:
     ],
 )
 def test_a_malformed_record_is_one_line_and_a_status(
-    stack: LocalStack, tenant: Tenant, capsys: pytest.CaptureFixture[str],
+    stack: EmbeddedStack, tenant: Tenant, capsys: pytest.CaptureFixture[str],
     make: Callable[[Tenant], dict[str, Any]], exit_status: int,
 ) -> None:  # fmt: skip
     item = make(tenant)

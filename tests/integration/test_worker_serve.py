@@ -13,23 +13,23 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import urllib3
 
-from runcreds import worker_serve
-from runcreds.local.stack import LocalStack
-from runcreds.models.events import Phase, RunPhase
-from runcreds.worker import RunCredentials
+from runcreds.models.run import Phase, RunPhase
+from runcreds_cli import serve
+from runcreds_cli.worker import RunCredentials
+from runcreds_dev.stack import EmbeddedStack
 from tests.support import Tenant, assumptions_of
 
 Publish = Callable[..., None]
 
 
 def server_for(
-    stack: LocalStack, tenant: Tenant, phase: str, refresh_before: float | None = None
-) -> worker_serve.CredentialsServer:
+    stack: EmbeddedStack, tenant: Tenant, phase: str, refresh_before: float | None = None
+) -> serve.CredentialsServer:
     args = argparse.Namespace(table=stack.outputs["CredentialsTableName"], integration=None, wait=0.0,
                               refresh_before=refresh_before, port=0)  # fmt: skip
     run = RunPhase(account=tenant.account, stack=tenant.stack, run_id=tenant.run_id, phase=Phase(phase))
     os.environ["RUNCREDS_API_URL"] = stack.outputs["ApiUrl"]
-    return worker_serve._start(args, run)
+    return serve._start(args, run)
 
 
 @pytest.fixture
@@ -37,16 +37,14 @@ def http() -> urllib3.PoolManager:
     return urllib3.PoolManager(retries=False)
 
 
-def get(
-    http: urllib3.PoolManager, server: worker_serve.CredentialsServer, token: str | None
-) -> tuple[int, dict[str, str]]:
+def get(http: urllib3.PoolManager, server: serve.CredentialsServer, token: str | None) -> tuple[int, dict[str, str]]:
     headers = {"Authorization": token} if token is not None else {}
     response = http.request("GET", server.url, headers=headers)
     return response.status, json.loads(response.data)
 
 
 def test_only_the_token_holder_gets_credentials_and_none_after_finished(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
     publish: Publish, http: urllib3.PoolManager,
 ) -> None:  # fmt: skip
     integrate(tenant, make_role(f"{tenant.account}@*"))
@@ -70,7 +68,7 @@ def test_only_the_token_holder_gets_credentials_and_none_after_finished(
 
 
 def test_refresh_before_is_honoured_as_given_and_the_default_clamped_to_half_the_lifetime(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
     publish: Publish,
 ) -> None:  # fmt: skip
     integrate(tenant, make_role(f"{tenant.account}@*"))
@@ -89,7 +87,7 @@ def test_refresh_before_is_honoured_as_given_and_the_default_clamped_to_half_the
 
 
 def test_worker_mode_sessions_are_re_assumed_on_the_worker_with_the_same_identity(
-    stack: LocalStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
     publish: Publish,
 ) -> None:  # fmt: skip
     role = make_role(f"{tenant.account}@*@{tenant.stack}@write", principal="arn:aws:iam::123456789012:user/moto")

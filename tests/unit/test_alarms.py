@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from runcreds.local.template import Template
+from runcreds_dev.template import Template
 from tests.support import ROOT
 
 TEMPLATE = Template(ROOT / "template.yaml")

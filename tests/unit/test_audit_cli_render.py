@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runcreds.audit_cli import render
+from runcreds_cli.audit import render
 
 HOSTILE = [
     "\x1b[2J\x1b[Hall clear",  # ESC sequences: clear the screen, move the cursor

@@ -12,9 +12,9 @@ import pytest
 from runcreds.dal.audit_index import decode_token, encode_token
 from runcreds.exceptions import InvalidRequestError
 from runcreds.logic.audit_index import MalformedRecordError, Resolution, index_item, parse_record
-from runcreds.models.api import AuditEventOut
 from runcreds.models.audit import SessionMapping, parse_event_time
-from runcreds.models.events import Phase
+from runcreds.models.bodies import AuditEventOut
+from runcreds.models.run import Phase
 from tests.support import EVENTS, load_event
 
 SAMPLES = sorted(p.name for p in (EVENTS / "audit").glob("*.json") if not p.name.startswith(("malformed", "sqs_")))

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from moto.events.models import EventPattern
 
-from runcreds.audit_api import app
-from runcreds.local.template import Template
+from runcreds.routes.audit import app
+from runcreds_dev.template import Template
 from tests.support import ROOT, load_event
 
 TEMPLATE = Template(ROOT / "template.yaml")

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from runcreds.local.strict_sts import identity_policies_allow
-from runcreds.local.template import ACCOUNT_ID, Template
+from runcreds_dev.strict_sts import identity_policies_allow
+from runcreds_dev.template import ACCOUNT_ID, Template
 from tests.support import ROOT
 
 CUSTOMER, OTHER = "111122223333", "444455556666"

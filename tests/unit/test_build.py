@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runcreds.local.template import Template
+from runcreds_dev.template import Template
 from tests.support import ROOT
 
 BUILD = ROOT / ".aws-sam" / "build"
@@ -32,3 +32,15 @@ def test_the_built_template_points_at_the_artifacts() -> None:
     text = (BUILD / "template.yaml").read_text()
     assert "CodeUri: VendCredentialsFunction" in text
     assert Path(BUILD / "RuncredsLayer").is_dir()
+
+
+def test_the_layer_ships_the_server_package_and_nothing_else() -> None:
+    python = BUILD / "RuncredsLayer" / "python"
+    ours = {path.name for path in python.iterdir() if path.name.startswith("runcreds")}
+    assert ours == {"runcreds"}, ours  # no command line (runcreds_cli), no development kit (runcreds_dev)
+    modules = {path.relative_to(python / "runcreds").as_posix() for path in (python / "runcreds").rglob("*.py")}
+    source = ROOT / "layers" / "runcreds" / "runcreds"
+    assert modules == {path.relative_to(source).as_posix() for path in source.rglob("*.py")}
+    assert not [m for m in modules if m.startswith("local/") or "cli" in m or "worker" in m], modules
+    assert not (python / "moto").exists()
+    assert not (python / "samtranslator").exists()

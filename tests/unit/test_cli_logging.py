@@ -12,7 +12,7 @@ def test_a_warning_of_the_command_line_has_secret_shaped_text_redacted() -> None
     # Given the command line's logging, in a process of its own (as a worker runs it)
     code = (
         "import logging\n"
-        "from runcreds.cli import configure_logging\n"
+        "from runcreds_cli.main import configure_logging\n"
         "configure_logging()\n"
         f"logging.getLogger('botocore.credentials').warning('refreshed with %s', {SECRET_SHAPED!r})\n"
     )

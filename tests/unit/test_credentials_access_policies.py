@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from runcreds.local.iam_policy import Context, Decision, evaluate
-from runcreds.local.template import ACCOUNT_ID, Template
+from runcreds_dev.iam_policy import Context, Decision, evaluate
+from runcreds_dev.template import ACCOUNT_ID, Template
 from tests.support import ROOT
 
 ROOT_ARN = f"arn:aws:iam::{ACCOUNT_ID}:root"

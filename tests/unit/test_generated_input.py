@@ -26,11 +26,11 @@ from botocore.client import BaseClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runcreds.api import app as attach_app
-from runcreds.audit_api import app as audit_app
 from runcreds.logic.audit_index import AuditIndexer
 from runcreds.logic.vend import handle_run_event
 from runcreds.observability import metrics
+from runcreds.routes.attach import app as attach_app
+from runcreds.routes.audit import app as audit_app
 from runcreds.settings import AuditIndexerSettings, VendSettings
 from tests.support import load_event
 

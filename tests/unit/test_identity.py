@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from runcreds.identity import (
+from runcreds.models.run import Access, Phase, RunPhase
+from runcreds.run_scope import (
     SESSION_NAME_RULE,
     external_id_for,
     session_name_for,
     session_tags_for,
     tag_value,
 )
-from runcreds.local.strict_sts import EXTERNAL_ID
-from runcreds.models.events import Access, Phase, RunPhase
+from runcreds_dev.strict_sts import EXTERNAL_ID
 
 
 def test_external_id_follows_the_spacelift_format() -> None:

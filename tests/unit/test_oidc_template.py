@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from runcreds.local.iam_policy import Decision, evaluate
-from runcreds.local.template import ACCOUNT_ID, Template
 from runcreds.logic import oidc
+from runcreds_dev.iam_policy import Decision, evaluate
+from runcreds_dev.template import ACCOUNT_ID, Template
 from tests.support import ROOT
 
 ROOT_ARN = f"arn:aws:iam::{ACCOUNT_ID}:root"

@@ -6,7 +6,7 @@ import json
 
 from samtranslator.yaml_helper import yaml_parse
 
-from runcreds.openapi import openapi_json
+from runcreds_dev.openapi import openapi_json
 from tests.support import ROOT
 
 COMMITTED = ROOT / "docs" / "openapi.json"

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from runcreds.api import app
-from runcreds.local.template import Template
+from runcreds.routes.attach import app
 from runcreds.settings import (
     AttachSettings,
     AuditApiSettings,
@@ -19,6 +18,7 @@ from runcreds.settings import (
     ReverifySettings,
     VendSettings,
 )
+from runcreds_dev.template import Template
 from tests.support import EVENTS, ROOT
 
 TEMPLATE = Template(ROOT / "template.yaml")
@@ -96,10 +96,10 @@ def test_the_layer_is_built_for_the_lambda_runtime() -> None:
     (layer,) = TEMPLATE.of_type("AWS::Serverless::LayerVersion").values()
     assert layer["Metadata"]["BuildMethod"] == "python3.12"
     requirements = (ROOT / layer["Properties"]["ContentUri"] / "requirements.txt").read_text()
-    pyproject = (ROOT / "pyproject.toml").read_text()
+    pyproject = (ROOT / layer["Properties"]["ContentUri"] / "pyproject.toml").read_text()
     for line in requirements.splitlines():
         if line and not line.startswith("#"):
-            assert f'"{line}"' in pyproject, f"{line} differs between the layer and pyproject.toml"
+            assert f'"{line}"' in pyproject, f"{line} differs between the layer and the server package"
 
 
 @pytest.mark.parametrize(

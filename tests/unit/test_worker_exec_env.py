@@ -3,7 +3,7 @@ SDK would read before it (keys, profiles, shared files, the instance's metadata)
 
 from __future__ import annotations
 
-from runcreds.worker_serve import child_environment
+from runcreds_cli.serve import child_environment
 
 WORKER = {
     "PATH": "/usr/bin",

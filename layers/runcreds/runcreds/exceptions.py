@@ -1,4 +1,4 @@
-"""Domain errors. The API maps each to one HTTP status in one place (runcreds.api)."""
+"""Domain errors. The API maps each to one HTTP status in one place (runcreds.routes.attach)."""
 
 from __future__ import annotations
 

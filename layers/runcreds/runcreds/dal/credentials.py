@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 
 from runcreds.dal.items import TableStore, from_item, to_item
 from runcreds.models.entities import CredentialRecord, RecordStatus
-from runcreds.models.events import RunPhase
+from runcreds.models.run import RunPhase
 
 CLAIM_LEASE_SECONDS = 60
 # Records that carry no credentials (failures, worker instructions, tombstones) outlive the phase

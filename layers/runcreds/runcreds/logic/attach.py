@@ -21,7 +21,7 @@ from runcreds.exceptions import (
 from runcreds.logic.oidc_verification import OidcVerifier
 from runcreds.logic.trust_policy import oidc_trust_policy_for, trust_policy_for
 from runcreds.logic.verification import Diagnosis, Target, Verifier
-from runcreds.models.api import AttachRequest, IntegrationCreate, IntegrationUpdate
+from runcreds.models.bodies import AttachRequest, IntegrationCreate, IntegrationUpdate
 from runcreds.models.entities import (
     VEND_FIELDS,
     Attachment,
@@ -30,7 +30,7 @@ from runcreds.models.entities import (
     new_integration_id,
     utcnow,
 )
-from runcreds.models.events import Access, Phase
+from runcreds.models.run import Access, Phase
 from runcreds.observability import logger
 from runcreds.settings import AttachSettings
 

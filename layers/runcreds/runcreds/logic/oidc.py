@@ -20,9 +20,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from runcreds import aws
 from runcreds.exceptions import TransientAwsError
-from runcreds.identity import SESSION_TAG_KEYS, session_name_for, session_tags_for
 from runcreds.models.entities import AssumeRoleSpec
-from runcreds.models.events import Access, RunPhase
+from runcreds.models.run import Access, RunPhase
+from runcreds.run_scope import SESSION_TAG_KEYS, session_name_for, session_tags_for
 from runcreds.sts_calls import assume_run_role_with_web_identity
 
 if TYPE_CHECKING:

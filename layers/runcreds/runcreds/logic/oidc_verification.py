@@ -12,7 +12,6 @@ from typing import Any
 
 from runcreds import aws
 from runcreds.exceptions import RoleRefusedError
-from runcreds.identity import PROBE_ACCOUNT, session_name_for
 from runcreds.logic import oidc
 from runcreds.logic.trust_policy import oidc_trust_policy_for
 from runcreds.logic.verification import (
@@ -31,7 +30,8 @@ from runcreds.logic.verification import (
     verify_with_retries,
 )
 from runcreds.models.entities import MAX_DURATION, AssumeRoleSpec
-from runcreds.models.events import Access, Phase, RunPhase
+from runcreds.models.run import Access, Phase, RunPhase
+from runcreds.run_scope import PROBE_ACCOUNT, session_name_for
 
 # Diagnosis codes of OIDC integrations (docs/attach.md has the table).
 OIDC_PROVIDER_MISSING = "oidc_provider_missing"

@@ -30,7 +30,7 @@ from runcreds.exceptions import NotFoundError, RefreshRefusedError, RoleRefusedE
 from runcreds.logic import oidc
 from runcreds.logic.sealing import assume_and_seal, oidc_signer, session_mapping_puts
 from runcreds.models.entities import AssumeRoleSpec, Attachment, CredentialRecord, RecordStatus
-from runcreds.models.events import RunPhase
+from runcreds.models.run import RunPhase
 from runcreds.observability import logger, metrics
 from runcreds.settings import AttachSettings
 

@@ -29,7 +29,8 @@ from runcreds.exceptions import TransientAwsError
 from runcreds.logic.oidc_verification import OidcVerifier
 from runcreds.logic.verification import Target, Verifier
 from runcreds.models.entities import Attachment, VerificationStatus, utcnow
-from runcreds.models.events import BROKER_EVENT_SOURCE, Access
+from runcreds.models.events import BROKER_EVENT_SOURCE
+from runcreds.models.run import Access
 from runcreds.observability import logger, metrics
 from runcreds.settings import ReverifySettings
 

@@ -16,7 +16,7 @@ from runcreds.faults import classified
 from runcreds.logic import oidc
 from runcreds.models.audit import SessionMapping
 from runcreds.models.entities import AssumeRoleSpec, encryption_context_for
-from runcreds.models.events import RunPhase
+from runcreds.models.run import RunPhase
 from runcreds.settings import AttachSettings, VendSettings
 from runcreds.sts_calls import assume_run_role, broker_sts
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from runcreds.logic.oidc import AUDIENCE, issuer_host_path, provider_arn_for, subject_pattern
-from runcreds.models.events import Access
+from runcreds.models.run import Access
 
 TRUST_ACTIONS = ("sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession")
 OIDC_TRUST_ACTIONS = ("sts:AssumeRoleWithWebIdentity", "sts:SetSourceIdentity", "sts:TagSession")

@@ -39,9 +39,9 @@ from runcreds.models.events import (
     PHASE_STARTED,
     CredentialsFailedDetail,
     CredentialsReadyDetail,
-    RunPhase,
     RunPhaseEvent,
 )
+from runcreds.models.run import RunPhase
 from runcreds.observability import logger, metrics
 from runcreds.settings import VendSettings
 

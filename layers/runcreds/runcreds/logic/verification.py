@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from runcreds import aws
 from runcreds.exceptions import RoleRefusedError
-from runcreds.identity import (
+from runcreds.logic.trust_policy import external_id_pattern, trust_policy_for
+from runcreds.models.entities import AssumeRoleSpec, Attachment, Integration
+from runcreds.models.run import Access
+from runcreds.run_scope import (
     PROBE_ACCOUNT,
     TAG_ACCOUNT,
     TAG_INTEGRATION,
@@ -25,9 +28,6 @@ from runcreds.identity import (
     TAG_STACK,
     external_id_for,
 )
-from runcreds.logic.trust_policy import external_id_pattern, trust_policy_for
-from runcreds.models.entities import AssumeRoleSpec, Attachment, Integration
-from runcreds.models.events import Access
 from runcreds.sts_calls import assume_run_role
 
 if TYPE_CHECKING:

@@ -10,8 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from runcreds.identity import SESSION_TAG_KEYS, external_id_for, session_name_for, session_tags_for
-from runcreds.models.events import Access, Phase, RunPhase
+from runcreds.models.run import Access, Phase, RunPhase
+from runcreds.run_scope import SESSION_TAG_KEYS, external_id_for, session_name_for, session_tags_for
 
 ROLE_ARN_PATTERN = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+$"
 INTEGRATION_ID_PATTERN = r"^[0-9A-Z]{26}$"

@@ -1,0 +1,1 @@
+"""The runcreds command line: the worker, admin and audit commands."""

@@ -1,0 +1,1 @@
+"""The HTTP routes of the attach, audit and OIDC APIs (Powertools event handler resolvers)."""

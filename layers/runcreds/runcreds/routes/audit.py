@@ -1,0 +1,110 @@
+"""The audit routes (CONTRACT §4): what did run X do, what happened on stack Y — one Query a page.
+
+A separate resolver from runcreds.routes.attach because it runs in its own function (AuditApiFunction)
+with a read-only role on the audit index. Errors are mapped by `runcreds.routes.shared`, as for the
+attach routes: 4xx with a `message`, bad input never a 5xx, and the account in the path bounds every
+Query (a pagination token is checked to belong to the same partition, so a tampered one is a 400, never
+another account's data).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+
+from runcreds.dal.audit_index import AuditIndexStore, Page, decode_token, run_key, stack_key
+from runcreds.exceptions import InvalidRequestError
+from runcreds.models.audit import parse_event_time
+from runcreds.models.bodies import AuditEventOut, AuditPage
+from runcreds.models.run import RUN_ID_PATTERN
+from runcreds.routes import shared as http
+from runcreds.routes.shared import Account, Stack
+from runcreds.settings import AuditApiSettings
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+DEFAULT_STACK_WINDOW = timedelta(days=7)
+
+app = APIGatewayRestResolver(enable_validation=True)
+
+RunIdPath = Annotated[str, Path(pattern=RUN_ID_PATTERN, description="run ID")]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="events per page")]
+NextToken = Annotated[str | None, Query(min_length=1, max_length=4096, description="next_token of the previous page")]
+Timestamp = Annotated[str | None, Query(max_length=64, description="ISO 8601 time (UTC unless it says otherwise)")]
+
+
+def store() -> AuditIndexStore:
+    return AuditIndexStore(AuditApiSettings.from_env().index_table)
+
+
+http.map_errors(app)
+
+
+def _body(page: Page) -> AuditPage:
+    return AuditPage(events=[AuditEventOut.model_validate(item) for item in page.items], next_token=page.next_token)
+
+
+def _time_bound(value: str | None, name: str, default: datetime) -> datetime:
+    if value is None:
+        return default
+    try:
+        when = parse_event_time(value)
+    except ValueError:
+        when = None
+    if when is None or not 1970 <= when.year <= 9999:
+        raise InvalidRequestError(f"invalid {name}: give an ISO 8601 time such as 2026-01-31T12:00:00Z")
+    return when
+
+
+def _time_key(when: datetime) -> str:
+    """The index's sort-key form of a time (event keys start with it)."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@app.get(
+    "/accounts/<account>/runs/<run_id>/audit",
+    summary="What did this run do in AWS?",
+    description="Every CloudTrail record of the run's sessions, in every customer account, in time order.",
+    responses=http.responses(200, AuditPage, "a page of the run's events", 503),
+)
+def run_audit(
+    account: Account,
+    run_id: RunIdPath,
+    event_source: Annotated[str | None, Query(max_length=128, pattern=r"^[a-z0-9.-]+$")] = None,
+    errors_only: Annotated[bool, Query()] = False,
+    limit: Limit = DEFAULT_PAGE,
+    next_token: NextToken = None,
+) -> AuditPage:
+    start = decode_token(next_token, {"run_key": run_key(account, run_id)}, account) if next_token else None
+    page = store().run_events(
+        account, run_id, limit, start_key=start, event_source=event_source, errors_only=errors_only
+    )
+    return _body(page)
+
+
+@app.get(
+    "/accounts/<account>/stacks/<stack>/audit",
+    summary="What did this stack's runs do in AWS?",
+    description="CloudTrail records of all the stack's runs between since and until (default: the last 7 days).",
+    responses=http.responses(200, AuditPage, "a page of the stack's events", 503),
+)
+def stack_audit(
+    account: Account,
+    stack: Stack,
+    since: Timestamp = None,
+    until: Timestamp = None,
+    limit: Limit = DEFAULT_PAGE,
+    next_token: NextToken = None,
+) -> AuditPage:
+    until_time = _time_bound(until, "until", datetime.now(UTC))
+    since_time = _time_bound(since, "since", max(until_time - DEFAULT_STACK_WINDOW, datetime(1970, 1, 1, tzinfo=UTC)))
+    since_key, until_key = _time_key(since_time), _time_key(until_time)
+    if since_key > until_key:
+        raise InvalidRequestError("invalid time range: since must not be later than until")
+    start = decode_token(next_token, {"stack_key": stack_key(account, stack)}, account) if next_token else None
+    if start and not since_key <= start["event_key"]["S"] <= f"{until_key}~":
+        raise InvalidRequestError("invalid next_token: it belongs to another time range")
+    return _body(store().stack_events(account, stack, limit, since_key, until_key, start_key=start))
