@@ -93,7 +93,7 @@ def as_broker_assume_role(event: dict[str, Any], session: VendedSession) -> dict
 
 
 def as_web_identity_exchange(event: dict[str, Any], session: VendedSession) -> dict[str, Any]:
-    """web_identity_assume_role.json as the OIDC exchange that opened the session (CONTRACT §7): logged in
+    """web_identity_assume_role.json as the OIDC exchange that opened the session (docs/interface.md §7): logged in
     the role's account, its caller the token, the session's access key in the response."""
     detail = event["detail"]
     detail["requestParameters"].update(roleArn=session.role_arn, roleSessionName=session.session_name)

@@ -1,4 +1,4 @@
-"""`runcreds`: the worker's command line (CONTRACT §6), the admin commands over the HTTP API and the
+"""`runcreds`: the worker's command line (docs/interface.md §6), the admin commands over the HTTP API and the
 embedded local stack."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`runcreds worker serve` and `runcreds worker exec` (CONTRACT §6): the run's credentials on 127.0.0.1 in the
+"""`runcreds worker serve` and `runcreds worker exec` (docs/interface.md §6): the run's credentials on 127.0.0.1 in the
 AWS container-credentials format, refreshed before they expire for as long as the phase lives.
 
 Every SDK (and Terraform's Go SDK, and the AWS CLI) reads `AWS_CONTAINER_CREDENTIALS_FULL_URI` with the

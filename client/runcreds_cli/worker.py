@@ -115,7 +115,7 @@ def _now() -> datetime:
 
 
 def refresh_path(run: RunPhase) -> str:
-    """The refresh route of the run phase (CONTRACT §4)."""
+    """The refresh route of the run phase (docs/interface.md §4)."""
     return f"/accounts/{run.account}/stacks/{run.stack}/runs/{run.run_id}/phases/{run.phase.value}/refresh"
 
 
@@ -162,7 +162,7 @@ class CredentialsFetcher:
         delay = 0.25
         while True:
             phase = self.store.read_phase(run)
-            if phase.finished:  # final (CONTRACT §1), whatever the records say or are still waiting for
+            if phase.finished:  # final (docs/interface.md §1), whatever the records say or are still waiting for
                 raise PhaseFinishedError(
                     f"the {run.phase} phase of run {run.run_id} has finished; its credentials are gone"
                 )

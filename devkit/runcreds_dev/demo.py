@@ -280,7 +280,7 @@ def hours_ahead(expiration: str) -> float:
 
 
 def oidc_four_hour_session(stack: EmbeddedStack, api: ApiClient) -> None:
-    """CONTRACT §7: the role trusts runcreds' OIDC issuer, so its session is no chained one: four hours."""
+    """docs/interface.md §7: the role trusts runcreds' OIDC issuer, so its session is no chained one: four hours."""
     issuer = stack.outputs["OidcIssuerUrl"]
     step(f"OIDC: the customer's IAM OIDC provider for {issuer} (client ID sts.amazonaws.com)")
     iam = stack.customer_client("iam")
@@ -313,11 +313,11 @@ def oidc_four_hour_session(stack: EmbeddedStack, api: ApiClient) -> None:
         json.loads(oidc.b64url_decode(part)) for part in stack.aws.strict_sts.web_identity_tokens[seen].split(".")[:2]
     )
     show(
-        "the token's header and claims (CONTRACT §7; its signature is never shown)",
+        "the token's header and claims (docs/interface.md §7; its signature is never shown)",
         {"header": header, "claims": claims},
     )
     if set(claims) != set(oidc.claims_for(stack.outputs["OidcIssuerUrl"], run_phase_of("plan"), integration_id)):
-        raise SystemExit("the token's claims are not CONTRACT §7's")
+        raise SystemExit("the token's claims are not docs/interface.md §7's")
     api_env = {"RUNCREDS_API_URL": stack.outputs["ApiUrl"]}
     for label, chosen in (
         ("broker mode: runcreds stored it", integration_id),

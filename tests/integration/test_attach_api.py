@@ -1,4 +1,4 @@
-"""The integrations and attachments routes (CONTRACT §4), through the local API Gateway."""
+"""The integrations and attachments routes (docs/interface.md §4), through the local API Gateway."""
 
 from __future__ import annotations
 

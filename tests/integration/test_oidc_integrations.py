@@ -1,4 +1,4 @@
-"""OIDC integrations end to end (CONTRACT §7): the trust-policy route's policy, applied as-is, makes the
+"""OIDC integrations end to end (docs/interface.md §7): the trust-policy route's policy, applied as-is, makes the
 attach succeed; a vend mints a token per exchange (claims exactly §7) and stores a four-hour session
 (beyond the chaining cap) as broker mode does; each diagnosis of a broken setup, with its fix."""
 

@@ -1,4 +1,4 @@
-"""runcreds as an OIDC issuer (CONTRACT §7): public discovery document and JWKS, the strict STS's
+"""runcreds as an OIDC issuer (docs/interface.md §7): public discovery document and JWKS, the strict STS's
 AssumeRoleWithWebIdentity (signature against that JWKS, iss/aud/exp, provider, trust conditions,
 TagSession/SetSourceIdentity, duration), and key rotation."""
 

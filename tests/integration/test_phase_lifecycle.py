@@ -1,4 +1,4 @@
-"""A finished run phase stays closed (CONTRACT §1): whatever order EventBridge delivers in, and whatever
+"""A finished run phase stays closed (docs/interface.md §1): whatever order EventBridge delivers in, and whatever
 Lambda retries or an operator redrives, a phase whose Finished was seen never gets credentials again."""
 
 from __future__ import annotations

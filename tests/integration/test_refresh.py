@@ -1,4 +1,4 @@
-"""The refresh route (CONTRACT §4, issue 11): a new session for a phase that outlives its credentials,
+"""The refresh route (docs/interface.md §4, issue 11): a new session for a phase that outlives its credentials,
 made once however many workers ask, and never for a phase that has finished or lost its attachment."""
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ def test_plan_and_apply_get_credentials_for_their_own_access(
     assert all(e["expires_at"] for e in ready)
 
 
-def test_the_vend_assumes_with_the_contracted_identity(
+def test_the_vend_assumes_with_the_documented_identity(
     stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], publish: Publish
 ) -> None:
     # Given a role whose trust insists on the exact external ID, the run's tags and source identity

@@ -1,4 +1,4 @@
-"""`runcreds worker credentials|env` (CONTRACT §6): the worker's view of its run's credentials."""
+"""`runcreds worker credentials|env` (docs/interface.md §6): the worker's view of its run's credentials."""
 
 from __future__ import annotations
 

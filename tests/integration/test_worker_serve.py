@@ -1,4 +1,4 @@
-"""`runcreds worker serve`'s endpoint (CONTRACT §6): only the token holder gets credentials, refresh timing
+"""`runcreds worker serve`'s endpoint (docs/interface.md §6): only the token holder gets credentials, refresh timing
 follows --refresh-before (or the clamped default), worker-mode sessions are re-assumed with the same
 identity, and a finished phase is served nothing."""
 

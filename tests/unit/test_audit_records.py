@@ -32,8 +32,8 @@ MAPPING = SessionMapping(
     issued_at=0,
 )
 
-# CONTRACT §4: the fields of an audit event.
-CONTRACT_FIELDS = (
+# docs/interface.md §4: the fields of an audit event.
+INTERFACE_FIELDS = (
     "event_id", "event_time", "event_source", "event_name", "aws_region", "aws_account_id", "role_arn",
     "session_name", "source_identity", "run_id", "error_code", "error_message", "read_only", "resources",
     "source_ip", "user_agent",
@@ -51,7 +51,7 @@ def body(sample: str, **detail: Any) -> str:
 
 
 @pytest.mark.parametrize("sample", SAMPLES)
-def test_every_sample_record_parses_into_a_bounded_item_with_every_contract_field(sample: str) -> None:
+def test_every_sample_record_parses_into_a_bounded_item_with_every_documented_field(sample: str) -> None:
     # Given a CloudTrail sample modelled on AWS's documentation
     event = parse_record(body(sample))
 
@@ -61,7 +61,7 @@ def test_every_sample_record_parses_into_a_bounded_item_with_every_contract_fiel
     # Then the item has every field the audit routes promise and stays far below DynamoDB's 400 KB
     assert item is not None
     shown = AuditEventOut.model_validate(item).model_dump()
-    assert set(CONTRACT_FIELDS) <= set(shown)
+    assert set(INTERFACE_FIELDS) <= set(shown)
     assert shown["run_id"] == MAPPING.run_id and shown["event_id"] == event.detail.event_id
     assert item["event_key"] == f"{item['event_time']}#{event.detail.event_id}"
     assert len(json.dumps(item)) < 200 * 1024

@@ -1,5 +1,5 @@
-"""template.yaml's audit resources: the contracted output, routes the audit resolver really serves,
-an indexer wired as the issue asks, and a read-only API role."""
+"""template.yaml's audit resources: the documented output (docs/interface.md §5), routes the audit resolver
+really serves, an indexer wired as the issue asks, and a read-only API role."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def _actions(role: str) -> set[str]:
     return {a for s in statements for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
 
 
-def test_the_audit_bus_is_a_contracted_output() -> None:
+def test_the_audit_bus_is_a_documented_output() -> None:
     assert TEMPLATE.body["Outputs"]["AuditEventBusArn"]["Value"] == {"Fn::GetAtt": ["AuditEventBus", "Arn"]}
 
 

@@ -42,7 +42,7 @@ def pattern(chained: bool) -> EventPattern:
         ("chained_role_create_role.json", True, True),
         ("chained_role_create_role.json", False, False),
         ("broker_assume_role.json", False, True),
-        ("web_identity_assume_role.json", True, True),  # an OIDC integration's exchange (CONTRACT §7)
+        ("web_identity_assume_role.json", True, True),  # an OIDC integration's exchange (docs/interface.md §7)
         ("web_identity_assume_role.json", False, True),
         ("foreign_session_delete_object.json", True, False),
     ],

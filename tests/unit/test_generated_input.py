@@ -1,6 +1,6 @@
 """Generated bad input (issue 9, item 8): run events for the vend handler, paths, queries and bodies for
 the attach and audit APIs, CloudTrail records for the audit indexer. Each is invalid by construction
-(against CONTRACT.md's rules, written out here, not the code's), and each must get a validation error or
+(against docs/interface.md's rules, written out here, not the code's), and each must get a validation error or
 a 4xx with a `message`: never a 5xx, an unhandled exception, a write or any AWS call. Every botocore API
 call is intercepted (BaseClient._make_api_call) and counted, so "no AWS call" covers every client,
 whatever session built it. The schema-driven run against the served API is test_api_schemathesis.py;
@@ -41,7 +41,7 @@ GENERATED = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-# CONTRACT §1 and §4, as the contract states them.
+# docs/interface.md §1 and §4, as the page states them (not as the code does).
 SLUG = re.compile(r"[a-z0-9-]{1,63}")
 RUN_ID = re.compile(r"[A-Za-z0-9_.=,+-]{2,128}")
 PHASES = ("plan", "apply", "destroy", "task", "drift")
@@ -293,7 +293,7 @@ def bad_bodies(draw: st.DrawFn) -> tuple[str, str, str]:
     return method, path, json.dumps(body)
 
 
-# Every field any of these bodies may carry (CONTRACT §4): an unknown one is a 400.
+# Every field any of these bodies may carry (docs/interface.md §4): an unknown one is a 400.
 _FIELDS = {"name", "role_arn", "duration_seconds", "region", "assume_role_on_worker", "trust", "labels"}
 _FIELDS |= {"read", "write", "audience", "subject", "oidc"}
 

@@ -1,4 +1,4 @@
-"""External ID, session name, source identity and session tags (CONTRACT §3)."""
+"""External ID, session name, source identity and session tags (docs/interface.md §3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Run-phase events are validated before anything else happens (CONTRACT §1)."""
+"""Run-phase events are validated before anything else happens (docs/interface.md §1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""template.yaml: the contract's outputs, thin handlers that exist, least-privilege roles, routes that
+"""template.yaml: the outputs of docs/interface.md §5, thin handlers that exist, least-privilege roles, routes that
 the API really serves, and a local stack that is built from it."""
 
 from __future__ import annotations
@@ -22,13 +22,19 @@ from runcreds_dev.template import Template
 from tests.support import EVENTS, ROOT
 
 TEMPLATE = Template(ROOT / "template.yaml")
-CONTRACT_OUTPUTS = {
+INTERFACE_OUTPUTS = {
     "RunEventBusName",
     "ApiUrl",
     "CredentialsTableName",
     "CredentialsKeyArn",
+    "WorkerReadPhasePolicyArn",
+    "WorkerWritePhasePolicyArn",
     "BrokerRoleArn",
     "AuditEventBusArn",
+    "AuditIndexTableName",
+    "AuditQueueUrl",
+    "AuditDeadLetterQueueUrl",
+    "VendDeadLetterQueueUrl",
     "OidcIssuerUrl",
 }
 
@@ -37,8 +43,9 @@ def functions() -> dict[str, dict[str, Any]]:
     return TEMPLATE.of_type("AWS::Serverless::Function")
 
 
-def test_the_contracted_outputs_exist() -> None:
-    assert set(TEMPLATE.body["Outputs"]) >= CONTRACT_OUTPUTS
+def test_the_documented_outputs_exist() -> None:
+    """Exactly the outputs docs/interface.md §5 lists: one more or one less is a change of the interface."""
+    assert set(TEMPLATE.body["Outputs"]) == INTERFACE_OUTPUTS
 
 
 @pytest.mark.parametrize("logical_id", sorted(functions()))

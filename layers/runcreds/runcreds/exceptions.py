@@ -48,7 +48,7 @@ class BrokerUnavailableError(TransientAwsError):
 
 
 class InvalidRunEventError(RuncredsError, ValueError):
-    """A run-phase event that does not follow CONTRACT §1; nothing was called or written."""
+    """A run-phase event that does not follow docs/interface.md §1; nothing was called or written."""
 
 
 class FinalRefusalError(RuncredsError):
@@ -76,7 +76,7 @@ class KeyUnusableError(FinalRefusalError):
 
 class RefreshRefusedError(ConflictError):
     """The refresh route will not refresh this phase (finished, detached, not broker mode, ...): a 409 whose
-    `code` says which (CONTRACT §4: `phase_finished`)."""
+    `code` says which (docs/interface.md §4: `phase_finished`)."""
 
     def __init__(self, message: str, code: str) -> None:
         super().__init__(message)

@@ -1,4 +1,4 @@
-"""How a run is named to AWS: external ID, session name, source identity, session tags (CONTRACT §3)."""
+"""How a run is named to AWS: external ID, session name, source identity, session tags (docs/interface.md §3)."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ class VendSettings(BrokerSettings):
     # Session mappings for the audit index; written with the credential record when set.
     audit_sessions_table: str | None = Field(None, alias="RUNCREDS_AUDIT_SESSIONS_TABLE", min_length=3)
     audit_retention_days: int = Field(400, alias="RUNCREDS_AUDIT_RETENTION_DAYS", ge=1)
-    # OIDC integrations (CONTRACT §7): the key that signs their tokens, and the tokens' `iss`.
+    # OIDC integrations (docs/interface.md §7): the key that signs their tokens, and the tokens' `iss`.
     oidc_signing_key_arn: str | None = Field(None, alias="RUNCREDS_OIDC_SIGNING_KEY_ARN", min_length=20)
     oidc_issuer_url: str = Field("", alias="RUNCREDS_OIDC_ISSUER_URL")
 

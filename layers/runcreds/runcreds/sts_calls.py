@@ -59,7 +59,7 @@ def assume_run_role(
 
 
 def assume_run_role_with_web_identity(client: STSClient, spec: AssumeRoleSpec, token: str) -> CredentialsTypeDef:
-    """AssumeRoleWithWebIdentity with runcreds' token for an OIDC integration (CONTRACT §7): the session
+    """AssumeRoleWithWebIdentity with runcreds' token for an OIDC integration (docs/interface.md §7): the session
     name and duration of `spec`; tags and source identity travel in the token. The client is unsigned.
     Errors as assume_run_role's; neither they nor anything logged here carry the token."""
     with faults.classified("sts", "AssumeRoleWithWebIdentity"):

@@ -1,4 +1,4 @@
-"""runcreds as an OpenID Connect issuer (CONTRACT §7): tokens signed by a KMS key (RS256), exchanged with
+"""runcreds as an OpenID Connect issuer (docs/interface.md §7): tokens signed by a KMS key (RS256), exchanged with
 AssumeRoleWithWebIdentity; the JWKS and discovery document AWS STS verifies them with.
 
 A token is minted per exchange, lives TOKEN_LIFETIME seconds and is never stored, logged or put in an

@@ -1,4 +1,4 @@
-"""Attach verification for OIDC integrations (CONTRACT §7): a real exchange per enabled access, with a
+"""Attach verification for OIDC integrations (docs/interface.md §7): a real exchange per enabled access, with a
 token as a vend would mint it (`phase:plan` for read, `phase:apply` for write), then the binding check
 (a token of another tenant must be refused: `sub_not_enforced`). A refusal is diagnosed by what STS said
 and by probes: the same token without tags and source identity, the `sub` of the other access and of

@@ -1,4 +1,4 @@
-"""Refresh: a worker whose phase outlives its credentials asks the broker for a new session (CONTRACT §4).
+"""Refresh: a worker whose phase outlives its credentials asks the broker for a new session (docs/interface.md §4).
 
 The broker assumes the role again exactly as the vend did (AssumeRoleSpec.for_run: same session name,
 source identity, tags, external ID and duration) and writes the next generation of the credentials
@@ -228,7 +228,7 @@ class RefreshService:
 
     # ------------------------------------------------------------------ worker mode with OIDC
     def worker_token(self, run: RunPhase, integration_id: str) -> WorkerToken:
-        """A worker-mode OIDC integration (CONTRACT §7): runcreds holds no session for it; the worker asks
+        """A worker-mode OIDC integration (docs/interface.md §7): runcreds holds no session for it; the worker asks
         here for a freshly minted token (claims exactly §7, a new `jti`, TOKEN_LIFETIME) and exchanges it
         itself. Only while the phase is open, the phase was vended in worker mode with OIDC and the
         attachment still grants the phase's access."""
@@ -266,7 +266,7 @@ class RefreshService:
     def _check_worker_token(
         self, run: RunPhase, record: CredentialRecord | None, finished: bool, integration_id: str
     ) -> None:
-        if finished:  # final, as for a refresh (CONTRACT §1)
+        if finished:  # final, as for a refresh (docs/interface.md §1)
             raise RefreshRefusedError(
                 f"the {run.phase} phase of run {run.run_id} has finished: no token for it any more", PHASE_FINISHED
             )

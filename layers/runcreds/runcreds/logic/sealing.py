@@ -43,7 +43,7 @@ def oidc_signer(settings: VendSettings | AttachSettings) -> tuple[str, str]:
 def open_session(
     settings: VendSettings | AttachSettings, run: RunPhase, integration_id: str, spec: AssumeRoleSpec, trust: str
 ) -> CredentialsTypeDef:
-    """The role's session for the run phase: assumed by the broker role (CONTRACT §3), or, for an OIDC
+    """The role's session for the run phase: assumed by the broker role (docs/interface.md §3), or, for an OIDC
     integration (§7), exchanged for a token minted for this call (no role chaining: up to the role's
     MaxSessionDuration). Both raise RoleRefusedError / TransientAwsError alike; the broker's own hop
     failing raises BrokerUnavailableError."""

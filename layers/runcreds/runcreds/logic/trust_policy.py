@@ -1,4 +1,4 @@
-"""The trust policy a customer role needs so that runcreds may assume it (CONTRACT §3)."""
+"""The trust policy a customer role needs so that runcreds may assume it (docs/interface.md §3)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def trust_policy_for(
 def oidc_trust_policy_for(
     issuer: str, role_arn: str, account: str, stack: str | None = None, access: Access | None = None
 ) -> dict[str, Any]:
-    """CONTRACT §7: the IAM OIDC provider for the issuer in the role's account, runcreds' audience, and a
+    """docs/interface.md §7: the IAM OIDC provider for the issuer in the role's account, runcreds' audience, and a
     `sub` bound to the account (and stack, and access): without it any tenant's token would pass."""
     host_path = issuer_host_path(issuer)
     return {

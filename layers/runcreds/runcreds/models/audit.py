@@ -17,7 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 from runcreds.models.entities import IntegrationPhase
 
 CLOUDTRAIL_DETAIL_TYPE = "AWS API Call via CloudTrail"
-# The STS calls that open a run's session: the broker's (CONTRACT §3) and an OIDC exchange's (§7).
+# The STS calls that open a run's session: the broker's (docs/interface.md §3) and an OIDC exchange's (§7).
 ASSUME_ROLE_EVENTS = frozenset({"AssumeRole", "AssumeRoleWithWebIdentity"})
 _DATETIME = TypeAdapter(datetime)
 

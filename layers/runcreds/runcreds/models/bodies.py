@@ -1,4 +1,4 @@
-"""Request and response bodies of the HTTP API (CONTRACT §4); the OpenAPI document is built from them."""
+"""Request and response bodies of the HTTP API (docs/interface.md §4); the OpenAPI document is built from them."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ class IntegrationCreate(BaseModel):
     duration_seconds: Duration = DEFAULT_DURATION
     region: KnownRegion | None = None
     assume_role_on_worker: bool = False
-    trust: Trust = Field("broker_role", description="broker_role (CONTRACT §3) or oidc (§7: no role chaining)")
+    trust: Trust = Field("broker_role", description="broker_role (docs/interface.md §3) or oidc (§7: no role chaining)")
     labels: Labels = Field(default_factory=list)
 
 
@@ -201,7 +201,7 @@ class RefreshedCredentials(BaseModel):
 
 class WebIdentityToken(BaseModel):
     """What a worker needs to open a worker-mode OIDC integration's session itself: runcreds' token (claims
-    exactly CONTRACT §7; exchange it at once, it expires at `expires_at`) and the AssumeRoleWithWebIdentity
+    exactly docs/interface.md §7; exchange it at once, it expires at `expires_at`) and the AssumeRoleWithWebIdentity
     parameters. Never stored or logged by runcreds."""
 
     integration_id: str
@@ -270,7 +270,7 @@ class DiagnosisBody(BaseModel):
 
 
 class AuditEventOut(BaseModel):
-    """One CloudTrail record of a run (CONTRACT §4's fields first, then where in runcreds it belongs).
+    """One CloudTrail record of a run (docs/interface.md §4's fields first, then where in runcreds it belongs).
     Built from the index item as stored: what CloudTrail did not say is null (or empty, or false), and
     every field is always in the response (required in the schema)."""
 

@@ -22,7 +22,7 @@ IntegrationId = Annotated[str, StringConstraints(pattern=INTEGRATION_ID_PATTERN)
 MIN_DURATION = 900
 MAX_DURATION = 43200
 DEFAULT_DURATION = 3600
-# How runcreds gets into the customer's role: the broker role assumes it (CONTRACT §3), or runcreds' OIDC
+# How runcreds gets into the customer's role: the broker role assumes it (docs/interface.md §3), or runcreds' OIDC
 # token is exchanged for its session (§7).
 Trust = Literal["broker_role", "oidc"]
 
@@ -186,7 +186,7 @@ class CredentialRecord(IntegrationPhase):
     status: RecordStatus
     mode: str | None = None
     # The integration's trust at the vend. Worker mode with "oidc": the worker exchanges a token from the
-    # refresh route instead of assuming the role with its own credentials (CONTRACT §7).
+    # refresh route instead of assuming the role with its own credentials (docs/interface.md §7).
     trust: Trust = "broker_role"
     ciphertext: bytes | None = None
     access_key_id: str | None = None

@@ -1,4 +1,4 @@
-"""Run-phase events consumed and emitted on the runcreds bus (CONTRACT §1-2)."""
+"""Run-phase events consumed and emitted on the runcreds bus (docs/interface.md §1-2)."""
 
 from __future__ import annotations
 

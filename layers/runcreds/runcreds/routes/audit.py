@@ -1,4 +1,4 @@
-"""The audit routes (CONTRACT §4): what did run X do, what happened on stack Y — one Query a page.
+"""The audit routes (docs/interface.md §4): what did run X do, what happened on stack Y — one Query a page.
 
 A separate resolver from runcreds.routes.attach because it runs in its own function (AuditApiFunction)
 with a read-only role on the audit index. Errors are mapped by `runcreds.routes.shared`, as for the

@@ -1,4 +1,4 @@
-"""The OIDC issuer's public routes (CONTRACT §4, §7): discovery document and JWKS, for AWS STS.
+"""The OIDC issuer's public routes (docs/interface.md §4, §7): discovery document and JWKS, for AWS STS.
 
 A resolver of its own because it runs in its own function (OidcIssuerFunction) behind routes without
 IAM auth (`Authorizer: NONE`), with a role that may only read the signing keys' public halves.
