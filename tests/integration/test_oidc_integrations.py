@@ -608,6 +608,84 @@ def test_the_oidc_exchange_and_the_sessions_calls_are_in_the_runs_audit(
     assert "sessionToken" not in json.dumps(events) and "EXAMPLEWEBIDENTITY" not in json.dumps(events)
 
 
+def test_worker_mode_oidc_the_workers_own_exchange_and_its_sessions_calls_are_in_the_runs_audit(
+    stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant, publish: Callable[..., None]
+) -> None:
+    # Given a worker-mode OIDC integration vended for the plan, whose worker got its token and exchanged it
+    role = create_oidc_role(stack, federated_trust(stack, f"account:{tenant.account}:*"))
+    integration_id = create_integration(api, tenant, role, trust="oidc", assume_role_on_worker=True)
+    assert attach(api, tenant, integration_id).status == 200
+    publish(tenant, "plan")
+    server = serve_for(stack, tenant, "plan")
+    try:
+        opened = server.current()[0]
+    finally:
+        server.stop()
+    assert opened is not None and server.worker_mode
+    # (runcreds never saw that key: the exchange's record is known by role and session name only)
+    assert opened.access_key_id not in _every_item(stack)
+    session = VendedSession(tenant, role, opened.access_key_id)
+    worker = stack.session(opened.access_key_id, opened.secret_access_key, opened.session_token)
+    assert stack.client("sts", worker).get_caller_identity()["Arn"] == session.assumed_role_arn
+
+    # When the role's account forwards the worker's exchange (caller: the token) and a call of its session
+    exchange = as_web_identity_exchange(record("web_identity_assume_role.json", at(0)), session)
+    assert exchange["detail"]["userIdentity"]["type"] == "WebIdentityUser"
+    call = as_session(record("direct_s3_put_object.json", at(1)), session)
+    call["detail"].update(
+        eventName="ListBuckets", readOnly=True, resources=[], requestParameters={"Host": "s3.amazonaws.com"}
+    )
+    assert call["detail"]["userIdentity"]["type"] == "AssumedRole"
+    forward(stack, [exchange, call])
+    # Then the run's audit holds both, with the run's role, session and phase
+    answer = api.get(f"/accounts/{tenant.account}/runs/{tenant.run_id}/audit")
+    assert answer.status == 200, answer.body
+    events = answer.body["events"]
+    assert [e["event_id"] for e in events] == [exchange["detail"]["eventID"], call["detail"]["eventID"]]
+    assert [e["event_name"] for e in events] == ["AssumeRoleWithWebIdentity", "ListBuckets"]
+    assert {(e["role_arn"], e["session_name"], e["source_identity"], e["phase"]) for e in events} == {
+        (role, tenant.run_id, tenant.run_id, "plan")
+    }
+    assert "EXAMPLEWEBIDENTITY" not in json.dumps(events)
+
+    # When exchanges of that role forged or not the run's arrive, each with a call of the session it opened:
+    # another session name (its own source identity) in the role's account, and the run's own exchange and
+    # call forwarded by an account the run was never vended into
+    other_name = f"not-{tenant.run_id}"
+    other_session = as_web_identity_exchange(record("web_identity_assume_role.json", at(2)), session)
+    other_call = as_session(record("direct_s3_put_object.json", at(3)), session, access_key_id="ASIAOTHERSESSION0001")
+    other_response = other_session["detail"]["responseElements"]
+    other_session["detail"]["requestParameters"]["roleSessionName"] = other_name
+    other_response.update(sourceIdentity=other_name)
+    other_response["credentials"]["accessKeyId"] = "ASIAOTHERSESSION0001"
+    other_response["assumedRoleUser"]["arn"] = other_call["detail"]["userIdentity"]["arn"] = (
+        session.assumed_role_arn.replace(f"/{tenant.run_id}", f"/{other_name}")
+    )
+    other_call["detail"]["userIdentity"]["sessionContext"]["sourceIdentity"] = other_name
+    stranger = "555555555555"
+    elsewhere = [
+        as_web_identity_exchange(record("web_identity_assume_role.json", at(4)), session),
+        as_session(record("direct_s3_put_object.json", at(5)), session),
+    ]
+    for forged in elsewhere:
+        forged["detail"]["recipientAccountId"] = stranger
+    logged = len(stack.logs.lines)
+    forward(stack, [other_session, other_call])
+    dropped_as_foreign = _indexer_metric_lines(stack, logged)
+    logged = len(stack.logs.lines)
+    forward(stack, elsewhere)
+    dropped_as_untrusted = _indexer_metric_lines(stack, logged)
+    # Then none is the run's: the other session names no session of the run, the stranger may not speak for it
+    again = api.get(f"/accounts/{tenant.account}/runs/{tenant.run_id}/audit").body["events"]
+    assert [e["event_id"] for e in again] == [e["event_id"] for e in events]
+    assert '"ForeignSessionsDropped"' in dropped_as_foreign and '"UntrustedRecordsDropped"' not in dropped_as_foreign
+    assert '"UntrustedRecordsDropped"' in dropped_as_untrusted
+
+
+def _indexer_metric_lines(stack: LocalStack, since: int) -> str:
+    return "\n".join(line for function, line in stack.logs.lines[since:] if function == "AuditIndexerFunction")
+
+
 def test_an_oidc_trust_that_breaks_after_attach_is_marked_broken_by_the_reverification(
     stack: EmbeddedStack, api: ApiClient, provider: str, tenant: Tenant
 ) -> None:
