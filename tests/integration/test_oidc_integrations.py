@@ -609,7 +609,7 @@ def test_the_oidc_exchange_and_the_sessions_calls_are_in_the_runs_audit(
 
 
 def test_worker_mode_oidc_the_workers_own_exchange_and_its_sessions_calls_are_in_the_runs_audit(
-    stack: LocalStack, api: ApiClient, provider: str, tenant: Tenant, publish: Callable[..., None]
+    stack: EmbeddedStack, api: ApiClient, provider: str, tenant: Tenant, publish: Callable[..., None]
 ) -> None:
     # Given a worker-mode OIDC integration vended for the plan, whose worker got its token and exchanged it
     role = create_oidc_role(stack, federated_trust(stack, f"account:{tenant.account}:*"))
@@ -682,7 +682,7 @@ def test_worker_mode_oidc_the_workers_own_exchange_and_its_sessions_calls_are_in
     assert '"UntrustedRecordsDropped"' in dropped_as_untrusted
 
 
-def _indexer_metric_lines(stack: LocalStack, since: int) -> str:
+def _indexer_metric_lines(stack: EmbeddedStack, since: int) -> str:
     return "\n".join(line for function, line in stack.logs.lines[since:] if function == "AuditIndexerFunction")
 
 
