@@ -209,7 +209,7 @@ def test_a_malformed_record_is_one_line_and_a_status(
 def test_version(cli_env: dict[str, str]) -> None:
     import tomllib
 
-    version = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]["version"]
+    version = tomllib.loads((Path(__file__).parents[2] / "client" / "pyproject.toml").read_text())["project"]["version"]
     result = subprocess.run(  # noqa: S603
         [str(RUNCREDS), "--version"], env=cli_env, capture_output=True, text=True, check=True, timeout=60
     )
