@@ -9,11 +9,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 
 from runcreds import aws
-from runcreds_dev.faults import Fault, caller_is, put_events_partial_failure
+from runcreds_dev.faults import Fault, Request, caller_is, put_events_partial_failure
 from runcreds_dev.stack import EmbeddedStack
 from tests.support import Tenant, assumptions_of, credentials_of, events_for, record_items, trust_policy
 
@@ -154,6 +155,28 @@ def test_a_transient_fault_for_one_invocation_is_retried_to_delivery(
     assert_delivered_once(stack, tenant, "plan")
 
 
+def assuming(role_arn: str) -> Callable[[Request], bool]:
+    """Only AssumeRole requests for this role (not the broker's own hop, which a fresh container makes first)."""
+    return lambda request: parse_qs(request.body.decode()).get("RoleArn") == [role_arn]
+
+
+@pytest.mark.parametrize(("code", "status"), [("ServiceUnavailable", 503), ("InternalFailure", 500), ("Unknown", 502)])
+def test_sts_5xx_for_one_invocation_is_retried_to_delivery_not_a_verdict(
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
+    publish: Publish, code: str, status: int,
+) -> None:  # fmt: skip
+    # Given STS failing on its side for every attempt the first invocation makes of the customer's role
+    role = make_role(f"{tenant.account}@*")
+    integrate(tenant, role)
+    with stack.aws.faults.inject(
+        "sts", "AssumeRole", code, status=status, times=ATTEMPTS, when=assuming(role)
+    ) as fault:
+        publish(tenant, "plan")
+    assert fault.hits == ATTEMPTS
+    # Then Lambda's retry delivered: no Failed verdict with STS's code
+    assert_delivered_once(stack, tenant, "plan")
+
+
 def test_a_transient_fault_that_outlasts_the_retries_ends_in_the_dead_letter_queue(
     stack: EmbeddedStack,
     tenant: Tenant,
@@ -290,11 +313,11 @@ def test_the_role_refusing_is_final_even_under_sts_5xx_first(
         RoleName=role.rsplit("/", 1)[1],
         PolicyDocument=json.dumps(trust_policy(stack.outputs["BrokerRoleArn"], "someone-else@*")),
     )
-    stack.functions["VendCredentialsFunction"].warm()
-    stack.aws.strict_sts.inject("ServiceUnavailable", times=ATTEMPTS, status=503)
-    try:
+    # (only the customer role's AssumeRole: a fresh container's own hop to BrokerRole would take them first)
+    with stack.aws.faults.inject(
+        "sts", "AssumeRole", "ServiceUnavailable", status=503, times=ATTEMPTS, when=assuming(role)
+    ) as fault:
         publish(tenant, "plan")
-    finally:
-        stack.aws.strict_sts.clear_faults()
+    assert fault.hits == ATTEMPTS
     (failed,) = events_for(stack, tenant, FAILED)
     assert (failed["integration_id"], failed["code"]) == (integration_id, "AccessDenied")

@@ -7,6 +7,7 @@ import shlex
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -119,6 +120,29 @@ def test_an_expired_record_is_refused(
     )
     assert main(cli(tenant, "plan")) == 5
     assert "expired" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seconds_ago", [5, 1])
+def test_a_record_expired_seconds_ago_is_refused(
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str],
+    publish: Publish, capsys: pytest.CaptureFixture[str], seconds_ago: int,
+) -> None:  # fmt: skip
+    # Given credentials whose expiry passed moments ago (the item is still there: TTL is days late)
+    integrate(tenant, make_role(f"{tenant.account}@*"))
+    publish(tenant, "plan")
+    (item,) = record_items(stack, tenant, "plan")
+    expired = datetime.now(UTC) - timedelta(seconds=seconds_ago)
+    stack.client("dynamodb").update_item(
+        TableName=stack.outputs["CredentialsTableName"],
+        Key={"run_key": item["run_key"], "integration_id": item["integration_id"]},
+        UpdateExpression="SET expires_at = :past",
+        ExpressionAttributeValues={":past": {"S": expired.isoformat()}},
+    )
+    # Then the worker refuses them (exit 5) and prints nothing to run with
+    assert main(cli(tenant, "plan")) == 5
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "expired" in captured.err
 
 
 def test_worker_mode_assumes_the_role_on_the_worker(

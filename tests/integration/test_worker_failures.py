@@ -14,6 +14,7 @@ import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from runcreds import aws
+from runcreds.dal.credentials import PHASE_ITEM
 from runcreds_cli.main import main
 from runcreds_dev.stack import EmbeddedStack
 from tests.support import Tenant, record_items
@@ -164,7 +165,7 @@ def put_record(stack: EmbeddedStack, tenant: Tenant, attributes: dict[str, Any])
         Item={
             "run_key": {"S": f"{tenant.account}#{tenant.stack}#{tenant.run_id}#plan"},
             "integration_id": {"S": "01JD4Z8Q2M6V1T4B3X9N0C7K5R"},
-            **attributes,
+            **attributes,  # may name another integration_id (the phase's own item)
         },
     )
 
@@ -204,6 +205,41 @@ def test_a_malformed_record_is_one_line_and_a_status(
     captured = capsys.readouterr()
     one_line(captured.err)
     assert "export" not in captured.out
+
+
+TOMBSTONE = {"integration_id": {"S": PHASE_ITEM}, "status": {"S": "finished"}}
+
+
+def finished_record(tenant: Tenant) -> dict[str, Any]:
+    return full(tenant, status={"S": "finished"}, expires_at=None, ciphertext=None)
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        pytest.param(lambda t: [TOMBSTONE], id="tombstone-only"),
+        pytest.param(lambda t: [TOMBSTONE, finished_record(t)], id="tombstone-and-erased-record"),
+        pytest.param(lambda t: [TOMBSTONE, full(t)], id="tombstone-before-the-erasure"),
+        pytest.param(lambda t: [finished_record(t)], id="erased-record-only"),
+    ],
+)
+@pytest.mark.parametrize("action", ["credentials", "env"])
+def test_a_finished_phase_is_exit_7_and_one_line(
+    stack: EmbeddedStack, tenant: Tenant, capsys: pytest.CaptureFixture[str],
+    items: Callable[[Tenant], list[dict[str, Any]]], action: str,
+) -> None:  # fmt: skip
+    # Given a phase whose Finished was seen (its tombstone), or whose record was erased, or both
+    for item in items(tenant):
+        put_record(stack, tenant, item)
+    # Then the worker says so: the documented exit status 7, one line, nothing to run with
+    assert main(worker_args(tenant, action=action)) == 7
+    captured = capsys.readouterr()
+    assert "has finished" in one_line(captured.err)
+    if action == "env":  # what `eval` runs: the script's exit with the same status, no credentials
+        assert "exit 7" in captured.out
+        assert "export" not in captured.out
+    else:
+        assert captured.out == ""
 
 
 def test_version(cli_env: dict[str, str]) -> None:

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+from botocore.stub import Stubber
 
-from runcreds.faults import is_transient
+from runcreds.exceptions import KeyUnusableError, RoleRefusedError, TransientAwsError
+from runcreds.faults import classified, is_transient
+from runcreds.models.entities import AssumeRoleSpec
+from runcreds.sts_calls import assume_run_role
 
 
 def client_error(code: str, status: int = 400, **extra: Any) -> ClientError:
@@ -59,3 +64,50 @@ def test_throttling_5xx_and_lost_connections_are_transient(error: Exception) -> 
 )
 def test_answers_are_not_transient(error: Exception) -> None:
     assert not is_transient(error)
+
+
+def assume_role_answering(code: str, status: int) -> Any:
+    """A real STS client whose AssumeRole answers this error (botocore's Stubber: no request is sent)."""
+    client = boto3.client("sts", region_name="us-east-1", aws_access_key_id="AKIA", aws_secret_access_key="s")
+    stubber = Stubber(client)
+    stubber.add_client_error("assume_role", service_error_code=code, service_message="m", http_status_code=status)
+    stubber.activate()
+    return client
+
+
+SPEC = AssumeRoleSpec(
+    role_arn="arn:aws:iam::123456789012:role/deploy", external_id="acme@01JD4Z8Q2M6V1T4B3X9N0C7K5R@web@write",
+    session_name="run-1", duration_seconds=900, region="us-east-1", tags=[],
+)  # fmt: skip
+STS_5XX = [("InternalFailure", 500), ("ServiceUnavailable", 503), ("SomethingNew", 500), ("SomethingNew", 502)]
+
+
+@pytest.mark.parametrize(("code", "status"), STS_5XX)
+def test_sts_5xx_is_transient_through_the_classification(code: str, status: int) -> None:
+    # STS failing on its side is no verdict on the customer's role: the vend raises and Lambda retries
+    with pytest.raises(TransientAwsError, match=code), classified("sts", "AssumeRole"):
+        raise client_error(code, status)
+
+
+@pytest.mark.parametrize(("code", "status"), STS_5XX)
+def test_an_assume_role_answered_with_5xx_raises_transient_not_a_refusal(code: str, status: int) -> None:
+    with pytest.raises(TransientAwsError):
+        assume_run_role(assume_role_answering(code, status), SPEC)
+
+
+@pytest.mark.parametrize(("code", "status"), [("AccessDenied", 403), ("RegionDisabledException", 403)])
+def test_an_assume_role_refused_is_the_roles_final_refusal(code: str, status: int) -> None:
+    with pytest.raises(RoleRefusedError) as refused:
+        assume_run_role(assume_role_answering(code, status), SPEC)
+    assert refused.value.code == code
+
+
+@pytest.mark.parametrize(("code", "status"), [("KMSInternalException", 500), ("SomethingNew", 503)])
+def test_kms_5xx_is_transient_through_the_classification(code: str, status: int) -> None:
+    with pytest.raises(TransientAwsError), classified("kms", "Encrypt"):
+        raise client_error(code, status)
+
+
+def test_kms_refusing_the_key_is_final_through_the_classification() -> None:
+    with pytest.raises(KeyUnusableError), classified("kms", "Encrypt"):
+        raise client_error("AccessDeniedException", 400)
