@@ -30,6 +30,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,7 @@ def main() -> int:
             sink.seek(0)
             sink.truncate()
             assert result["statusCode"] == 200, result
-            return requests[first:]
+            return [r for r in requests[first:] if r["thread"] == threading.get_ident()]
 
         session = boto3.Session(
             aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
@@ -146,7 +147,9 @@ def main() -> int:
             for call in recorded:
                 client = raw_clients[call["service"]]
                 try:
-                    client._make_api_call(call["operation"], _replaced(call["params"], old_run, new_run))
+                    client._make_api_call(  # type: ignore[attr-defined]
+                        call["operation"], _replaced(call["params"], old_run, new_run)
+                    )
                 except client.exceptions.ClientError as error:
                     if error.response["Error"]["Code"] != call["error"]:
                         raise
@@ -245,21 +248,29 @@ def summary(
 
 def _hook_every_client() -> list[dict[str, Any]]:
     """A botocore event hook on every client created from now on: each request the process sends, with its
-    service, operation, parameters (as the caller gave them) and error code, appended to the list returned."""
+    service, operation, parameters (as the caller gave them), error code and thread (the embedded stack's own
+    threads send requests too), appended to the list returned."""
     import botocore.session
 
     sent: list[dict[str, Any]] = []
-    pending: list[dict[str, Any]] = []
+    pending: dict[int, list[dict[str, Any]]] = {}  # per thread: provided, not yet sent
+    last: dict[int, dict[str, Any]] = {}
 
     def provide(params: dict[str, Any], model: Any, **_: Any) -> None:
-        pending.append({"service": model.service_model.service_name, "operation": model.name,
-                        "params": copy.deepcopy(params), "error": None})  # fmt: skip
+        thread = threading.get_ident()
+        call = {"service": model.service_model.service_name, "operation": model.name,
+                "params": copy.deepcopy(params), "error": None, "thread": thread}  # fmt: skip
+        pending.setdefault(thread, []).append(call)
 
     def before_send(**_: Any) -> None:
-        sent.append(pending.pop())  # an AssumeRole for credentials nests inside another call's signing
+        thread = threading.get_ident()
+        waiting = pending.get(thread)
+        # An AssumeRole for credentials nests inside another call's signing; a retry is sent without a provide.
+        call = last[thread] = waiting.pop() if waiting else {**last[thread], "retry": True}
+        sent.append(call)
 
     def after_call(parsed: dict[str, Any], **_: Any) -> None:
-        sent[-1]["error"] = parsed.get("Error", {}).get("Code")
+        last[threading.get_ident()]["error"] = parsed.get("Error", {}).get("Code")
 
     create_client = botocore.session.Session.create_client
 
