@@ -9,9 +9,8 @@ from typing import Any
 
 from runcreds.api_client import ApiClient
 from runcreds.dal.audit_sessions import access_key_key
-from runcreds.dal.credentials import CredentialsStore, RefreshedSession
+from runcreds.dal.credentials import CredentialsStore
 from runcreds.local.stack import LocalStack
-from runcreds.models.entities import AssumeRoleSpec
 from runcreds.models.events import Phase, RunPhase
 from tests.support import Tenant, assumptions_of, attach, credentials_of, record_items
 
@@ -146,18 +145,15 @@ def test_a_refresh_that_loses_the_race_with_finished_does_not_bring_the_credenti
     publish(tenant, "apply")
     run = RunPhase(account=tenant.account, stack=tenant.stack, run_id=tenant.run_id, phase=Phase.APPLY)
     store = CredentialsStore(stack.outputs["CredentialsTableName"], stack.client("dynamodb"))
-    assert store.claim_refresh(run, integration_id, "token", 30, fresh_since=0) is None
+    claimed = store.claim_refresh(run, integration_id, "token", 30, fresh_since=0)
+    assert claimed is not None
 
     # Run Phase Finished arrives while the refresh is assuming the role
     publish(tenant, "apply", detail_type="Run Phase Finished")
-    from datetime import UTC, datetime, timedelta
+    from datetime import UTC, datetime
 
-    now = datetime.now(UTC)
-    spec = AssumeRoleSpec(role_arn="arn:aws:iam::123456789012:role/r", external_id="x", session_name=tenant.run_id,
-                          duration_seconds=3600, region=None, tags=[])  # fmt: skip
-    fresh = RefreshedSession(ciphertext=b"sealed", access_key_id="ASIAFRESH", expires_at=now + timedelta(hours=1),
-                             assume_role=spec, issued_at=now, ttl=0)  # fmt: skip
-    assert store.replace_refreshed(run, integration_id, "token", fresh) == 0
+    fresh = claimed.model_copy(update={"generation": 1, "issued_at": datetime.now(UTC)})
+    assert store.replace_refreshed(fresh, "token", previous_generation=0, ttl=0) == 0
 
     (item,) = record_items(stack, tenant, "apply")
     assert item["status"]["S"] == "finished"

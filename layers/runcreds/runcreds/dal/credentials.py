@@ -17,15 +17,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict
 
 from runcreds.dal.items import TableStore, from_item, to_item
-from runcreds.models.entities import AssumeRoleSpec, CredentialRecord, RecordStatus
+from runcreds.models.entities import CredentialRecord, RecordStatus
 from runcreds.models.events import RunPhase
 
 CLAIM_LEASE_SECONDS = 60
@@ -47,22 +45,6 @@ class Completion(StrEnum):
     WRITTEN = "written"
     CLAIM_LOST = "claim_lost"  # our lease ran out and another invocation took the record over
     PHASE_FINISHED = "phase_finished"
-
-
-class RefreshedSession(BaseModel):
-    """What a refresh writes over the claimed record: the new session, sealed (logic/sealing.py)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    ciphertext: bytes
-    access_key_id: str
-    expires_at: datetime
-    assume_role: AssumeRoleSpec
-    issued_at: datetime
-    ttl: int
-
-    def __repr__(self) -> str:  # the ciphertext is no secret, but it is no use in a log either
-        return f"RefreshedSession(access_key_id={self.access_key_id!r}, expires_at={self.expires_at.isoformat()})"
 
 
 @dataclass
@@ -198,58 +180,38 @@ class CredentialsStore(TableStore):
         return CredentialRecord.model_validate(from_item(response["Item"])) if "Item" in response else None
 
     def claim_refresh(
-        self,
-        run: RunPhase,
-        integration_id: str,
-        token: str,
-        lease_seconds: int,
-        fresh_since: int,
-        condition_checks: Sequence[dict[str, Any]] = (),
-    ) -> list[bool] | None:
+        self, run: RunPhase, integration_id: str, token: str, lease_seconds: int, fresh_since: int
+    ) -> CredentialRecord | None:
         """Take the right to refresh a ready record: only when no other refresh holds a live lease and the
-        current generation was not issued since `fresh_since` (epoch seconds). One TransactWriteItems, with
-        the phase check first (`phase_open_check`) and `condition_checks` (ConditionCheck items) after the
-        record's: a claim is only taken while the phase is open and they hold. None when claimed; else which
-        items' conditions failed ([phase, record, *condition_checks]). A transaction that conflicted with
-        another write of the record (another refresh claiming it) counts as the record's condition failing."""
+        current generation was not issued since `fresh_since` (epoch seconds). The record as claimed, or
+        None when the condition failed (the caller reads the record to see why)."""
         now = int(time.time())
-        update = {
-            "TableName": self.table_name,
-            "Key": self._key(run, integration_id),
-            "UpdateExpression": "SET refresh_token = :token, refresh_until = :until",
-            "ConditionExpression": (
-                "#status = :ready AND (attribute_not_exists(refresh_until) OR refresh_until < :now)"
-                " AND (attribute_not_exists(issued_epoch) OR issued_epoch < :fresh)"
-            ),
-            "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": to_item(
-                {
-                    ":token": token,
-                    ":until": now + lease_seconds,
-                    ":ready": RecordStatus.READY.value,
-                    ":now": now,
-                    ":fresh": fresh_since,
-                }
-            ),
-        }
-        items: list[Any] = [
-            self.phase_open_check(run),
-            {"Update": update},
-            *({"ConditionCheck": c} for c in condition_checks),
-        ]
         try:
-            self.client.transact_write_items(TransactItems=items)
+            response = self.client.update_item(
+                TableName=self.table_name,
+                Key=self._key(run, integration_id),
+                UpdateExpression="SET refresh_token = :token, refresh_until = :until",
+                ConditionExpression=(
+                    "#status = :ready AND (attribute_not_exists(refresh_until) OR refresh_until < :now)"
+                    " AND (attribute_not_exists(issued_epoch) OR issued_epoch < :fresh)"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_item(
+                    {
+                        ":token": token,
+                        ":until": now + lease_seconds,
+                        ":ready": RecordStatus.READY.value,
+                        ":now": now,
+                        ":fresh": fresh_since,
+                    }
+                ),
+                ReturnValues="ALL_NEW",
+            )
         except ClientError as error:
-            if _error_code(error) != "TransactionCanceledException":
-                raise
-            reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
-            failed = [code == "ConditionalCheckFailed" for code in reasons]
-            if any(failed):
-                return failed
-            if reasons[1:2] == ["TransactionConflict"]:
-                return [False, True, *(False for _ in condition_checks)]
-            raise  # throttling, or a conflict elsewhere: transient
-        return None
+            if _conditional_failed(error):
+                return None
+            raise
+        return CredentialRecord.model_validate(from_item(response["Attributes"]))
 
     def release_refresh(self, run: RunPhase, integration_id: str, token: str) -> None:
         try:
@@ -266,51 +228,37 @@ class CredentialsStore(TableStore):
 
     def replace_refreshed(
         self,
-        run: RunPhase,
-        integration_id: str,
+        record: CredentialRecord,
         token: str,
-        fresh: RefreshedSession,
+        previous_generation: int,
+        ttl: int,
         condition_checks: Sequence[dict[str, Any]] = (),
         also_put: Sequence[dict[str, Any]] = (),
     ) -> int | None:
-        """Write the next generation (an Update of the claimed record: its other attributes stay as they
-        are, generation + 1, the claim removed), only while our refresh claim holds and the record is still
-        ready (a Finished erases the record: a late refresh must not bring it back). Each claim sets a new
-        token and each write removes it, so the token holding means the generation is the one we claimed.
-        `condition_checks` (ConditionCheck items) and `also_put` go in the same transaction, which is
-        conditional on the phase being open too (`phase_open_check`). None when written; else the index
+        """Write the next generation, only while our refresh claim holds, the generation is the one we
+        claimed and the phase is still ready (a Finished erases the record: a late refresh must not bring
+        it back). `condition_checks` (ConditionCheck items) and `also_put` go in the same transaction.
+        It is conditional on the phase being open too (`phase_open_check`). None when written; else the index
         of the first item whose condition failed: 0 the phase finished, 1 the record's own, then the
         condition checks in their order."""
-        written = fresh.model_dump(mode="json", exclude={"ciphertext"})  # the formats of `_item`
-        values = {
-            ":ciphertext": fresh.ciphertext,
-            ":akid": written["access_key_id"],
-            ":expires": written["expires_at"],
-            ":spec": written["assume_role"],
-            ":issued": written["issued_at"],
-            ":epoch": int(fresh.issued_at.timestamp()),
-            ":ttl": fresh.ttl,
-            ":zero": 0,
-            ":one": 1,
-            ":token": token,
-            ":ready": RecordStatus.READY.value,
-        }
-        update = {
+        assert record.issued_at is not None
+        item = self._item(record, ttl)
+        item.update(to_item({"issued_epoch": int(record.issued_at.timestamp())}))
+        put = {
             "TableName": self.table_name,
-            "Key": self._key(run, integration_id),
-            "UpdateExpression": (
-                "SET ciphertext = :ciphertext, access_key_id = :akid, expires_at = :expires, assume_role = :spec,"
-                " issued_at = :issued, issued_epoch = :epoch, #ttl = :ttl,"
-                " generation = if_not_exists(generation, :zero) + :one"
-                " REMOVE refresh_token, refresh_until"
+            "Item": item,
+            "ConditionExpression": (
+                "refresh_token = :token AND #status = :ready"
+                " AND (generation = :generation OR attribute_not_exists(generation))"
             ),
-            "ConditionExpression": "refresh_token = :token AND #status = :ready",
-            "ExpressionAttributeNames": {"#status": "status", "#ttl": "ttl"},
-            "ExpressionAttributeValues": to_item(values),
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": to_item(
+                {":token": token, ":ready": RecordStatus.READY.value, ":generation": previous_generation}
+            ),
         }
         items: list[Any] = [
-            self.phase_open_check(run),
-            {"Update": update},
+            self.phase_open_check(record.run),
+            {"Put": put},
             *({"ConditionCheck": c} for c in condition_checks),
             *({"Put": p} for p in also_put),
         ]

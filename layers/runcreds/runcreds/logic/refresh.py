@@ -24,7 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from runcreds.dal.attachments import AttachmentsStore, stack_key
 from runcreds.dal.audit_sessions import AuditSessionsStore
-from runcreds.dal.credentials import CredentialsStore, RefreshedSession
+from runcreds.dal.credentials import CredentialsStore
 from runcreds.dal.items import to_item
 from runcreds.exceptions import NotFoundError, RefreshRefusedError, RoleRefusedError, TransientAwsError
 from runcreds.logic import oidc
@@ -38,17 +38,6 @@ REFRESH_LEASE_SECONDS = 30  # longer than an AssumeRole with its retries, an Enc
 FRESH_SECONDS = 15  # refresh requests of one phase this close together share one session
 WAIT_FOR_WINNER_SECONDS = 10.0
 PHASE_FINISHED = "phase_finished"
-KNOWN_ATTACHMENTS_MAX = 1024
-# (account, stack, integration) -> the attachment as last read by a refresh in this container (_known_attachment)
-_KNOWN_ATTACHMENTS: dict[tuple[str, str, str], Attachment] = {}
-
-
-@dataclass(frozen=True)
-class Refreshed:
-    """Where the route's answer points: the integration whose record holds the fresh credentials, and until when."""
-
-    integration_id: str
-    expires_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -75,14 +64,13 @@ class RefreshService:
         self.attachments = AttachmentsStore(settings.attachments_table)
         self.sessions = AuditSessionsStore(settings.audit_sessions_table) if settings.audit_sessions_table else None
 
-    def refresh(self, run: RunPhase, integration_id: str | None = None) -> list[Refreshed]:
+    def refresh(self, run: RunPhase, integration_id: str | None = None) -> list[CredentialRecord]:
         with _failures_counted("refresh"):
             return self._refresh(run, integration_id)
 
-    def _refresh(self, run: RunPhase, integration_id: str | None) -> list[Refreshed]:
+    def _refresh(self, run: RunPhase, integration_id: str | None) -> list[CredentialRecord]:
         if integration_id is not None:
-            # The common case (the worker names its integration): the claim is the first request (after a
-            # read of the attachment, unless this container has refreshed under it before).
+            # The common case (the worker names its integration): the claim is the first request.
             return [self._refresh_one(run, integration_id)]
         phase = self.records.read_phase(run)
         self._check_refreshable(run, phase.records, phase.finished, None)
@@ -116,56 +104,46 @@ class RefreshService:
                 )
             raise RefreshRefusedError("the phase's credentials are still being vended: retry in a second", "not_ready")
 
-    def _refresh_one(self, run: RunPhase, integration_id: str) -> Refreshed:
+    def _refresh_one(self, run: RunPhase, integration_id: str) -> CredentialRecord:
         token = uuid.uuid4().hex
-        attachment = self._known_attachment(run, integration_id)
-        for _ in range(2):  # a second claim only after a remembered attachment turned out to be out of date
-            failed = self.records.claim_refresh(
-                run, integration_id, token, REFRESH_LEASE_SECONDS, fresh_since=int(time.time()) - FRESH_SECONDS,
-                condition_checks=self._still_granted(run, attachment),
-            )  # fmt: skip
-            if failed is None:
-                break
-            if failed[0]:
-                raise RefreshRefusedError(
-                    f"the {run.phase} phase of run {run.run_id} has finished: its credentials are gone for good",
-                    PHASE_FINISHED,
-                )
-            if failed[2]:  # detached, no longer granting the access (both refused here), or changed: read again
-                attachment = self._read_attachment(run, integration_id)
-                continue
-            if failed[3]:
-                raise RefreshRefusedError(f"integration {integration_id} was deleted: no new credentials",
-                                          "integration_deleted")  # fmt: skip
-            return self._await_fresh(run, integration_id)  # another refresh holds the claim, or just refreshed
-        else:
-            raise RefreshRefusedError("the attachment changed during the refresh: retry", "attachment_changed")
+        now = time.time()
+        claimed = self.records.claim_refresh(
+            run, integration_id, token, REFRESH_LEASE_SECONDS, fresh_since=int(now) - FRESH_SECONDS
+        )
+        if claimed is None:
+            return self._await_fresh(run, integration_id)
         try:
-            return self._reissue(run, attachment, token)
+            return self._reissue(run, claimed, token)
         except BaseException:
             self.records.release_refresh(run, integration_id, token)
             raise
 
-    def _reissue(self, run: RunPhase, attachment: Attachment, token: str) -> Refreshed:
-        integration_id = attachment.integration_id
+    def _reissue(self, run: RunPhase, current: CredentialRecord, token: str) -> CredentialRecord:
+        attachment = self._granting_attachment(run, current.integration_id)
         spec = AssumeRoleSpec.for_run(run, attachment)
         try:
-            sealed = assume_and_seal(self.settings, run, integration_id, spec, attachment.trust)
+            sealed = assume_and_seal(self.settings, run, current.integration_id, spec, attachment.trust)
         except BotoCoreError as error:
             raise TransientAwsError(f"the refresh could not reach AWS: {type(error).__name__}") from None
-        fresh = RefreshedSession(
-            ciphertext=sealed.ciphertext,
-            access_key_id=sealed.access_key_id,
-            expires_at=sealed.expires_at,
-            assume_role=spec,
-            issued_at=datetime.now(UTC),
-            ttl=int(sealed.expires_at.timestamp()),
+        fresh = current.model_copy(
+            update={
+                "ciphertext": sealed.ciphertext,
+                "access_key_id": sealed.access_key_id,
+                "expires_at": sealed.expires_at,
+                "assume_role": spec,
+                "generation": current.generation + 1,
+                "issued_at": datetime.now(UTC),
+            }
         )
         failed = self.records.replace_refreshed(
-            run, integration_id, token, fresh,
+            fresh,
+            token,
+            previous_generation=current.generation,
+            ttl=int(sealed.expires_at.timestamp()),
             condition_checks=self._still_granted(run, attachment),
             also_put=session_mapping_puts(
-                self.sessions, self.settings.audit_retention_days, run, integration_id, spec, sealed.access_key_id
+                self.sessions, self.settings.audit_retention_days, run, current.integration_id, spec,
+                sealed.access_key_id,
             ),
         )  # fmt: skip
         if failed == 0:
@@ -175,34 +153,24 @@ class RefreshService:
             )
         if failed == 1:
             # A Finished erased the record, or a takeover after our lease ran out: the session is dropped.
-            return self._await_fresh(run, integration_id, wait=0)
+            return self._await_fresh(run, current.integration_id, wait=0)
         if failed == 2:
-            self._read_attachment(run, integration_id)  # says which: detached or access revoked
+            self._granting_attachment(run, current.integration_id)  # says which: detached or access revoked
             raise RefreshRefusedError("the attachment changed during the refresh: retry", "attachment_changed")
         if failed is not None:
-            raise RefreshRefusedError(f"integration {integration_id} was deleted: no new credentials",
-                                      "integration_deleted")  # fmt: skip
+            raise RefreshRefusedError(
+                f"integration {current.integration_id} was deleted: no new credentials", "integration_deleted"
+            )
         metrics.add_metric(name="CredentialsRefreshed", unit=MetricUnit.Count, value=1)
-        logger.info("credentials refreshed", extra={"integration": integration_id, "expires_at": fresh.expires_at})
-        return Refreshed(integration_id=integration_id, expires_at=fresh.expires_at)
-
-    def _known_attachment(self, run: RunPhase, integration_id: str) -> Attachment:
-        """The attachment as this container last read it, when it granted the phase's access then; else read
-        now. A hint only: the claim is conditional on the attachment still holding exactly the values the
-        session is assumed with (`_still_granted`), so an out-of-date one costs a read and a second claim."""
-        known = _KNOWN_ATTACHMENTS.get((run.account, run.stack, integration_id))
-        if known is not None and known.allows(run.phase.access):
-            return known
-        return self._read_attachment(run, integration_id)
-
-    def _read_attachment(self, run: RunPhase, integration_id: str) -> Attachment:
-        key = (run.account, run.stack, integration_id)
-        _KNOWN_ATTACHMENTS.pop(key, None)
-        attachment = self._granting_attachment(run, integration_id)
-        if len(_KNOWN_ATTACHMENTS) >= KNOWN_ATTACHMENTS_MAX:
-            _KNOWN_ATTACHMENTS.clear()
-        _KNOWN_ATTACHMENTS[key] = attachment
-        return attachment
+        logger.info(
+            "credentials refreshed",
+            extra={
+                "integration": current.integration_id,
+                "generation": fresh.generation,
+                "expires_at": fresh.expires_at,
+            },
+        )
+        return fresh
 
     def _granting_attachment(self, run: RunPhase, integration_id: str) -> Attachment:
         try:
@@ -221,32 +189,17 @@ class RefreshService:
         return attachment
 
     def _still_granted(self, run: RunPhase, attachment: Attachment) -> list[dict[str, object]]:
-        """The attachment, still granting the access and with the values the session is assumed with (role,
-        duration, region, trust), and its integration must exist when the claim is taken and when the new
-        generation is written: a detach, change or delete that raced the AssumeRole cancels the write."""
-        names = {"#access": run.phase.access.value, "#role": "role_arn", "#duration": "duration_seconds",
-                 "#region": "region", "#trust": "trust"}  # fmt: skip
-        values: dict[str, object] = {
-            ":granted": True,
-            ":role": attachment.role_arn,
-            ":duration": attachment.duration_seconds,
-            ":trust": attachment.trust,
-            ":region": attachment.region,
-        }
-        conditions = ["#access = :granted", "#role = :role", "#duration = :duration"]
-        conditions.append("#region = :region" if attachment.region else "attribute_not_exists(#region)")
-        # an attachment written before `trust` existed is a broker-role one
-        conditions.append("(#trust = :trust OR attribute_not_exists(#trust))" if attachment.trust == "broker_role"
-                          else "#trust = :trust")  # fmt: skip
+        """The attachment (still granting the access) and its integration must exist when the new generation
+        is written: a detach or delete that raced the AssumeRole cancels the write."""
         return [
             {
                 "TableName": self.settings.attachments_table,
                 "Key": to_item(
                     {"stack_key": stack_key(run.account, run.stack), "integration_id": attachment.integration_id}
                 ),
-                "ConditionExpression": " AND ".join(conditions),
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": to_item(values),
+                "ConditionExpression": "#access = :granted",
+                "ExpressionAttributeNames": {"#access": run.phase.access.value},
+                "ExpressionAttributeValues": to_item({":granted": True}),
             },
             {
                 "TableName": self.settings.integrations_table,
@@ -255,7 +208,9 @@ class RefreshService:
             },
         ]
 
-    def _await_fresh(self, run: RunPhase, integration_id: str, wait: float = WAIT_FOR_WINNER_SECONDS) -> Refreshed:
+    def _await_fresh(
+        self, run: RunPhase, integration_id: str, wait: float = WAIT_FOR_WINNER_SECONDS
+    ) -> CredentialRecord:
         """Another request holds the claim, or just refreshed: answer with its generation once written."""
         deadline = time.monotonic() + wait
         while True:
@@ -266,7 +221,7 @@ class RefreshService:
             assert record is not None
             fresh = record.issued_at is not None and record.issued_at.timestamp() >= time.time() - FRESH_SECONDS
             if fresh:
-                return Refreshed(integration_id=integration_id, expires_at=record.expires_at)
+                return record
             if time.monotonic() >= deadline:
                 raise TransientAwsError("another refresh of this phase is under way")
             time.sleep(0.1)
