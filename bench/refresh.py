@@ -17,6 +17,9 @@ with it in the same round, makes two raw sides:
   overhead, whatever the number of requests.
 
 The hook counts the route's requests in every measured round (and the embedded server's count must agree).
+Each round vends its two phases first and, after its three measurements, deletes what it wrote: moto's
+TransactWriteItems deep-copies every table it touches, once per item, so its time grows with the tables'
+contents (`--growing-tables` keeps them, to see it).
 """
 
 from __future__ import annotations
@@ -47,6 +50,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--no-exec", action="store_true", help="skip the exec start-up measurement")
+    parser.add_argument(
+        "--growing-tables", action="store_true",
+        help="keep every round's items (moto's transactions then slow down round after round, both sides)",
+    )  # fmt: skip
     args = parser.parse_args()
     requests = _hook_every_client()
 
@@ -164,7 +171,7 @@ def main() -> int:
 
         warm = 3
         runs = [f"run-{i:03d}" for i in range(args.rounds + warm)]
-        for run_id in runs:
+        for run_id in runs[:warm]:
             vend(run_id)
             vend("rep-" + run_id)
         recorded: list[dict[str, Any]] = []
@@ -181,7 +188,30 @@ def main() -> int:
         def sent_since(first: int) -> list[dict[str, Any]]:
             return [r for r in requests[first:] if r["thread"] == threading.get_ident()]
 
+        admin = stack.client("dynamodb")
+        growing = (env["RUNCREDS_CREDENTIALS_TABLE"], env["RUNCREDS_AUDIT_SESSIONS_TABLE"])
+
+        def keys_of(table: str) -> dict[str, dict[str, Any]]:
+            schema = admin.describe_table(TableName=table)["Table"]["KeySchema"]
+            names = [k["AttributeName"] for k in schema]
+            items = admin.get_paginator("scan").paginate(TableName=table)
+            return {json.dumps(key, sort_keys=True): key
+                    for page in items for item in page["Items"] for key in [{n: item[n] for n in names}]}  # fmt: skip
+
+        baseline = {table: set(keys_of(table)) for table in growing}
+
+        def back_to_baseline() -> None:
+            """moto's TransactWriteItems deep-copies each table it touches, once per item: its time grows with
+            the table's contents (real DynamoDB's does not). Each round's items go, so that every round
+            measures the same tables."""
+            for table in growing:
+                for text, key in keys_of(table).items():
+                    if text not in baseline[table]:
+                        admin.delete_item(TableName=table, Key=key)
+
         for run_id in runs[warm:]:
+            vend(run_id)
+            vend("rep-" + run_id)
             mark = stack.aws.calls.mark()
             started = time.perf_counter()
             made = handler_quietly(run_id)
@@ -199,6 +229,8 @@ def main() -> int:
             replay(recorded, recorded_run, "rep-" + run_id)
             replay_times.append(time.perf_counter() - started)
             per_call["replay"].append(sent_since(first))
+            if not args.growing_tables:
+                back_to_baseline()
         if server_counts != counts:
             raise RuntimeError(f"the hook counted {counts}, the embedded server {server_counts}")
 
