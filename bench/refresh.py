@@ -2,7 +2,7 @@
 avoid, made raw with boto3 against the same embedded AWS; and `runcreds worker exec`'s start-up (the time
 until the child runs).
 
-    .venv/bin/python bench/refresh.py [--rounds 50] [--no-exec]
+    .venv/bin/python bench/refresh.py [--rounds 50] [--no-exec] [--growing-tables]
 
 The handler is the deployed attach function (functions/attach_api), called in this process with its template
 environment and role. Each round refreshes a fresh phase (so every call makes its AssumeRole), and, interleaved
@@ -142,17 +142,14 @@ def main() -> int:
             # The write the route cannot avoid: the record and its session mappings, the same items as the
             # route's (recorded), in one unconditional transaction, with this session's ciphertext and key.
             (write,) = [c for c in recorded if c["operation"] == "TransactWriteItems"][-1:]
+            puts = [i["Put"] for i in write["params"]["TransactItems"] if "Put" in i]
+            recorded_akid = next(p["Item"]["access_key_id"]["S"] for p in puts if "access_key_id" in p["Item"])
             items: list[Any] = []
-            for item in _replaced(write["params"]["TransactItems"], recorded_run, run_id):
-                if "Put" in item:
-                    put = dict(item["Put"]["Item"])
-                    for attribute, value in (
-                        ("ciphertext", {"B": blob}),
-                        ("access_key_id", {"S": creds["AccessKeyId"]}),
-                    ):
-                        if attribute in put:
-                            put[attribute] = value
-                    items.append({"Put": {"TableName": item["Put"]["TableName"], "Item": put}})
+            for put in _replaced(_replaced(puts, recorded_run, run_id), recorded_akid, creds["AccessKeyId"]):
+                item = dict(put["Item"])
+                if "ciphertext" in item:
+                    item["ciphertext"] = {"B": blob}
+                items.append({"Put": {"TableName": put["TableName"], "Item": item}})
             raw_ddb.transact_write_items(TransactItems=items)
 
         raw_clients = {"dynamodb": raw_ddb, "kms": raw_kms, "sts": raw_sts}  # the same identities as the route's
