@@ -17,6 +17,7 @@ from runcreds.dal.credentials import CredentialsStore
 from runcreds.logic import oidc
 from runcreds.logic.trust_policy import trust_policy_for
 from runcreds.models.run import Phase, RunPhase
+from runcreds.run_scope import RunScope
 from runcreds_cli.sigv4_client import ApiClient
 from runcreds_dev import terraform
 from runcreds_dev.stack import EmbeddedStack
@@ -316,7 +317,9 @@ def oidc_four_hour_session(stack: EmbeddedStack, api: ApiClient) -> None:
         "the token's header and claims (CONTRACT §7; its signature is never shown)",
         {"header": header, "claims": claims},
     )
-    if set(claims) != set(oidc.claims_for(stack.outputs["OidcIssuerUrl"], run_phase_of("plan"), integration_id)):
+    if set(claims) != set(
+        oidc.claims_for(stack.outputs["OidcIssuerUrl"], RunScope(run_phase_of("plan"), integration_id))
+    ):
         raise SystemExit("the token's claims are not CONTRACT §7's")
     api_env = {"RUNCREDS_API_URL": stack.outputs["ApiUrl"]}
     for label, chosen in (
