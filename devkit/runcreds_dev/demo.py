@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from runcreds.dal.credentials import CredentialsStore
+from runcreds.dal.keys import phase_key
 from runcreds.logic import oidc
 from runcreds.logic.trust_policy import trust_policy_for
 from runcreds.models.run import Phase, RunPhase
@@ -242,7 +243,7 @@ def run_phase(stack: EmbeddedStack, phase: str) -> None:
     record = stack.client("dynamodb").get_item(
         TableName=stack.outputs["CredentialsTableName"],
         Key={
-            "run_key": {"S": run_phase_of(phase).run_key},
+            "run_key": {"S": phase_key(run_phase_of(phase))},
             "integration_id": {"S": ready[-1]["detail"]["integration_id"]},
         },
     )["Item"]

@@ -22,10 +22,11 @@ from datetime import UTC, datetime
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
-from runcreds.dal.attachments import AttachmentsStore, stack_key
+from runcreds.dal.attachments import AttachmentsStore
 from runcreds.dal.audit_sessions import AuditSessionsStore
 from runcreds.dal.credentials import CredentialsStore
 from runcreds.dal.items import to_item
+from runcreds.dal.keys import attachment_key
 from runcreds.exceptions import NotFoundError, RefreshRefusedError, RoleRefusedError, TransientAwsError
 from runcreds.logic import oidc
 from runcreds.logic.sealing import assume_and_seal, oidc_signer, session_mapping_puts
@@ -195,9 +196,7 @@ class RefreshService:
         return [
             {
                 "TableName": self.settings.attachments_table,
-                "Key": to_item(
-                    {"stack_key": stack_key(run.account, run.stack), "integration_id": attachment.integration_id}
-                ),
+                "Key": to_item(attachment_key(run.account, run.stack, attachment.integration_id)),
                 "ConditionExpression": "#access = :granted",
                 "ExpressionAttributeNames": {"#access": run.phase.access.value},
                 "ExpressionAttributeValues": to_item({":granted": True}),
