@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from runcreds.run_scope import session_name_for
+from runcreds.models.run import Phase, RunPhase
+from runcreds.run_scope import RunScope
 from runcreds_dev.stack import EmbeddedStack
 from runcreds_dev.template import ACCOUNT_ID
 from tests.support import Tenant, load_event, record_items
@@ -25,7 +26,10 @@ class VendedSession:
 
     @property
     def session_name(self) -> str:
-        return session_name_for(self.tenant.run_id)
+        run = RunPhase(
+            account=self.tenant.account, stack=self.tenant.stack, run_id=self.tenant.run_id, phase=Phase.PLAN
+        )
+        return RunScope(run, "any-integration").session_name  # the run ID's alone
 
     @property
     def role_name(self) -> str:

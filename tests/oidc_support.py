@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 
 from runcreds.logic import oidc
 from runcreds.models.run import Phase, RunPhase
+from runcreds.run_scope import RunScope
 from runcreds_dev.stack import EmbeddedStack
 from tests.support import Tenant
 
@@ -74,7 +75,7 @@ def run_of(tenant: Tenant, phase: str = "plan") -> RunPhase:
 
 def token(stack: EmbeddedStack, tenant: Tenant, phase: str = "plan", key_arn: str | None = None, **claims: Any) -> str:
     """A token as the vend mints it (claims overridable; a None value drops the claim)."""
-    minted = oidc.claims_for(issuer(stack), run_of(tenant, phase), "01INTEGRATION0000000000000")
+    minted = oidc.claims_for(issuer(stack), RunScope(run_of(tenant, phase), "01INTEGRATION0000000000000"))
     minted.update(claims)
     return oidc.mint(key_arn or signing_key_arn(stack), {k: v for k, v in minted.items() if v is not None})
 

@@ -11,9 +11,8 @@ from typing import Any
 
 from moto.sts.models import sts_backends
 
-from runcreds.dal.attachments import integration_key, stack_key
-from runcreds.dal.credentials import PHASE_ITEM
 from runcreds.dal.items import to_item
+from runcreds.dal.keys import PHASE_ITEM, integration_key, stack_key
 from runcreds.models.entities import Attachment
 from runcreds.models.run import Phase, RunPhase
 from runcreds_cli.sigv4_client import ApiClient, ApiResponse

@@ -24,8 +24,9 @@ from pydantic import ValidationError
 from runcreds import aws, faults
 from runcreds.dal.credentials import CredentialsStore
 from runcreds.exceptions import RoleRefusedError, RuncredsError, TransientAwsError
-from runcreds.models.entities import AssumeRoleSpec, CredentialRecord, RecordStatus, encryption_context_for
+from runcreds.models.entities import CredentialRecord, RecordStatus
 from runcreds.models.run import RunPhase
+from runcreds.run_scope import RunScope
 from runcreds.sts_calls import assume_run_role, assume_run_role_with_web_identity
 
 
@@ -243,7 +244,7 @@ class CredentialsFetcher:
             try:
                 plaintext = aws.kms().decrypt(
                     CiphertextBlob=record.ciphertext,
-                    EncryptionContext=encryption_context_for(record.run, record.integration_id),
+                    EncryptionContext=RunScope(record.run, record.integration_id).encryption_context,
                 )["Plaintext"]
             except ClientError as error:
                 code = error.response["Error"]["Code"]
@@ -307,13 +308,9 @@ class CredentialsFetcher:
         try:
             (granted,) = answer.body["web_identity_tokens"]
             token = str(granted["token"])
-            spec = AssumeRoleSpec(
-                role_arn=granted["role_arn"],
-                external_id="",  # a web identity has none: the token's sub is what the trust checks
-                session_name=granted["session_name"],
-                duration_seconds=granted["duration_seconds"],
-                region=granted["region"],
-                tags=[],  # in the token
+            # The session name is the run's, as the API's answer says too; tags and source identity are in the token.
+            spec = RunScope(run, record.integration_id).assume_role_spec(
+                str(granted["role_arn"]), int(granted["duration_seconds"]), granted["region"]
             )
         except (KeyError, TypeError, ValueError):
             raise MalformedRecordError(

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from runcreds.dal.credentials import CredentialsStore
+from runcreds.dal.keys import phase_key
 from runcreds.logic import oidc
 from runcreds.logic.trust_policy import trust_policy_for
 from runcreds.models.run import Phase, RunPhase
+from runcreds.run_scope import RunScope
 from runcreds_cli.sigv4_client import ApiClient
 from runcreds_dev import terraform
 from runcreds_dev.stack import EmbeddedStack
@@ -241,7 +243,7 @@ def run_phase(stack: EmbeddedStack, phase: str) -> None:
     record = stack.client("dynamodb").get_item(
         TableName=stack.outputs["CredentialsTableName"],
         Key={
-            "run_key": {"S": run_phase_of(phase).run_key},
+            "run_key": {"S": phase_key(run_phase_of(phase))},
             "integration_id": {"S": ready[-1]["detail"]["integration_id"]},
         },
     )["Item"]
@@ -316,7 +318,9 @@ def oidc_four_hour_session(stack: EmbeddedStack, api: ApiClient) -> None:
         "the token's header and claims (docs/interface.md §7; its signature is never shown)",
         {"header": header, "claims": claims},
     )
-    if set(claims) != set(oidc.claims_for(stack.outputs["OidcIssuerUrl"], run_phase_of("plan"), integration_id)):
+    if set(claims) != set(
+        oidc.claims_for(stack.outputs["OidcIssuerUrl"], RunScope(run_phase_of("plan"), integration_id))
+    ):
         raise SystemExit("the token's claims are not docs/interface.md §7's")
     api_env = {"RUNCREDS_API_URL": stack.outputs["ApiUrl"]}
     for label, chosen in (

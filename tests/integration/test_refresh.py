@@ -7,8 +7,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from runcreds.dal.audit_sessions import access_key_key
 from runcreds.dal.credentials import CredentialsStore
+from runcreds.dal.keys import access_key_key
 from runcreds.models.run import Phase, RunPhase
 from runcreds_cli.sigv4_client import ApiClient
 from runcreds_dev.stack import EmbeddedStack

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from runcreds import aws
-from runcreds.dal.attachments import AttachmentsStore, integration_key, stack_key
+from runcreds.dal.attachments import AttachmentsStore
 from runcreds.dal.items import to_item
+from runcreds.dal.keys import integration_key, stack_key
 from runcreds.logic.reverify import Reverifier
 from runcreds.models.entities import Attachment, new_integration_id, utcnow
 from runcreds.settings import ReverifySettings

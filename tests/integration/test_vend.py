@@ -11,8 +11,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from runcreds.dal.attachments import AttachmentsStore
-from runcreds.models.entities import encryption_context_for
 from runcreds.models.run import Phase, RunPhase
+from runcreds.run_scope import RunScope
 from runcreds_cli.worker import CredentialsFetcher, CredentialsNotYoursError
 from runcreds_dev.stack import EmbeddedStack
 from tests.support import (
@@ -190,7 +190,7 @@ def test_records_hold_no_plaintext_and_only_their_run_can_decrypt(
     other = RunPhase(account=tenant.account, stack=tenant.stack, run_id="another-run", phase=Phase.PLAN)
     with pytest.raises(ClientError) as caught:
         stack.client("kms").decrypt(
-            CiphertextBlob=item["ciphertext"]["B"], EncryptionContext=encryption_context_for(other, integration_id)
+            CiphertextBlob=item["ciphertext"]["B"], EncryptionContext=RunScope(other, integration_id).encryption_context
         )
     assert caught.value.response["Error"]["Code"] == "InvalidCiphertextException"
 

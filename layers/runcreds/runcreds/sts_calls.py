@@ -9,7 +9,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from runcreds import aws, faults
 from runcreds.exceptions import BrokerUnavailableError
-from runcreds.models.entities import AssumeRoleSpec
+from runcreds.run_scope import AssumeRoleSpec
 
 if TYPE_CHECKING:
     from mypy_boto3_sts import STSClient

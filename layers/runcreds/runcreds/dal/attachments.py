@@ -10,16 +10,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from runcreds.dal.items import TableStore, from_item, to_item
+from runcreds.dal.keys import integration_key, stack_key
 from runcreds.exceptions import ConflictError, NotFoundError
 from runcreds.models.entities import VEND_FIELDS, Attachment, VerificationStatus
-
-
-def stack_key(account: str, stack: str) -> str:
-    return f"{account}#{stack}"
-
-
-def integration_key(account: str, integration_id: str) -> str:
-    return f"{account}#{integration_id}"
 
 
 def _cancellation_reasons(error: ClientError) -> list[str]:

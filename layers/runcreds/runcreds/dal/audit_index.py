@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from runcreds.dal.items import TableStore, from_item, to_item
+from runcreds.dal.keys import EVENT_KEY, audit_run_key, stack_key
 from runcreds.exceptions import InvalidRequestError
 
 STACK_INDEX = "by-stack"
@@ -25,15 +25,6 @@ BATCH_WRITE_MAX = 25
 WRITE_ATTEMPTS = 6
 # A filtered page may need several Queries to fill; this bounds the latency of one page.
 MAX_QUERIES_PER_PAGE = 8
-EVENT_KEY = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z#[^\s]{1,128}$")
-
-
-def run_key(account: str, run_id: str) -> str:
-    return f"{account}#{run_id}"
-
-
-def stack_key(account: str, stack: str) -> str:
-    return f"{account}#{stack}"
 
 
 @dataclass
@@ -115,7 +106,7 @@ class AuditIndexStore(TableStore):
         errors_only: bool = False,
     ) -> Page:
         filters: list[str] = []
-        values = {":run": run_key(account, run_id)}
+        values = {":run": audit_run_key(account, run_id)}
         if event_source:
             filters.append("event_source = :source")
             values[":source"] = event_source

@@ -13,20 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from runcreds.dal.items import TableStore, to_item
+from runcreds.dal.keys import access_key_key, role_session_key, session_scope, source_identity_key
 from runcreds.models.audit import SessionMapping
-
-
-def access_key_key(access_key_id: str) -> str:
-    return f"akid#{access_key_id}"
-
-
-def role_session_key(aws_account_id: str, role_name: str, session_name: str) -> str:
-    # IAM role names are unique per account whatever their case; CloudTrail may spell them either way.
-    return f"role#{aws_account_id}#{role_name.lower()}#{session_name}"
-
-
-def source_identity_key(source_identity: str) -> str:
-    return f"si#{source_identity}"
 
 
 def role_name_of(role_arn: str) -> str:
@@ -51,7 +39,7 @@ class AuditSessionsStore(TableStore):
         return [
             {
                 "TableName": self.table_name,
-                "Item": to_item({"session_key": key, "scope": mapping.scope, **values, "ttl": ttl}),
+                "Item": to_item({"session_key": key, "scope": session_scope(mapping), **values, "ttl": ttl}),
             }
             for key in keys_of(mapping)
         ]

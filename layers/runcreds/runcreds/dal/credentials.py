@@ -23,6 +23,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from runcreds.dal.items import TableStore, from_item, to_item
+from runcreds.dal.keys import PHASE_ITEM, phase_key, record_key
 from runcreds.models.entities import CredentialRecord, RecordStatus
 from runcreds.models.run import RunPhase
 
@@ -30,8 +31,6 @@ CLAIM_LEASE_SECONDS = 60
 # Records that carry no credentials (failures, worker instructions, tombstones) outlive the phase
 # by a day so that late readers get a clear answer; DynamoDB TTL removes them afterwards.
 RECORD_RETENTION_SECONDS = 86400
-# The phase item's sort key: integration IDs are ULIDs ([0-9A-Z]{26}), so it can never collide.
-PHASE_ITEM = "#phase"
 PHASE_FINISHED = "finished"
 
 
@@ -78,7 +77,7 @@ def _cancelled_by_condition(error: ClientError) -> list[bool] | None:
 
 class CredentialsStore(TableStore):
     def _key(self, run: RunPhase, integration_id: str) -> dict[str, Any]:
-        return to_item({"run_key": run.run_key, "integration_id": integration_id})
+        return to_item(record_key(run, integration_id))
 
     # ------------------------------------------------------------------ the phase's state
     def phase_open_check(self, run: RunPhase) -> dict[str, Any]:
@@ -117,7 +116,7 @@ class CredentialsStore(TableStore):
     def claim(self, run: RunPhase, integration_id: str, token: str) -> Claim:
         now = int(time.time())
         item = {
-            "run_key": run.run_key,
+            "run_key": phase_key(run),
             "integration_id": integration_id,
             **run.model_dump(mode="json"),
             "status": RecordStatus.PENDING.value,
@@ -165,7 +164,7 @@ class CredentialsStore(TableStore):
 
     def _item(self, record: CredentialRecord, ttl: int) -> dict[str, Any]:
         values = record.model_dump(mode="json", exclude={"ciphertext", "assume_role"})
-        values.update(run_key=record.run.run_key, ttl=ttl)
+        values.update(run_key=phase_key(record.run), ttl=ttl)
         if record.ciphertext is not None:
             values["ciphertext"] = record.ciphertext
         if record.assume_role is not None:
@@ -338,7 +337,7 @@ class CredentialsStore(TableStore):
     # ------------------------------------------------------------------ reading and finishing
     def read_phase(self, run: RunPhase) -> PhaseRecords:
         phase = PhaseRecords(finished=False)
-        for item in self.query("run_key", run.run_key, ConsistentRead=True):
+        for item in self.query("run_key", phase_key(run), ConsistentRead=True):
             if item["integration_id"] == PHASE_ITEM:
                 phase.finished = item.get("status") == PHASE_FINISHED
             else:
@@ -357,7 +356,7 @@ class CredentialsStore(TableStore):
             TableName=self.table_name,
             Item=to_item(
                 {
-                    "run_key": run.run_key,
+                    "run_key": phase_key(run),
                     "integration_id": PHASE_ITEM,
                     **run.model_dump(mode="json"),
                     "status": PHASE_FINISHED,

@@ -26,7 +26,6 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC
 from enum import StrEnum
 from functools import cache, lru_cache
 from typing import Any
@@ -36,13 +35,16 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
-from runcreds.dal.audit_index import AuditIndexStore, run_key, stack_key
-from runcreds.dal.audit_sessions import (
-    AuditSessionsStore,
+from runcreds.dal.audit_index import AuditIndexStore
+from runcreds.dal.audit_sessions import AuditSessionsStore, role_name_of
+from runcreds.dal.keys import (
     access_key_key,
-    role_name_of,
+    audit_run_key,
+    event_key,
+    event_time_key,
     role_session_key,
     source_identity_key,
+    stack_key,
 )
 from runcreds.models import problems
 from runcreds.models.audit import CloudTrailDetail, CloudTrailEvent, SessionMapping
@@ -317,11 +319,11 @@ def index_item(
     ttl = int(when.timestamp()) + retention_days * 86400
     if ttl <= (now if now is not None else time.time()):
         return None
-    event_time = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    event_time = event_time_key(when)
     arns = [_clip(r.arn, 1024) or "" for r in (detail.resources or []) if r.arn][:RESOURCES_MAX]
     item: dict[str, Any] = {
-        "run_key": run_key(mapping.account, mapping.run_id),
-        "event_key": f"{event_time}#{detail.event_id}",
+        "run_key": audit_run_key(mapping.account, mapping.run_id),
+        "event_key": event_key(when, detail.event_id),
         "stack_key": stack_key(mapping.account, mapping.stack),
         "event_id": detail.event_id,
         "event_time": event_time,

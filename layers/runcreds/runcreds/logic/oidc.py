@@ -20,9 +20,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from runcreds import aws
 from runcreds.exceptions import TransientAwsError
-from runcreds.models.entities import AssumeRoleSpec
 from runcreds.models.run import Access, RunPhase
-from runcreds.run_scope import SESSION_TAG_KEYS, session_name_for, session_tags_for
+from runcreds.run_scope import SESSION_TAG_KEYS, AssumeRoleSpec, RunScope
 from runcreds.sts_calls import assume_run_role_with_web_identity
 
 if TYPE_CHECKING:
@@ -95,8 +94,7 @@ def subject_pattern(account: str, stack: str | None = None, access: Access | Non
 
 def claims_for(
     issuer: str,
-    run: RunPhase,
-    integration_id: str,
+    scope: RunScope,
     *,
     tags: bool = True,
     source_identity: bool = True,
@@ -104,6 +102,7 @@ def claims_for(
 ) -> dict[str, Any]:
     """The claims of §7 for one exchange (without tags or source identity: attach diagnosis probes only)."""
     issued = int(time.time()) if now is None else now
+    run = scope.run
     claims: dict[str, Any] = {
         "iss": issuer,
         "aud": AUDIENCE,
@@ -115,17 +114,17 @@ def claims_for(
     }
     if tags:
         claims[TAGS_CLAIM] = {
-            "principal_tags": {t["Key"]: [t["Value"]] for t in session_tags_for(run, integration_id)},
+            "principal_tags": {t["Key"]: [t["Value"]] for t in scope.session_tags},
             "transitive_tag_keys": list(SESSION_TAG_KEYS),
         }
     if source_identity:
-        claims[SOURCE_IDENTITY_CLAIM] = session_name_for(run.run_id)
+        claims[SOURCE_IDENTITY_CLAIM] = scope.source_identity
     claims.update(
         run_id=run.run_id,
         account=run.account,
         stack=run.stack,
         phase=run.phase.value,
-        integration_id=integration_id,
+        integration_id=scope.integration_id,
     )
     return claims
 
@@ -153,8 +152,7 @@ def mint(signing_key_arn: str, claims: Mapping[str, Any]) -> str:
 def exchange(
     signing_key_arn: str,
     issuer: str,
-    run: RunPhase,
-    integration_id: str,
+    scope: RunScope,
     spec: AssumeRoleSpec,
     *,
     tags: bool = True,
@@ -162,7 +160,7 @@ def exchange(
 ) -> CredentialsTypeDef:
     """Mint a token for this run phase and exchange it for the role's session (unsigned: the token is the
     only credential). Raises RoleRefusedError or TransientAwsError as assume_run_role does."""
-    token = mint(signing_key_arn, claims_for(issuer, run, integration_id, tags=tags, source_identity=source_identity))
+    token = mint(signing_key_arn, claims_for(issuer, scope, tags=tags, source_identity=source_identity))
     return assume_run_role_with_web_identity(aws.web_identity_sts(spec.region), spec, token)
 
 

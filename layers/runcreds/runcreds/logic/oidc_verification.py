@@ -23,22 +23,20 @@ from runcreds.logic.verification import (
     PROPAGATION_HINT,
     ROLE_MISSING_OR_UNTRUSTED,
     STS_REFUSED,
-    VERIFICATION_RUN,
     Diagnosis,
     Target,
     _ReadOnce,
     verify_with_retries,
 )
-from runcreds.models.entities import MAX_DURATION, AssumeRoleSpec
-from runcreds.models.run import Access, Phase, RunPhase
-from runcreds.run_scope import PROBE_ACCOUNT, session_name_for
+from runcreds.models.entities import MAX_DURATION
+from runcreds.models.run import Access, RunPhase
+from runcreds.run_scope import PROBE_ACCOUNT, RunScope
 
 # Diagnosis codes of OIDC integrations (docs/attach.md has the table).
 OIDC_PROVIDER_MISSING = "oidc_provider_missing"
 OIDC_AUDIENCE_NOT_ALLOWED = "oidc_audience_not_allowed"
 SUB_MISMATCH = "sub_mismatch"
 SUB_NOT_ENFORCED = "sub_not_enforced"
-_VERIFIED_PHASE = {Access.READ: Phase.PLAN, Access.WRITE: Phase.APPLY}
 _MAX_OTHER_STACK_PROBES = 3
 
 
@@ -55,12 +53,9 @@ class OidcVerifier:
         aws.web_identity_sts(region)
 
     def run_for(self, target: Target, access: Access, account: str | None = None, stack: str | None = None) -> RunPhase:
-        return RunPhase(
-            account=account or target.account,
-            stack=stack or target.stack,
-            run_id=VERIFICATION_RUN,
-            phase=_VERIFIED_PHASE[access],
-        )
+        return RunScope.verification(
+            account or target.account, stack or target.stack, target.integration_id, access
+        ).run
 
     def attempt(
         self,
@@ -76,20 +71,13 @@ class OidcVerifier:
             return RoleRefusedError("OidcNotConfigured", "this runcreds deployment has no OIDC signing key")
         if self.before_call is not None:
             self.before_call()
-        spec = AssumeRoleSpec(
-            role_arn=target.role_arn,
-            external_id="",
-            session_name=session_name_for(run.run_id),
-            duration_seconds=duration_seconds or target.duration_seconds,
-            region=target.region,
-            tags=[],
-        )
+        scope = RunScope(run, target.integration_id)
+        spec = scope.assume_role_spec(target.role_arn, duration_seconds or target.duration_seconds, target.region)
         try:
             oidc.exchange(
                 self.signing_key_arn,
                 self.issuer,
-                run,
-                target.integration_id,
+                scope,
                 spec,
                 tags=tags,
                 source_identity=source_identity,

@@ -1,6 +1,6 @@
 """Refresh: a worker whose phase outlives its credentials asks the broker for a new session (docs/interface.md §4).
 
-The broker assumes the role again exactly as the vend did (AssumeRoleSpec.for_run: same session name,
+The broker assumes the role again exactly as the vend did (one RunScope: same session name,
 source identity, tags, external ID and duration) and writes the next generation of the credentials
 record, with the new session's audit mappings, in one transaction. Refreshes of one phase share one
 AssumeRole: the first claims the record (a lease, conditional on no live claim and a generation not
@@ -22,16 +22,18 @@ from datetime import UTC, datetime
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
-from runcreds.dal.attachments import AttachmentsStore, stack_key
+from runcreds.dal.attachments import AttachmentsStore
 from runcreds.dal.audit_sessions import AuditSessionsStore
 from runcreds.dal.credentials import CredentialsStore
 from runcreds.dal.items import to_item
+from runcreds.dal.keys import attachment_key
 from runcreds.exceptions import NotFoundError, RefreshRefusedError, RoleRefusedError, TransientAwsError
 from runcreds.logic import oidc
 from runcreds.logic.sealing import assume_and_seal, oidc_signer, session_mapping_puts
-from runcreds.models.entities import AssumeRoleSpec, Attachment, CredentialRecord, RecordStatus
+from runcreds.models.entities import Attachment, CredentialRecord, RecordStatus
 from runcreds.models.run import RunPhase
 from runcreds.observability import logger, metrics
+from runcreds.run_scope import AssumeRoleSpec, RunScope
 from runcreds.settings import AttachSettings
 
 REFRESH_LEASE_SECONDS = 30  # longer than an AssumeRole with its retries, an Encrypt and a write
@@ -120,9 +122,10 @@ class RefreshService:
 
     def _reissue(self, run: RunPhase, current: CredentialRecord, token: str) -> CredentialRecord:
         attachment = self._granting_attachment(run, current.integration_id)
-        spec = AssumeRoleSpec.for_run(run, attachment)
+        scope = RunScope(run, current.integration_id)
+        spec = scope.assume_role_spec(attachment.role_arn, attachment.duration_seconds, attachment.region)
         try:
-            sealed = assume_and_seal(self.settings, run, current.integration_id, spec, attachment.trust)
+            sealed = assume_and_seal(self.settings, scope, spec, attachment.trust)
         except BotoCoreError as error:
             raise TransientAwsError(f"the refresh could not reach AWS: {type(error).__name__}") from None
         fresh = current.model_copy(
@@ -142,10 +145,9 @@ class RefreshService:
             ttl=int(sealed.expires_at.timestamp()),
             condition_checks=self._still_granted(run, attachment),
             also_put=session_mapping_puts(
-                self.sessions, self.settings.audit_retention_days, run, current.integration_id, spec,
-                sealed.access_key_id,
+                self.sessions, self.settings.audit_retention_days, scope, spec, sealed.access_key_id
             ),
-        )  # fmt: skip
+        )
         if failed == 0:
             raise RefreshRefusedError(
                 f"the {run.phase} phase of run {run.run_id} finished during the refresh: its credentials are gone",
@@ -194,9 +196,7 @@ class RefreshService:
         return [
             {
                 "TableName": self.settings.attachments_table,
-                "Key": to_item(
-                    {"stack_key": stack_key(run.account, run.stack), "integration_id": attachment.integration_id}
-                ),
+                "Key": to_item(attachment_key(run.account, run.stack, attachment.integration_id)),
                 "ConditionExpression": "#access = :granted",
                 "ExpressionAttributeNames": {"#access": run.phase.access.value},
                 "ExpressionAttributeValues": to_item({":granted": True}),
@@ -247,7 +247,8 @@ class RefreshService:
                 "mode_changed",
             )
         key_arn, issuer = oidc_signer(self.settings)
-        claims = oidc.claims_for(issuer, run, integration_id)
+        scope = RunScope(run, integration_id)
+        claims = oidc.claims_for(issuer, scope)
         token = oidc.mint(key_arn, claims)
         # A Finished seen while the token was signed: it is dropped, never answered.
         if not self.records.phase_is_open(run):
@@ -260,7 +261,7 @@ class RefreshService:
             integration_id=integration_id,
             token=token,
             expires_at=datetime.fromtimestamp(claims["exp"], UTC),
-            spec=AssumeRoleSpec.for_run(run, attachment),
+            spec=scope.assume_role_spec(attachment.role_arn, attachment.duration_seconds, attachment.region),
         )
 
     def _check_worker_token(

@@ -15,8 +15,7 @@ from runcreds.exceptions import RoleRefusedError
 from runcreds.faults import classified
 from runcreds.logic import oidc
 from runcreds.models.audit import SessionMapping
-from runcreds.models.entities import AssumeRoleSpec, encryption_context_for
-from runcreds.models.run import RunPhase
+from runcreds.run_scope import AssumeRoleSpec, RunScope
 from runcreds.settings import AttachSettings, VendSettings
 from runcreds.sts_calls import assume_run_role, broker_sts
 
@@ -41,7 +40,7 @@ def oidc_signer(settings: VendSettings | AttachSettings) -> tuple[str, str]:
 
 
 def open_session(
-    settings: VendSettings | AttachSettings, run: RunPhase, integration_id: str, spec: AssumeRoleSpec, trust: str
+    settings: VendSettings | AttachSettings, scope: RunScope, spec: AssumeRoleSpec, trust: str
 ) -> CredentialsTypeDef:
     """The role's session for the run phase: assumed by the broker role (docs/interface.md §3), or, for an OIDC
     integration (§7), exchanged for a token minted for this call (no role chaining: up to the role's
@@ -49,21 +48,20 @@ def open_session(
     failing raises BrokerUnavailableError."""
     if trust == "oidc":
         key_arn, issuer = oidc_signer(settings)
-        return oidc.exchange(key_arn, issuer, run, integration_id, spec)
+        return oidc.exchange(key_arn, issuer, scope, spec)
     sts = broker_sts(settings.broker_role_arn, settings.function_name, spec.region)
     return assume_run_role(sts, spec)
 
 
 def assume_and_seal(
     settings: VendSettings | AttachSettings,
-    run: RunPhase,
-    integration_id: str,
+    scope: RunScope,
     spec: AssumeRoleSpec,
     trust: str = "broker_role",
 ) -> SealedCredentials:
     """Open the session (`open_session`), then KMS Encrypt it under the run's context. Raises what
     open_session raises, and KeyUnusableError / TransientAwsError from KMS."""
-    credentials = open_session(settings, run, integration_id, spec, trust)
+    credentials = open_session(settings, scope, spec, trust)
     expires_at: datetime = credentials["Expiration"]
     plaintext = json.dumps(
         {
@@ -77,7 +75,7 @@ def assume_and_seal(
         ciphertext = aws.kms().encrypt(
             KeyId=settings.credentials_key_arn,
             Plaintext=plaintext,
-            EncryptionContext=encryption_context_for(run, integration_id),
+            EncryptionContext=scope.encryption_context,
         )["CiphertextBlob"]
     access_key_id = credentials["AccessKeyId"]
     del plaintext, credentials
@@ -87,8 +85,7 @@ def assume_and_seal(
 def session_mapping_puts(
     sessions: AuditSessionsStore | None,
     retention_days: int,
-    run: RunPhase,
-    integration_id: str,
+    scope: RunScope,
     spec: AssumeRoleSpec,
     access_key_id: str | None = None,
 ) -> list[dict[str, Any]]:
@@ -98,8 +95,8 @@ def session_mapping_puts(
         return []
     now = int(time.time())
     mapping = SessionMapping(
-        **run.model_dump(),
-        integration_id=integration_id,
+        **scope.run.model_dump(),
+        integration_id=scope.integration_id,
         role_arn=spec.role_arn,
         session_name=spec.session_name,
         source_identity=spec.source_identity,

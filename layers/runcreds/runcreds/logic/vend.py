@@ -26,12 +26,7 @@ from runcreds.exceptions import (
 from runcreds.faults import classified
 from runcreds.logic.sealing import assume_and_seal, session_mapping_puts
 from runcreds.models import problems
-from runcreds.models.entities import (
-    AssumeRoleSpec,
-    Attachment,
-    CredentialRecord,
-    RecordStatus,
-)
+from runcreds.models.entities import Attachment, CredentialRecord, RecordStatus
 from runcreds.models.events import (
     BROKER_EVENT_SOURCE,
     CREDENTIALS_FAILED,
@@ -43,6 +38,7 @@ from runcreds.models.events import (
 )
 from runcreds.models.run import RunPhase
 from runcreds.observability import logger, metrics
+from runcreds.run_scope import AssumeRoleSpec, RunScope
 from runcreds.settings import VendSettings
 
 if TYPE_CHECKING:
@@ -184,7 +180,8 @@ class Vendor:
     def _vend_one(self, run: RunPhase, attachment: Attachment, token: str) -> BaseModel | Completion:
         """The record's announcement once written; the Completion when the phase finished or our claim
         was taken over meanwhile (then the credentials are dropped unstored: they expire unused)."""
-        spec = AssumeRoleSpec.for_run(run, attachment)
+        scope = RunScope(run, attachment.integration_id)
+        spec = scope.assume_role_spec(attachment.role_arn, attachment.duration_seconds, attachment.region)
         if attachment.assume_role_on_worker:
             record = CredentialRecord(
                 **run.model_dump(),
@@ -195,14 +192,14 @@ class Vendor:
                 assume_role=spec,
             )
             completion = self.records.complete(
-                record, token, ttl=int(time.time()) + 86400, also_put=self._session_mappings(run, attachment, spec)
+                record, token, ttl=int(time.time()) + 86400, also_put=self._session_mappings(scope, spec)
             )
             if completion is not Completion.WRITTEN:
                 return completion
             metrics.add_metric(name="WorkerInstructions", unit=MetricUnit.Count, value=1)
             return _ready(run, attachment, "worker", None)
 
-        sealed = assume_and_seal(self.settings, run, attachment.integration_id, spec, attachment.trust)
+        sealed = assume_and_seal(self.settings, scope, spec, attachment.trust)
         expires_at = sealed.expires_at
         record = CredentialRecord(
             **run.model_dump(),
@@ -219,7 +216,7 @@ class Vendor:
             record,
             token,
             ttl=int(expires_at.timestamp()),
-            also_put=self._session_mappings(run, attachment, spec, sealed.access_key_id),
+            also_put=self._session_mappings(scope, spec, sealed.access_key_id),
         )
         if completion is not Completion.WRITTEN:
             return completion
@@ -228,11 +225,9 @@ class Vendor:
         return _ready(run, attachment, "broker", expires_at)
 
     def _session_mappings(
-        self, run: RunPhase, attachment: Attachment, spec: AssumeRoleSpec, access_key_id: str | None = None
+        self, scope: RunScope, spec: AssumeRoleSpec, access_key_id: str | None = None
     ) -> list[dict[str, Any]]:
-        return session_mapping_puts(
-            self.sessions, self.settings.audit_retention_days, run, attachment.integration_id, spec, access_key_id
-        )
+        return session_mapping_puts(self.sessions, self.settings.audit_retention_days, scope, spec, access_key_id)
 
     def _record_failure(
         self, run: RunPhase, attachment: Attachment, token: str, failure: FinalRefusalError

@@ -17,23 +17,14 @@ from typing import TYPE_CHECKING, Any
 from runcreds import aws
 from runcreds.exceptions import RoleRefusedError
 from runcreds.logic.trust_policy import external_id_pattern, trust_policy_for
-from runcreds.models.entities import AssumeRoleSpec, Attachment, Integration
+from runcreds.models.entities import Attachment, Integration
 from runcreds.models.run import Access
-from runcreds.run_scope import (
-    PROBE_ACCOUNT,
-    TAG_ACCOUNT,
-    TAG_INTEGRATION,
-    TAG_PHASE,
-    TAG_RUN,
-    TAG_STACK,
-    external_id_for,
-)
+from runcreds.run_scope import PROBE_ACCOUNT, AssumeRoleSpec, RunScope
 from runcreds.sts_calls import assume_run_role
 
 if TYPE_CHECKING:
     from mypy_boto3_sts import STSClient
 
-VERIFICATION_RUN = "attach-verification"
 CHAINING_CAP_SECONDS = 3600
 PROPAGATION_HINT = "IAM changes can take up to a minute to reach STS: if you just created or changed the role, retry."
 _MAX_OTHER_STACK_PROBES = 3
@@ -84,27 +75,16 @@ class Target:
             attachment.region,
         )
 
+    def scope(self, access: Access, stack: str | None = None) -> RunScope:
+        return RunScope.verification(self.account, stack or self.stack, self.integration_id, access)
+
     def external_id(self, access: Access, stack: str | None = None) -> str:
-        return external_id_for(self.account, self.integration_id, stack or self.stack, access)
+        return self.scope(access, stack).external_id
 
     def spec(self, access: Access, stack: str | None = None, duration_seconds: int | None = None) -> AssumeRoleSpec:
         """The AssumeRole a vend for this stack and access would make, in a verification session."""
-        stack = stack or self.stack
-        tags = {
-            TAG_ACCOUNT: self.account,
-            TAG_STACK: stack,
-            TAG_RUN: VERIFICATION_RUN,
-            TAG_PHASE: access.value,
-            TAG_INTEGRATION: self.integration_id,
-        }
-        return AssumeRoleSpec(
-            role_arn=self.role_arn,
-            external_id=self.external_id(access, stack),
-            session_name=f"runcreds-verify-{stack}"[:64],
-            duration_seconds=duration_seconds or self.duration_seconds,
-            region=self.region,
-            tags=[{"Key": k, "Value": v} for k, v in tags.items()],
-        )
+        scope = self.scope(access, stack)
+        return scope.assume_role_spec(self.role_arn, duration_seconds or self.duration_seconds, self.region)
 
 
 @dataclass

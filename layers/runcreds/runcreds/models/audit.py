@@ -136,7 +136,3 @@ class SessionMapping(IntegrationPhase):
     @property
     def aws_account_id(self) -> str:
         return self.role_arn.split(":")[4]
-
-    @property
-    def scope(self) -> str:
-        return f"{self.account}#{self.stack}#{self.run_id}#{self.phase.value}#{self.integration_id}"

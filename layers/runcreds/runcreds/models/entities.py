@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from runcreds.models.run import Access, Phase, RunPhase
-from runcreds.run_scope import SESSION_TAG_KEYS, external_id_for, session_name_for, session_tags_for
+from runcreds.run_scope import AssumeRoleSpec
 
 ROLE_ARN_PATTERN = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+$"
 INTEGRATION_ID_PATTERN = r"^[0-9A-Z]{26}$"
@@ -127,38 +127,6 @@ class Attachment(BaseModel):
         return {**body, "mode": self.mode}
 
 
-class AssumeRoleSpec(BaseModel):
-    """Everything one AssumeRole for a run phase carries, whoever makes the call."""
-
-    model_config = ConfigDict(frozen=True)
-
-    role_arn: str
-    external_id: str
-    session_name: str
-    duration_seconds: int
-    region: str | None
-    tags: list[dict[str, str]]
-
-    @property
-    def source_identity(self) -> str:
-        return self.session_name
-
-    @property
-    def transitive_tag_keys(self) -> list[str]:
-        return list(SESSION_TAG_KEYS)
-
-    @classmethod
-    def for_run(cls, run: RunPhase, attachment: Attachment) -> AssumeRoleSpec:
-        return cls(
-            role_arn=attachment.role_arn,
-            external_id=external_id_for(run.account, attachment.integration_id, run.stack, run.phase.access),
-            session_name=session_name_for(run.run_id),
-            duration_seconds=attachment.duration_seconds,
-            region=attachment.region,
-            tags=session_tags_for(run, attachment.integration_id),
-        )
-
-
 class RecordStatus(StrEnum):
     PENDING = "pending"
     READY = "ready"
@@ -202,14 +170,3 @@ class CredentialRecord(IntegrationPhase):
     @property
     def run(self) -> RunPhase:
         return RunPhase(account=self.account, stack=self.stack, run_id=self.run_id, phase=self.phase)
-
-
-def encryption_context_for(run: RunPhase, integration_id: str) -> dict[str, str]:
-    """Binds a ciphertext to one run phase and integration: decrypting it under any other fails."""
-    return {
-        "runcreds:account": run.account,
-        "runcreds:stack": run.stack,
-        "runcreds:run": run.run_id,
-        "runcreds:phase": run.phase.value,
-        "runcreds:integration": integration_id,
-    }

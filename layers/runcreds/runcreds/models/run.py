@@ -46,7 +46,3 @@ class RunPhase(BaseModel):
     stack: Slug
     run_id: RunId
     phase: Phase
-
-    @property
-    def run_key(self) -> str:
-        return f"{self.account}#{self.stack}#{self.run_id}#{self.phase.value}"

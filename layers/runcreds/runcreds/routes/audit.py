@@ -15,7 +15,8 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
-from runcreds.dal.audit_index import AuditIndexStore, Page, decode_token, run_key, stack_key
+from runcreds.dal.audit_index import AuditIndexStore, Page, decode_token
+from runcreds.dal.keys import audit_run_key, event_time_key, stack_key
 from runcreds.exceptions import InvalidRequestError
 from runcreds.models.audit import parse_event_time
 from runcreds.models.bodies import AuditEventOut, AuditPage
@@ -59,11 +60,6 @@ def _time_bound(value: str | None, name: str, default: datetime) -> datetime:
     return when
 
 
-def _time_key(when: datetime) -> str:
-    """The index's sort-key form of a time (event keys start with it)."""
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 @app.get(
     "/accounts/<account>/runs/<run_id>/audit",
     summary="What did this run do in AWS?",
@@ -78,7 +74,7 @@ def run_audit(
     limit: Limit = DEFAULT_PAGE,
     next_token: NextToken = None,
 ) -> AuditPage:
-    start = decode_token(next_token, {"run_key": run_key(account, run_id)}, account) if next_token else None
+    start = decode_token(next_token, {"run_key": audit_run_key(account, run_id)}, account) if next_token else None
     page = store().run_events(
         account, run_id, limit, start_key=start, event_source=event_source, errors_only=errors_only
     )
@@ -101,7 +97,7 @@ def stack_audit(
 ) -> AuditPage:
     until_time = _time_bound(until, "until", datetime.now(UTC))
     since_time = _time_bound(since, "since", max(until_time - DEFAULT_STACK_WINDOW, datetime(1970, 1, 1, tzinfo=UTC)))
-    since_key, until_key = _time_key(since_time), _time_key(until_time)
+    since_key, until_key = event_time_key(since_time), event_time_key(until_time)
     if since_key > until_key:
         raise InvalidRequestError("invalid time range: since must not be later than until")
     start = decode_token(next_token, {"stack_key": stack_key(account, stack)}, account) if next_token else None
