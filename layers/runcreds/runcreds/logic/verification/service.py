@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from runcreds import aws
 from runcreds.exceptions import RoleRefusedError
 from runcreds.logic.trust_policy import external_id_pattern
 from runcreds.logic.verification.model import (
@@ -34,15 +33,12 @@ from runcreds.logic.verification.model import (
     _ReadOnce,
     verify_with_retries,
 )
+from runcreds.logic.verification.probes import BrokerSts, Sts
 from runcreds.models.entities import AssumeRoleSpec
 from runcreds.models.run import Access
 from runcreds.run_scope import (
     PROBE_ACCOUNT,
 )
-from runcreds.sts_calls import assume_run_role
-
-if TYPE_CHECKING:
-    from mypy_boto3_sts import STSClient
 
 _MAX_OTHER_STACK_PROBES = 3
 
@@ -54,12 +50,17 @@ class Verifier:
     # Called before every AssumeRole (the attach API's per-account budget); raises to stop.
     before_call: Callable[[], None] | None = None
 
-    def _sts(self, region: str | None) -> STSClient:
-        return aws.broker_sts(self.broker_role_arn, self.session_name, region)
+    # The STS the probes go through (tests inject a double); the broker role's by default.
+    sts: Sts | None = None
+
+    def __post_init__(self) -> None:
+        if self.sts is None:
+            self.sts = BrokerSts(self.broker_role_arn, self.session_name)
 
     def warm(self, region: str | None) -> None:
         """Build (and cache) the STS client for `region` now, before threads share it."""
-        self._sts(region)
+        assert self.sts is not None
+        self.sts.warm(region)
 
     def attempt(
         self, spec: AssumeRoleSpec, *, tags: bool = True, source_identity: bool = True, external_id: bool = True
@@ -68,13 +69,8 @@ class Verifier:
         TransientAwsError (throttling, 5xx) propagates: that is no answer about the role."""
         if self.before_call is not None:
             self.before_call()
-        try:
-            assume_run_role(
-                self._sts(spec.region), spec, tags=tags, source_identity=source_identity, external_id=external_id
-            )
-        except RoleRefusedError as refusal:
-            return refusal
-        return None
+        assert self.sts is not None
+        return self.sts.assume_role(spec, tags=tags, source_identity=source_identity, external_id=external_id)
 
     def binds_to_tenant(self, target: Target, access: Access) -> Diagnosis | None:
         """After `verify` passed: None when the role demands the tenant's external ID. It is probed as
