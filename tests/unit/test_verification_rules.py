@@ -28,6 +28,7 @@ class FakeRole:
     set_source_identity: bool = True
     max_session: int = 3600
     region_disabled: bool = False
+    trusts_no_external_id: bool = False  # a second statement without the condition
     calls: list[AssumeRoleSpec] = field(default_factory=list)
 
     def warm(self, region: str | None) -> None:
@@ -41,6 +42,7 @@ class FakeRole:
             return RoleRefusedError("RegionDisabledException", "STS is not activated in this region")
         sent = spec.external_id if external_id else None
         trusted = self.external_id is None or (sent is not None and fnmatch(sent, self.external_id))
+        trusted = trusted or (sent is None and self.trusts_no_external_id)
         if not trusted or (tags and not self.tag_session) or (source_identity and not self.set_source_identity):
             return RoleRefusedError("AccessDenied", "not authorized to perform: sts:AssumeRole")
         if spec.duration_seconds > self.max_session:
@@ -127,11 +129,20 @@ def test_another_refusal_is_sts_refused_with_stss_own_words() -> None:
     assert (diagnosis.code, diagnosis.sts_code) == (v.STS_REFUSED, "ValidationError")
 
 
-@pytest.mark.parametrize("pattern", [None, "*"])
-def test_a_role_that_does_not_demand_the_tenants_external_id_is_not_enforced(pattern: str | None) -> None:
-    diagnosis = bind(FakeRole(external_id=pattern))
+@pytest.mark.parametrize(
+    ("role", "granted_with"),
+    [
+        (FakeRole(external_id=None), "runcreds-probe@deploy@web@write"),
+        (FakeRole(external_id="*"), "runcreds-probe@deploy@web@write"),
+        (FakeRole(trusts_no_external_id=True), "no external ID at all"),
+    ],
+)
+def test_a_role_that_does_not_demand_the_tenants_external_id_is_not_enforced(role: FakeRole, granted_with: str) -> None:
+    assert verify(role) is None
+    diagnosis = bind(role)
     assert diagnosis is not None
     assert (diagnosis.code, diagnosis.sts_code) == (v.EXTERNAL_ID_NOT_ENFORCED, None)
+    assert granted_with in diagnosis.message
 
 
 def test_missing_session_actions_come_before_the_external_id_checks() -> None:
