@@ -14,7 +14,7 @@ import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from runcreds import aws
-from runcreds.dal.credentials import PHASE_ITEM
+from runcreds.dal.keys import PHASE_ITEM
 from runcreds_cli.main import main
 from runcreds_dev.stack import EmbeddedStack
 from tests.support import Tenant, record_items

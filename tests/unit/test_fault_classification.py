@@ -12,7 +12,7 @@ from botocore.stub import Stubber
 
 from runcreds.exceptions import KeyUnusableError, RoleRefusedError, TransientAwsError
 from runcreds.faults import classified, is_transient
-from runcreds.models.entities import AssumeRoleSpec
+from runcreds.run_scope import AssumeRoleSpec
 from runcreds.sts_calls import assume_run_role
 
 
