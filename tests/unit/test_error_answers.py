@@ -39,7 +39,8 @@ NO_CONTEXT: Any = None  # no Lambda context: the routes under test do not read i
 
 
 def aws_error(code: str, status: int = 400) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Op")
+    response: Any = {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(response, "Op")
 
 
 # (error raised, status, what the body holds besides its message, Retry-After)
