@@ -1,4 +1,4 @@
-"""Domain errors. The API maps each to one HTTP status in one place (runcreds.routes.attach)."""
+"""Domain errors. The API maps each to one HTTP status in one place (runcreds.routes.shared.ANSWERS)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,30 @@ class InvalidRequestError(RuncredsError, ValueError):
 
 class ConflictError(RuncredsError):
     pass
+
+
+class ConditionFailedError(ConflictError):
+    """A conditional DynamoDB write found the table otherwise: an answer, not a fault (runcreds.dal.items
+    raises it for every store). `reasons` are a cancelled transaction's, one code per item ("None" for an
+    item that was fine), empty for a single write; `item` is the item as stored, when the write asked for
+    it (ReturnValuesOnConditionCheckFailure). A store turns it into its own answer; one that escapes is a 409."""
+
+    CONDITION = "ConditionalCheckFailed"
+
+    def __init__(self, operation: str, reasons: tuple[str, ...] = (), item: dict[str, Any] | None = None) -> None:
+        super().__init__(f"the table changed meanwhile ({operation}): read it again and retry")
+        self.reasons = reasons
+        self.item = item
+
+    @property
+    def failed(self) -> list[int]:
+        """The positions of the transaction's items whose condition failed."""
+        return [i for i, code in enumerate(self.reasons) if code == self.CONDITION]
+
+    @property
+    def only_conditions(self) -> bool:
+        """Whether failed conditions are the transaction's only reasons (none was also throttled, ...)."""
+        return all(code in ("None", self.CONDITION) for code in self.reasons)
 
 
 class VerificationFailedError(RuncredsError):
@@ -45,6 +69,11 @@ class TransientAwsError(RuncredsError):
 class BrokerUnavailableError(TransientAwsError):
     """The broker's own hop (function role → BrokerRole) failed: an operator's problem (IAM propagation,
     a trust edit), never the customer role's verdict. Transient for the run; metric BrokerUnavailable."""
+
+
+class SigningKeysUnavailableError(TransientAwsError):
+    """KMS did not give the OIDC issuer a signing key's public half (whatever it answered): the JWKS is a
+    503 for now, and STS asks again."""
 
 
 class InvalidRunEventError(RuncredsError, ValueError):

@@ -12,10 +12,8 @@ import math
 import time
 from decimal import Decimal
 
-from botocore.exceptions import ClientError
-
-from runcreds.dal.items import TableStore, from_item, to_item
-from runcreds.exceptions import RateLimitedError, TransientAwsError
+from runcreds.dal.items import TableStore, to_item
+from runcreds.exceptions import ConditionFailedError, RateLimitedError, TransientAwsError
 
 _IDLE_FOR_DAYS = 1  # an account's item expires (TTL) a day after its bucket is full again
 _CONTENDED_ATTEMPTS = 3
@@ -59,7 +57,7 @@ class AssumeRoleBudgetStore(TableStore):
             values[":was"] = _number(was)
             del values[":now"]
         try:
-            self.client.update_item(
+            self.update_item(
                 TableName=self.table_name,
                 Key=to_item({"account": account}),
                 UpdateExpression="SET tat = :tat, expires_at = :expires",
@@ -67,10 +65,8 @@ class AssumeRoleBudgetStore(TableStore):
                 ExpressionAttributeValues=to_item(values),
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-            stored = from_item(error.response.get("Item", {}))  # type: ignore[arg-type]
+        except ConditionFailedError as failure:
+            stored = failure.item or {}
             if "tat" not in stored:
                 raise TransientAwsError("the AssumeRole budget could not be read; retry in a few seconds") from None
             return float(stored["tat"])

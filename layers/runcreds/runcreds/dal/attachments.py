@@ -7,16 +7,10 @@ from datetime import datetime
 from itertools import islice
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from runcreds.dal.items import TableStore, from_item, to_item
 from runcreds.dal.keys import integration_key, stack_key
-from runcreds.exceptions import ConflictError, NotFoundError
+from runcreds.exceptions import ConditionFailedError, ConflictError, NotFoundError
 from runcreds.models.entities import VEND_FIELDS, Attachment, VerificationStatus
-
-
-def _cancellation_reasons(error: ClientError) -> list[str]:
-    return [r.get("Code", "None") for r in error.response.get("CancellationReasons", [])]
 
 
 class AttachmentsStore(TableStore):
@@ -29,14 +23,14 @@ class AttachmentsStore(TableStore):
         values["integration_key"] = integration_key(attachment.account, attachment.integration_id)
         put = {"Put": {"TableName": self.table_name, "Item": to_item(values)}}
         try:
-            self.client.transact_write_items(TransactItems=[put, integration_change])  # type: ignore[list-item]
-        except ClientError as error:
-            if _cancellation_reasons(error)[1:2] == ["ConditionalCheckFailed"]:
+            self.transact_write_items([put, integration_change])
+        except ConditionFailedError as failure:
+            if 1 in failure.failed:
                 raise ConflictError(
                     f"integration {attachment.integration_id} was changed or deleted while it was being attached: "
                     "read it again and retry"
                 ) from None
-            raise  # throttling, a conflicting transaction: transient (503)
+            raise
         return attachment
 
     def delete(self, account: str, stack: str, integration_id: str, integration_change: dict[str, Any]) -> None:
@@ -47,15 +41,14 @@ class AttachmentsStore(TableStore):
             "Delete": {"TableName": self.table_name, "Key": key, "ConditionExpression": "attribute_exists(stack_key)"}
         }
         try:
-            self.client.transact_write_items(TransactItems=[delete, integration_change])  # type: ignore[list-item]
+            self.transact_write_items([delete, integration_change])
             return
-        except ClientError as error:
-            reasons = _cancellation_reasons(error)
-            if reasons[:1] == ["ConditionalCheckFailed"]:
+        except ConditionFailedError as failure:
+            if 0 in failure.failed:
                 raise NotFoundError(f"integration {integration_id} is not attached to stack {stack}") from None
-            if reasons[1:2] != ["ConditionalCheckFailed"]:
+            if 1 not in failure.failed:
                 raise
-        response = self.client.delete_item(TableName=self.table_name, Key=key, ReturnValues="ALL_OLD")
+        response = self.delete_item(TableName=self.table_name, Key=key, ReturnValues="ALL_OLD")
         if "Attributes" not in response:
             raise NotFoundError(f"integration {integration_id} is not attached to stack {stack}")
 
@@ -112,11 +105,9 @@ class AttachmentsStore(TableStore):
         if sets or expected:
             request["ExpressionAttributeValues"] = to_item({**{f":{k}": v for k, v in sets.items()}, **expected})
         try:
-            self.client.update_item(**request)
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
+            self.update_item(**request)
+        except ConditionFailedError:
+            return False
         return True
 
     def record_status(

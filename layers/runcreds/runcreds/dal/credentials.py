@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from runcreds.dal.items import TableStore, from_item, to_item
 from runcreds.dal.keys import PHASE_ITEM, phase_key, record_key
+from runcreds.exceptions import ConditionFailedError
 from runcreds.models.entities import CredentialRecord, RecordStatus
 from runcreds.models.run import RunPhase
 
@@ -52,27 +52,6 @@ class PhaseRecords:
 
     finished: bool
     records: list[CredentialRecord] = field(default_factory=list)
-
-
-def _error_code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
-def _conditional_failed(error: ClientError) -> bool:
-    return _error_code(error) == "ConditionalCheckFailedException"
-
-
-def _cancelled_by_condition(error: ClientError) -> list[bool] | None:
-    """Which items of a cancelled transaction failed their condition; None for any other error (or a
-    cancellation for another reason: a conflict or throttling, which the caller treats as transient)."""
-    if _error_code(error) != "TransactionCanceledException":
-        return None
-    reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
-    if not any(code == "ConditionalCheckFailed" for code in reasons):
-        return None
-    if any(code not in (None, "None", "ConditionalCheckFailed") for code in reasons):
-        return None
-    return [code == "ConditionalCheckFailed" for code in reasons]
 
 
 class CredentialsStore(TableStore):
@@ -104,12 +83,11 @@ class CredentialsStore(TableStore):
     def _transact(self, items: list[dict[str, Any]]) -> list[bool] | None:
         """Writes `items` (the phase check first); None when written, else which conditions failed."""
         try:
-            self.client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
-        except ClientError as error:
-            failed = _cancelled_by_condition(error)
-            if failed is None:
+            self.transact_write_items(items)
+        except ConditionFailedError as failure:
+            if not failure.only_conditions:  # also throttled or in conflict: no answer yet
                 raise
-            return failed
+            return [code == failure.CONDITION for code in failure.reasons]
         return None
 
     # ------------------------------------------------------------------ claims and records
@@ -186,7 +164,7 @@ class CredentialsStore(TableStore):
         None when the condition failed (the caller reads the record to see why)."""
         now = int(time.time())
         try:
-            response = self.client.update_item(
+            response = self.update_item(
                 TableName=self.table_name,
                 Key=self._key(run, integration_id),
                 UpdateExpression="SET refresh_token = :token, refresh_until = :until",
@@ -206,24 +184,19 @@ class CredentialsStore(TableStore):
                 ),
                 ReturnValues="ALL_NEW",
             )
-        except ClientError as error:
-            if _conditional_failed(error):
-                return None
-            raise
+        except ConditionFailedError:
+            return None
         return CredentialRecord.model_validate(from_item(response["Attributes"]))
 
     def release_refresh(self, run: RunPhase, integration_id: str, token: str) -> None:
-        try:
-            self.client.update_item(
+        with suppress(ConditionFailedError):
+            self.update_item(
                 TableName=self.table_name,
                 Key=self._key(run, integration_id),
                 UpdateExpression="REMOVE refresh_token, refresh_until",
                 ConditionExpression="refresh_token = :token",
                 ExpressionAttributeValues=to_item({":token": token}),
             )
-        except ClientError as error:
-            if not _conditional_failed(error):
-                raise
 
     def replace_refreshed(
         self,
@@ -262,30 +235,21 @@ class CredentialsStore(TableStore):
             *({"Put": p} for p in also_put),
         ]
         try:
-            self.client.transact_write_items(TransactItems=items)
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "TransactionCanceledException":
-                raise
-            reasons = error.response.get("CancellationReasons") or []
-            failed = [i for i, r in enumerate(reasons) if r.get("Code") == "ConditionalCheckFailed"]
-            if not failed:
-                raise
-            return failed[0]
+            self.transact_write_items(items)
+        except ConditionFailedError as failure:
+            return failure.failed[0]
         return None
 
     def release(self, run: RunPhase, integration_id: str, token: str) -> None:
         """Give a claim back after a transient failure, so that the retry need not wait for the lease."""
-        try:
-            self.client.delete_item(
+        with suppress(ConditionFailedError):
+            self.delete_item(
                 TableName=self.table_name,
                 Key=self._key(run, integration_id),
                 ConditionExpression="claim_token = :token AND #status = :pending",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=to_item({":token": token, ":pending": RecordStatus.PENDING.value}),
             )
-        except ClientError as error:
-            if not _conditional_failed(error):
-                raise
 
     # ------------------------------------------------------------------ announcements
     def take_over_announcement(self, run: RunPhase, integration_id: str, token: str) -> CredentialRecord | None:
@@ -293,7 +257,7 @@ class CredentialsStore(TableStore):
         writer failed to announce it, or died); None otherwise (announced, or its writer still at it)."""
         now = int(time.time())
         try:
-            response = self.client.update_item(
+            response = self.update_item(
                 TableName=self.table_name,
                 Key=self._key(run, integration_id),
                 UpdateExpression="SET claim_token = :token, claimed_until = :until",
@@ -301,38 +265,30 @@ class CredentialsStore(TableStore):
                 ExpressionAttributeValues=to_item({":token": token, ":until": now + CLAIM_LEASE_SECONDS, ":now": now}),
                 ReturnValues="ALL_NEW",
             )
-        except ClientError as error:
-            if _conditional_failed(error):
-                return None
-            raise
+        except ConditionFailedError:
+            return None
         return CredentialRecord.model_validate(from_item(response["Attributes"]))
 
     def mark_announced(self, run: RunPhase, integration_id: str, token: str) -> None:
-        try:
-            self.client.update_item(
+        with suppress(ConditionFailedError):  # finished meanwhile, or taken over: nothing to mark
+            self.update_item(
                 TableName=self.table_name,
                 Key=self._key(run, integration_id),
                 UpdateExpression="REMOVE unannounced, claim_token, claimed_until",
                 ConditionExpression="claim_token = :token",
                 ExpressionAttributeValues=to_item({":token": token}),
             )
-        except ClientError as error:
-            if not _conditional_failed(error):  # finished meanwhile, or taken over: nothing to mark
-                raise
 
     def release_announcement(self, run: RunPhase, integration_id: str, token: str) -> None:
         """Publishing failed: let the retry announce the record at once instead of after the lease."""
-        try:
-            self.client.update_item(
+        with suppress(ConditionFailedError):
+            self.update_item(
                 TableName=self.table_name,
                 Key=self._key(run, integration_id),
                 UpdateExpression="SET claimed_until = :zero",
                 ConditionExpression="claim_token = :token",
                 ExpressionAttributeValues=to_item({":token": token, ":zero": 0}),
             )
-        except ClientError as error:
-            if not _conditional_failed(error):
-                raise
 
     # ------------------------------------------------------------------ reading and finishing
     def read_phase(self, run: RunPhase) -> PhaseRecords:
@@ -352,7 +308,7 @@ class CredentialsStore(TableStore):
         nothing was vended: from then on no claim or completion can succeed (they check it), so the
         records the query then finds are all that will ever hold credentials for the phase."""
         now = int(time.time())
-        self.client.put_item(
+        self.put_item(
             TableName=self.table_name,
             Item=to_item(
                 {
@@ -370,7 +326,7 @@ class CredentialsStore(TableStore):
             if record.status is RecordStatus.FINISHED:
                 continue
             try:
-                self.client.update_item(
+                self.update_item(
                     TableName=self.table_name,
                     Key=self._key(run, record.integration_id),
                     UpdateExpression=(
@@ -383,9 +339,7 @@ class CredentialsStore(TableStore):
                         {":finished": RecordStatus.FINISHED.value, ":ttl": now + RECORD_RETENTION_SECONDS}
                     ),
                 )
-            except ClientError as error:
-                if not _conditional_failed(error):
-                    raise
+            except ConditionFailedError:
                 continue
             erased += 1
         return erased

@@ -5,26 +5,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
 from pydantic import TypeAdapter
 
 from runcreds.dal.items import TableStore, from_item, to_item
-from runcreds.exceptions import ConflictError, NotFoundError
+from runcreds.exceptions import ConditionFailedError, ConflictError, NotFoundError
 from runcreds.models.entities import Integration
 
 
 class IntegrationsStore(TableStore):
     def create(self, integration: Integration) -> Integration:
         try:
-            self.client.put_item(
+            self.put_item(
                 TableName=self.table_name,
                 Item=to_item(integration.model_dump(mode="json", by_alias=True)),
                 ConditionExpression="attribute_not_exists(integration_id)",
             )
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise ConflictError(f"integration {integration.id} already exists") from None
-            raise
+        except ConditionFailedError:
+            raise ConflictError(f"integration {integration.id} already exists") from None
         return integration
 
     def get(self, account: str, integration_id: str) -> Integration:
@@ -59,13 +56,11 @@ class IntegrationsStore(TableStore):
         if values:
             request["ExpressionAttributeValues"] = to_item(values)
         try:
-            self.client.put_item(**request)  # type: ignore[arg-type]
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise ConflictError(
-                    f"integration {integration.id} was changed or deleted meanwhile: read it again and retry"
-                ) from None
-            raise
+            self.put_item(**request)
+        except ConditionFailedError:
+            raise ConflictError(
+                f"integration {integration.id} was changed or deleted meanwhile: read it again and retry"
+            ) from None
         return integration
 
     def delete(self, account: str, integration_id: str) -> set[str]:
@@ -73,14 +68,12 @@ class IntegrationsStore(TableStore):
         The condition reads the item every attach writes in its transaction: an attach committed a moment
         ago keeps the integration, and one after the delete finds nothing to attach to."""
         try:
-            self.client.delete_item(
+            self.delete_item(
                 TableName=self.table_name,
                 Key=to_item({"account": account, "integration_id": integration_id}),
                 ConditionExpression="attribute_exists(integration_id) AND attribute_not_exists(attached_stacks)",
             )
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+        except ConditionFailedError:
             return self.get(account, integration_id).attached_stacks  # NotFoundError if it is gone
         return set()
 

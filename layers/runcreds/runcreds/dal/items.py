@@ -1,14 +1,24 @@
-"""DynamoDB attribute-value conversion for the low-level client, and the base of the stores."""
+"""DynamoDB attribute-value conversion for the low-level client, and the base of the stores.
+
+The stores write through TableStore's put_item, update_item, delete_item and transact_write_items, which
+translate DynamoDB's errors once for all of them: a condition that failed (ConditionalCheckFailedException,
+or a transaction cancelled with a ConditionalCheckFailed reason) is ConditionFailedError, an answer for the
+store to turn into its own; throttling, 5xx, timeouts and transaction conflicts are TransientAwsError
+(runcreds.faults decides which); anything else propagates unchanged.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
 
 from runcreds import aws
+from runcreds.exceptions import ConditionFailedError
+from runcreds.faults import classified, error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -35,6 +45,20 @@ def to_item(values: dict[str, Any]) -> dict[str, Any]:
 
 def from_item(item: dict[str, Any]) -> dict[str, Any]:
     return {k: _plain(_deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def condition_failure(error: ClientError) -> ConditionFailedError | None:
+    """The failed condition `error` reports, if that is what it reports."""
+    operation = str(getattr(error, "operation_name", "") or "write")
+    code = error_code(error)
+    if code == "ConditionalCheckFailedException":
+        stored: dict[str, Any] | None = error.response.get("Item")  # type: ignore[assignment]
+        return ConditionFailedError(operation, item=from_item(stored) if stored else None)
+    if code == "TransactionCanceledException":
+        reasons = tuple(str(r.get("Code") or "None") for r in error.response.get("CancellationReasons", []))
+        if ConditionFailedError.CONDITION in reasons:
+            return ConditionFailedError(operation, reasons=reasons)
+    return None
 
 
 class TableStore:
@@ -65,3 +89,28 @@ class TableStore:
             if "LastEvaluatedKey" not in response:
                 return
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    # ------------------------------------------------------------------ writes, their errors translated
+    def put_item(self, **request: Any) -> dict[str, Any]:
+        return self._write("PutItem", self.client.put_item, request)
+
+    def update_item(self, **request: Any) -> dict[str, Any]:
+        return self._write("UpdateItem", self.client.update_item, request)
+
+    def delete_item(self, **request: Any) -> dict[str, Any]:
+        return self._write("DeleteItem", self.client.delete_item, request)
+
+    def transact_write_items(self, items: list[dict[str, Any]]) -> None:
+        """All of `items` or none; ConditionFailedError's `reasons` say which item's condition failed."""
+        self._write("TransactWriteItems", self.client.transact_write_items, {"TransactItems": items})
+
+    @staticmethod
+    def _write(operation: str, call: Callable[..., Any], request: dict[str, Any]) -> dict[str, Any]:
+        with classified("dynamodb", operation):
+            try:
+                return dict(call(**request))
+            except ClientError as error:
+                failure = condition_failure(error)
+                if failure is None:
+                    raise  # classified: transient or not
+                raise failure from None

@@ -29,6 +29,6 @@ class CheckpointStore(TableStore):
 
     def save(self, checkpoint: Checkpoint) -> None:
         # Stored as JSON: the Scan key is already in DynamoDB's typed form.
-        self.client.put_item(
+        self.put_item(
             TableName=self.table_name, Item=to_item({"name": _NAME, "checkpoint": checkpoint.model_dump_json()})
         )

@@ -19,8 +19,9 @@ from urllib.parse import urlparse
 from botocore.exceptions import BotoCoreError, ClientError
 
 from runcreds import aws
-from runcreds.exceptions import TransientAwsError
+from runcreds.exceptions import SigningKeysUnavailableError, TransientAwsError
 from runcreds.models.run import Access, RunPhase
+from runcreds.observability import logger
 from runcreds.run_scope import SESSION_TAG_KEYS, AssumeRoleSpec, RunScope
 from runcreds.sts_calls import assume_run_role_with_web_identity
 
@@ -192,7 +193,13 @@ def jwk_for(key_arn: str) -> dict[str, str]:
 
 
 def jwks(key_arns: Iterable[str]) -> dict[str, list[dict[str, str]]]:
-    return {"keys": [jwk_for(arn) for arn in key_arns]}
+    """The JWKS of these keys; SigningKeysUnavailableError when KMS fails or refuses to give one."""
+    try:
+        return {"keys": [jwk_for(arn) for arn in key_arns]}
+    except (ClientError, BotoCoreError) as error:
+        code = error.response.get("Error", {}).get("Code") if isinstance(error, ClientError) else type(error).__name__
+        logger.warning("the signing keys' public halves could not be read", extra={"code": code})
+        raise SigningKeysUnavailableError("the issuer's keys are unavailable") from None
 
 
 def discovery_document(issuer: str) -> dict[str, Any]:

@@ -10,30 +10,14 @@ import os
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
-from botocore.exceptions import BotoCoreError, ClientError
 
 from runcreds.logic import oidc
 from runcreds.models.bodies import DiscoveryDocument, JsonWebKeySet
-from runcreds.observability import logger
 from runcreds.routes import shared as http
 from runcreds.settings import OidcIssuerSettings
 
 app = APIGatewayRestResolver(enable_validation=True)
-http.map_errors(app)  # then the KMS failures of this function, below: the keys unavailable is a 503
-
-
-@app.exception_handler(ClientError)
-def _kms_error(error: ClientError) -> Response[dict[str, Any]]:
-    logger.warning(
-        "the signing keys' public halves could not be read", extra={"code": error.response.get("Error", {}).get("Code")}
-    )
-    return http.error(503, "the issuer's keys are unavailable; retry in a few seconds")
-
-
-@app.exception_handler(BotoCoreError)
-def _kms_unreachable(error: BotoCoreError) -> Response[dict[str, Any]]:
-    logger.warning("KMS unreachable", extra={"error": type(error).__name__})
-    return http.error(503, "the issuer's keys are unavailable; retry in a few seconds")
+http.map_errors(app)  # the keys unavailable (SigningKeysUnavailableError) is a 503, as every transient failure
 
 
 def _public(body: Any, max_age: int) -> Response[Any]:

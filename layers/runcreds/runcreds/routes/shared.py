@@ -1,5 +1,5 @@
-"""What the two HTTP resolvers (runcreds.routes.attach, runcreds.routes.audit) share: error bodies, their OpenAPI, and
-the one mapping of errors to HTTP statuses (`map_errors`).
+"""What the HTTP resolvers (runcreds.routes.attach, runcreds.routes.audit, runcreds.routes.oidc) share: error bodies,
+their OpenAPI, and the one table of errors to HTTP answers (`ANSWERS`, registered on each by `map_errors`).
 
 Every error is JSON with a `message` (ErrorBody); invalid input is a 400 that says what and where, never
 Powertools' 422, which this API keeps for refused verifications (DiagnosisBody). AWS throttling or failing
@@ -8,6 +8,8 @@ is a 503 with Retry-After, never an unhandled exception (API Gateway's 502).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -20,6 +22,7 @@ from pydantic import AfterValidator
 from runcreds.exceptions import (
     ConflictError,
     InvalidRequestError,
+    KeyUnusableError,
     NotFoundError,
     RateLimitedError,
     RefreshRefusedError,
@@ -81,40 +84,45 @@ def responses(success: int, model: type[Any] | None, description: str, *errors: 
     return documented
 
 
-def error(status: int, message: str, **extra: Any) -> Response[dict[str, Any]]:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body={"message": message, **extra})
+@dataclass(frozen=True)
+class Answer:
+    """The API's answer to an error: its status, the body's `message` and other fields, and the seconds
+    Retry-After tells the caller to wait (no header when None)."""
+
+    status: int
+    message: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    retry_after: int | None = None
+
+    def response(self) -> Response[dict[str, Any]]:
+        headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else None
+        body = {"message": self.message, **self.fields}
+        return Response(
+            status_code=self.status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers
+        )
 
 
-def map_errors(app: APIGatewayRestResolver) -> None:
-    """Every error a route may raise, mapped to its HTTP status here and nowhere else."""
-    app.exception_handler(RequestValidationError)(invalid_request)
-    app.exception_handler(InvalidRequestError)(invalid)
-    app.exception_handler(NotFoundError)(lambda e: error(404, str(e)))
-    app.exception_handler(ConflictError)(lambda e: error(409, str(e)))
-    app.exception_handler(RefreshRefusedError)(lambda e: error(409, str(e), code=e.code))
-    # STS's own words: the customer's role (trust policy, MaxSessionDuration) refused the broker's refresh.
-    app.exception_handler(RoleRefusedError)(
-        lambda e: error(422, f"the role refused the broker's refresh: {e}; fix the role's trust policy", code=e.code)
-    )
-    app.exception_handler(VerificationFailedError)(lambda e: error(422, str(e), **e.diagnosis))
-    app.exception_handler(RateLimitedError)(lambda e: retry_later(429, str(e), e.retry_after))
-    app.exception_handler(TransientAwsError)(transient)
-    app.exception_handler(ClientError)(aws_error)
-    app.exception_handler(BotoCoreError)(aws_error)
+def _invalid_request(validation_error: RequestValidationError) -> Answer:
+    """Powertools' request validation failure as a 400 naming each problem's location."""
+    problems = [
+        {"location": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "invalid")}
+        for e in validation_error.errors()
+    ]
+    summary = "; ".join(f"{p['location']}: {p['problem']}" for p in problems)
+    return Answer(400, f"invalid request: {summary}", {"errors": problems})
 
 
-def retry_later(status: int, message: str, seconds: int) -> Response[dict[str, Any]]:
-    response = error(status, message)
-    response.headers["Retry-After"] = str(seconds)
-    return response
-
-
-def transient(failure: TransientAwsError) -> Response[dict[str, Any]]:
+def _transient(failure: TransientAwsError) -> Answer:
     logger.warning("transient AWS failure", extra={"error": str(failure)})
-    return retry_later(503, f"{failure}: retry in a few seconds", RETRY_AFTER_SECONDS)
+    return Answer(503, f"{failure}: retry in a few seconds", retry_after=RETRY_AFTER_SECONDS)
 
 
-def aws_error(failure: ClientError | BotoCoreError) -> Response[dict[str, Any]]:
+def _key_unusable(failure: KeyUnusableError) -> Answer:
+    logger.error("KMS refused runcreds' credentials key", extra={"code": failure.code})
+    return Answer(500, f"runcreds' credentials key is unusable ({failure.code}): its operators must check the key")
+
+
+def _aws_error(failure: ClientError | BotoCoreError) -> Answer:
     """An AWS error no layer below answered: transient → 503 + Retry-After; DynamoDB's ValidationException
     (only reachable with input we failed to reject) → 400; anything else (a permission the deployment
     lacks) → 500 with a message, logged for the operator."""
@@ -124,22 +132,36 @@ def aws_error(failure: ClientError | BotoCoreError) -> Response[dict[str, Any]]:
         logger.warning(
             "AWS throttled or failed", extra={"code": code or type(failure).__name__, "operation": operation}
         )
-        return retry_later(503, "AWS is throttling or unavailable: retry in a few seconds", RETRY_AFTER_SECONDS)
+        return Answer(503, "AWS is throttling or unavailable: retry in a few seconds", retry_after=RETRY_AFTER_SECONDS)
     if code == "ValidationException":
-        return error(400, "invalid request: AWS refused it as invalid; check the parameters")
+        return Answer(400, "invalid request: AWS refused it as invalid; check the parameters")
     logger.error("AWS refused runcreds", extra={"code": code, "operation": operation})
-    return error(500, f"runcreds could not complete the request ({code}): its operators must check its permissions")
+    return Answer(500, f"runcreds could not complete the request ({code}): its operators must check its permissions")
 
 
-def invalid(bad: InvalidRequestError) -> Response[dict[str, Any]]:
-    return error(400, str(bad))
+# Every error a route may raise → its answer, here and nowhere else. A subclass without a row of its own
+# answers as its nearest base (ConditionFailedError as ConflictError, BrokerUnavailableError and
+# SigningKeysUnavailableError as TransientAwsError); an error with no row at all is a bug, and a 502.
+ANSWERS: dict[type[Exception], Callable[[Any], Answer]] = {
+    RequestValidationError: _invalid_request,  # 400, never Powertools' 422
+    InvalidRequestError: lambda e: Answer(400, str(e)),
+    NotFoundError: lambda e: Answer(404, str(e)),
+    ConflictError: lambda e: Answer(409, str(e)),
+    RefreshRefusedError: lambda e: Answer(409, str(e), {"code": e.code}),
+    # STS's own words: the customer's role (trust policy, MaxSessionDuration) refused the broker's refresh.
+    RoleRefusedError: lambda e: Answer(
+        422, f"the role refused the broker's refresh: {e}; fix the role's trust policy", {"code": e.code}
+    ),
+    VerificationFailedError: lambda e: Answer(422, str(e), e.diagnosis),
+    RateLimitedError: lambda e: Answer(429, str(e), retry_after=e.retry_after),
+    KeyUnusableError: _key_unusable,  # 500
+    TransientAwsError: _transient,  # 503 + Retry-After
+    ClientError: _aws_error,  # 503, 400 or 500
+    BotoCoreError: _aws_error,
+}
 
 
-def invalid_request(validation_error: RequestValidationError) -> Response[dict[str, Any]]:
-    """Powertools' request validation failure as a 400 naming each problem's location."""
-    problems = [
-        {"location": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "invalid")}
-        for e in validation_error.errors()
-    ]
-    summary = "; ".join(f"{p['location']}: {p['problem']}" for p in problems)
-    return error(400, f"invalid request: {summary}", errors=problems)
+def map_errors(app: APIGatewayRestResolver) -> None:
+    """Registers ANSWERS on `app`: every resolver calls this once, and registers no handler of its own."""
+    for kind, answer in ANSWERS.items():
+        app.exception_handler(kind)(lambda failure, answer=answer: answer(failure).response())
