@@ -61,6 +61,12 @@ def error_code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", "Unknown"))
 
 
+def is_transient_code(code: str) -> bool:
+    """An error code a retry may get past (throttling, an internal failure); also what an entry of a
+    PutEvents partial failure names in its `ErrorCode`."""
+    return code in TRANSIENT_CODES
+
+
 def is_transient(error: BaseException) -> bool:
     if isinstance(error, TransientAwsError):
         return True
@@ -76,7 +82,7 @@ def is_transient(error: BaseException) -> bool:
         # Transient only when every reason is (a failed condition among them is an answer).
         reasons = {str(r.get("Code", "None")) for r in error.response.get("CancellationReasons", [])} - {"None"}
         return bool(reasons) and reasons <= TRANSIENT_CANCELLATIONS
-    return code in TRANSIENT_CODES or status >= 500
+    return is_transient_code(code) or status >= 500
 
 
 @contextmanager

@@ -22,20 +22,18 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel
 
-from runcreds import aws
 from runcreds.dal.attachments import AttachmentsStore
 from runcreds.dal.reverify_checkpoint import Checkpoint, CheckpointStore
 from runcreds.exceptions import TransientAwsError
+from runcreds.logic.event_publisher import PUT_EVENTS_BATCH, BrokerEvent, EventPublisher
 from runcreds.logic.oidc_verification import OidcVerifier
 from runcreds.logic.verification import Target, Verifier
 from runcreds.models.entities import Attachment, VerificationStatus, utcnow
-from runcreds.models.events import BROKER_EVENT_SOURCE
 from runcreds.models.run import Access
 from runcreds.observability import logger, metrics
 from runcreds.settings import ReverifySettings
 
 VERIFICATION_FAILED = "Attachment Verification Failed"
-_PUT_EVENTS_BATCH = 10
 PAGE_SIZE = 100  # attachments a Scan page evaluates; a checkpoint after each
 # Concurrent verifications: each makes 3-4 AssumeRoles of ~30 ms, so 8 stay near 250 STS calls a second,
 # under the broker account's STS quota, leaving room for vends.
@@ -90,6 +88,7 @@ class Reverifier:
         self.verifier = Verifier(settings.broker_role_arn, settings.function_name)
         self.oidc_verifier = OidcVerifier(settings.oidc_signing_key_arn, settings.oidc_issuer_url)
         self.verifies_oidc = bool(settings.oidc_signing_key_arn and settings.oidc_issuer_url)
+        self.publisher = EventPublisher(settings.event_bus_name)
 
     def run(self, time_left: float | None = None) -> ReverifyOutcome:
         """Go on with the current pass (or start one when due) until it ends or `time_left` seconds less
@@ -144,7 +143,7 @@ class Reverifier:
                 else:
                     outcome.broken += 1
                     failures.append(failure)
-                    if len(failures) == _PUT_EVENTS_BATCH:  # announced as found: a later failure loses none
+                    if len(failures) == PUT_EVENTS_BATCH:  # announced as found: a later failure loses none
                         self._announce(failures)
                         failures = []
         finally:
@@ -195,21 +194,13 @@ class Reverifier:
         return self.oidc_verifier if attachment.trust == "oidc" else self.verifier
 
     def _announce(self, failures: list[VerificationFailedDetail]) -> None:
-        entries = [
-            {
-                "Source": BROKER_EVENT_SOURCE,
-                "DetailType": VERIFICATION_FAILED,
-                "Detail": failure.model_dump_json(),
-                "EventBusName": self.settings.event_bus_name,
-            }
-            for failure in failures
-        ]
-        if not entries:
-            return
-        response = aws.events().put_events(Entries=entries)  # type: ignore[arg-type]
-        if response.get("FailedEntryCount"):
-            # The statuses are recorded and the API shows them; a lost announcement is logged.
-            logger.error("could not publish verification failures", extra={"failed": response["FailedEntryCount"]})
+        published = self.publisher.publish(failures, lambda failure: BrokerEvent(VERIFICATION_FAILED, failure))
+        if published.undelivered:
+            # The statuses are recorded and the API shows them; a lost announcement is logged and counted.
+            logger.error("could not publish verification failures", extra={"failed": len(published.undelivered)})
+            metrics.add_metric(
+                name="VerificationAnnouncementsLost", unit=MetricUnit.Count, value=len(published.undelivered)
+            )
 
 
 def handle_schedule(settings: ReverifySettings, time_left: float | None = None) -> dict[str, Any]:

@@ -5,14 +5,12 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from runcreds import aws
 from runcreds.dal.attachments import AttachmentsStore
 from runcreds.dal.audit_sessions import AuditSessionsStore
 from runcreds.dal.credentials import Claim, Completion, CredentialsStore
@@ -24,27 +22,16 @@ from runcreds.exceptions import (
     TransientAwsError,
 )
 from runcreds.faults import classified
+from runcreds.logic.event_publisher import EventPublisher
+from runcreds.logic.run_announcements import Announcement, AnnouncementDetail, announce, announcement_of, ready_detail
 from runcreds.logic.sealing import assume_and_seal, session_mapping_puts
 from runcreds.models import problems
 from runcreds.models.entities import Attachment, CredentialRecord, RecordStatus
-from runcreds.models.events import (
-    BROKER_EVENT_SOURCE,
-    CREDENTIALS_FAILED,
-    CREDENTIALS_READY,
-    PHASE_STARTED,
-    CredentialsFailedDetail,
-    CredentialsReadyDetail,
-    RunPhaseEvent,
-)
+from runcreds.models.events import PHASE_STARTED, RunPhaseEvent
 from runcreds.models.run import RunPhase
 from runcreds.observability import logger, metrics
 from runcreds.run_scope import AssumeRoleSpec, RunScope
 from runcreds.settings import VendSettings
-
-if TYPE_CHECKING:
-    pass
-
-_PUT_EVENTS_BATCH = 10
 
 
 @dataclass
@@ -101,6 +88,7 @@ class Vendor:
         self.attachments = AttachmentsStore(settings.attachments_table)
         self.records = CredentialsStore(settings.credentials_table)
         self.sessions = AuditSessionsStore(settings.audit_sessions_table) if settings.audit_sessions_table else None
+        self.publisher = EventPublisher(settings.event_bus_name)
 
     def vend(self, run: RunPhase) -> VendOutcome:
         access = run.phase.access
@@ -112,7 +100,7 @@ class Vendor:
         )
         if not attachments:
             logger.warning("no integration attached to the stack for this phase", extra={"access": access})
-        announcements: list[tuple[str, str, BaseModel]] = []  # (integration, token, detail)
+        announcements: list[Announcement] = []
         try:
             for attachment in attachments:
                 integration_id = attachment.integration_id
@@ -134,7 +122,7 @@ class Vendor:
                         logger.info(
                             "re-announcing a record its writer did not announce", extra={"integration": integration_id}
                         )
-                        announcements.append((integration_id, token, _announcement_of(record)))
+                        announcements.append(Announcement(integration_id, token, announcement_of(record)))
                         outcome.reannounced.append(integration_id)
                     continue
                 logger.debug("claimed", extra={"integration": integration_id})
@@ -165,10 +153,10 @@ class Vendor:
                     outcome.duplicates.append(integration_id)
                 else:
                     assert not isinstance(result, Completion)
-                    announcements.append((integration_id, token, result))
+                    announcements.append(Announcement(integration_id, token, result))
         finally:
             # What was recorded is announced even when a later integration raised.
-            self._announce(run, announcements)
+            announce(self.publisher, self.records, run, announcements)
         if outcome.phase_finished:
             logger.info("run phase already finished: nothing vended", extra={"integrations": outcome.phase_finished})
             metrics.add_metric(name="StartedAfterFinished", unit=MetricUnit.Count, value=1)
@@ -177,7 +165,7 @@ class Vendor:
             raise TransientAwsError(f"vending failed transiently for integrations {outcome.retry}")
         return outcome
 
-    def _vend_one(self, run: RunPhase, attachment: Attachment, token: str) -> BaseModel | Completion:
+    def _vend_one(self, run: RunPhase, attachment: Attachment, token: str) -> AnnouncementDetail | Completion:
         """The record's announcement once written; the Completion when the phase finished or our claim
         was taken over meanwhile (then the credentials are dropped unstored: they expire unused)."""
         scope = RunScope(run, attachment.integration_id)
@@ -197,7 +185,7 @@ class Vendor:
             if completion is not Completion.WRITTEN:
                 return completion
             metrics.add_metric(name="WorkerInstructions", unit=MetricUnit.Count, value=1)
-            return _ready(run, attachment, "worker", None)
+            return ready_detail(run, attachment, "worker", None)
 
         sealed = assume_and_seal(self.settings, scope, spec, attachment.trust)
         expires_at = sealed.expires_at
@@ -222,7 +210,7 @@ class Vendor:
             return completion
         metrics.add_metric(name="CredentialsVended", unit=MetricUnit.Count, value=1)
         logger.info("credentials vended", extra={"integration": attachment.integration_id, "expires_at": expires_at})
-        return _ready(run, attachment, "broker", expires_at)
+        return ready_detail(run, attachment, "broker", expires_at)
 
     def _session_mappings(
         self, scope: RunScope, spec: AssumeRoleSpec, access_key_id: str | None = None
@@ -231,7 +219,7 @@ class Vendor:
 
     def _record_failure(
         self, run: RunPhase, attachment: Attachment, token: str, failure: FinalRefusalError
-    ) -> BaseModel | Completion:
+    ) -> AnnouncementDetail | Completion:
         logger.warning(
             "final refusal: the run phase fails for this integration",
             extra={"integration": attachment.integration_id, "code": failure.code, "reason": failure.reason},
@@ -248,61 +236,4 @@ class Vendor:
             return completion
         metric = "CredentialsRefused" if isinstance(failure, RoleRefusedError) else "CredentialsKeyUnusable"
         metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
-        return _announcement_of(record)
-
-    def _announce(self, run: RunPhase, announcements: list[tuple[str, str, BaseModel]]) -> None:
-        """Publish, then mark each record announced. What could not be published is left unannounced with
-        its lease released, and raises: Lambda's retry (or the dead-letter queue) announces it."""
-        unpublished: list[tuple[str, str, BaseModel]] = []
-        for start in range(0, len(announcements), _PUT_EVENTS_BATCH):
-            batch = announcements[start : start + _PUT_EVENTS_BATCH]
-            for _attempt in range(3):
-                try:
-                    with classified("events", "PutEvents"):
-                        response = aws.events().put_events(Entries=[self._entry(d) for _, _, d in batch])  # type: ignore[misc]
-                except TransientAwsError:
-                    continue
-                failed = [a for a, r in zip(batch, response["Entries"], strict=True) if "ErrorCode" in r]
-                for announced in (a for a in batch if a not in failed):
-                    self.records.mark_announced(run, announced[0], announced[1])
-                batch = failed
-                if not batch:
-                    break
-            unpublished.extend(batch)
-        if unpublished:
-            for integration_id, token, _ in unpublished:
-                self.records.release_announcement(run, integration_id, token)
-            metrics.add_metric(name="AnnouncementsDeferred", unit=MetricUnit.Count, value=len(unpublished))
-            raise TransientAwsError(f"could not publish the run-phase events of {[i for i, _, _ in unpublished]}")
-
-    def _entry(self, detail: BaseModel) -> dict[str, Any]:
-        return {
-            "Source": BROKER_EVENT_SOURCE,
-            "DetailType": CREDENTIALS_READY if isinstance(detail, CredentialsReadyDetail) else CREDENTIALS_FAILED,
-            "Detail": detail.model_dump_json(),
-            "EventBusName": self.settings.event_bus_name,
-        }
-
-
-def _announcement_of(record: CredentialRecord) -> BaseModel:
-    """The Ready or Failed event a written record stands for (what a retry re-announces)."""
-    if record.status is RecordStatus.FAILED:
-        return CredentialsFailedDetail(
-            **record.model_dump(include={"account", "stack", "run_id", "phase", "integration_id"}),
-            reason=record.failure_reason or "",
-            code=record.failure_code or "",
-        )
-    return CredentialsReadyDetail(
-        **record.model_dump(include={"account", "stack", "run_id", "phase", "integration_id"}),
-        mode="worker" if record.status is RecordStatus.WORKER else "broker",
-        expires_at=record.expires_at,
-    )
-
-
-def _ready(run: RunPhase, attachment: Attachment, mode: str, expires_at: datetime | None) -> CredentialsReadyDetail:
-    return CredentialsReadyDetail(
-        **run.model_dump(),
-        integration_id=attachment.integration_id,
-        mode=mode,
-        expires_at=expires_at,
-    )
+        return announcement_of(record)
