@@ -9,6 +9,7 @@ from typing import Any
 from runcreds.dal.attachments import AttachmentsStore
 from runcreds.models.entities import VerificationStatus, utcnow
 from runcreds_cli.sigv4_client import ApiClient
+from runcreds_dev.faults import Request
 from runcreds_dev.stack import EmbeddedStack
 from tests.support import Tenant, apply_trust_policy, attach, create_integration, events_for, load_event, trust_policy
 
@@ -71,6 +72,39 @@ def test_a_role_that_breaks_after_attach_is_marked_broken_and_announced(
     fixed = attachments(api, tenant)[breaking]
     assert (fixed["status"], fixed["status_code"], fixed["status_reason"]) == ("ok", None, None)
     assert len(events_for(stack, tenant, FAILED)) == 1
+
+
+def test_an_announcement_throttled_throughout_is_logged_and_made_by_the_next_pass(
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+) -> None:
+    # Given an attachment whose role then loses sts:TagSession
+    role = make_role(f"{tenant.account}@*")
+    integration_id = create_integration(api, tenant, role)
+    assert attach(api, tenant, integration_id).status == 200
+    broker = stack.outputs["BrokerRoleArn"]
+    apply_trust_policy(
+        stack, role, trust_policy(broker, f"{tenant.account}@*", actions=("sts:AssumeRole", "sts:SetSourceIdentity"))
+    )
+    # and EventBridge throttling every PutEvents of the re-verification that carries it
+    key = stack.functions["ReverifyAttachmentsFunction"].environment["AWS_ACCESS_KEY_ID"]
+
+    def announcing_it(request: Request) -> bool:
+        return request.access_key == key and tenant.account.encode() in request.body
+
+    # When the scheduled re-verification runs
+    with stack.aws.faults.inject("events", "PutEvents", "ThrottlingException", when=announcing_it) as fault:
+        summary = reverify(stack)
+
+    # Then the run ends normally with the status recorded, after the publisher's three tries (botocore's
+    # four attempts each), and nothing was announced
+    assert summary["broken"] >= 1 and not summary["resumes"]
+    assert fault.hits == 3 * 4
+    assert attachments(api, tenant)[integration_id]["status"] == "broken"
+    assert events_for(stack, tenant, FAILED) == []
+    # and the next pass, with EventBridge back, announces it
+    reverify(stack)
+    (event,) = events_for(stack, tenant, FAILED)
+    assert (event["integration_id"], event["previous_status"]) == (integration_id, "broken")
 
 
 def test_worker_mode_attachments_are_not_reverified(
