@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 PUT_EVENTS_BATCH = 10  # EventBridge's limit of entries per request
 TRIES = 3
 BACKOFF_SECONDS = (0.1, 0.2)  # before the second and the third try
-_CALL_FAILED = "RequestFailed"  # the code given to each entry of a request that failed as a whole
+_REQUEST_FAILED = "RequestFailed"  # what each entry of a request that failed as a whole, transiently, gets
 
 
 @dataclass(frozen=True)
@@ -70,13 +70,14 @@ class EventPublisher:
         delivered (before the next request)."""
         published: Published[T] = Published()
         for start in range(0, len(items), PUT_EVENTS_BATCH):
-            batch = list(items[start : start + PUT_EVENTS_BATCH])
+            pending = list(items[start : start + PUT_EVENTS_BATCH])
             for attempt in range(TRIES):
                 if attempt:
                     self._sleep(BACKOFF_SECONDS[attempt - 1])
-                batch = self._send(batch, event_of, on_delivered, published, last_try=attempt == TRIES - 1)
-                if not batch:
+                pending = self._send(pending, event_of, on_delivered, published)
+                if not pending:
                     break
+            published.undelivered.extend(pending)  # still failing transiently after the last try
         return published
 
     def _send[T](
@@ -85,32 +86,20 @@ class EventPublisher:
         event_of: Callable[[T], BrokerEvent],
         on_delivered: Callable[[T], None] | None,
         published: Published[T],
-        *,
-        last_try: bool,
     ) -> list[T]:
         """One PutEvents of `batch`: what it delivered and what failed for good go into `published`; the
-        items failed transiently are returned (on the last try, they are undelivered too)."""
-        codes = self._put(batch, event_of)
-        retry: list[T] = []
-        for item, code in zip(batch, codes, strict=True):
+        items that failed transiently are returned."""
+        transient: list[T] = []
+        for item, code in zip(batch, self._put(batch, event_of), strict=True):
             if code is None:
                 published.delivered.append(item)
                 if on_delivered is not None:
                     on_delivered(item)
-            elif is_transient_code(code) or code == _CALL_FAILED:
-                retry.append(item)
+            elif code == _REQUEST_FAILED or is_transient_code(code):
+                transient.append(item)
             else:
                 published.undelivered.append(item)
-        failed = [code for code in codes if code is not None]
-        if failed:
-            logger.warning(
-                "events not delivered" + ("" if last_try else ", retrying the transient ones"),
-                extra={"error_codes": sorted(set(failed)), "count": len(failed)},
-            )
-        if last_try:
-            published.undelivered.extend(retry)
-            return []
-        return retry
+        return transient
 
     def _put[T](self, batch: list[T], event_of: Callable[[T], BrokerEvent]) -> list[str | None]:
         """Each entry's ErrorCode, None for a delivered one."""
@@ -129,6 +118,10 @@ class EventPublisher:
         try:
             with classified("events", "PutEvents"):
                 response = client.put_events(Entries=entries)
-        except TransientAwsError:
-            return [_CALL_FAILED] * len(batch)
-        return [answer.get("ErrorCode") for answer in response["Entries"]]
+        except TransientAwsError as error:
+            logger.warning("events not delivered", extra={"count": len(batch), "error": str(error)})
+            return [_REQUEST_FAILED] * len(batch)
+        codes = [answer.get("ErrorCode") for answer in response["Entries"]]
+        if failed := [code for code in codes if code is not None]:
+            logger.warning("events not delivered", extra={"count": len(failed), "error_codes": sorted(set(failed))})
+        return codes
