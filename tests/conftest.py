@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from moto import mock_aws
 
 from runcreds import aws
 from runcreds.logic.vend import handle_run_event
@@ -38,6 +39,16 @@ def stack() -> Iterator[EmbeddedStack]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture
+def moto_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """moto's in-process AWS for a unit test: fake keys, and no embedded endpoint an earlier test set."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    with mock_aws():
+        yield
 
 
 @pytest.fixture

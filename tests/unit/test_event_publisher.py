@@ -10,7 +10,6 @@ entries chosen fail with the code given (or the whole request does), the others 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +17,6 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
-from moto import mock_aws
 from pydantic import BaseModel
 
 from runcreds.logic.event_publisher import BrokerEvent, EventPublisher
@@ -92,21 +90,18 @@ class Bus:
 
 
 @pytest.fixture
-def bus(monkeypatch: pytest.MonkeyPatch) -> Iterator[Bus]:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(name, "testing")
-    with mock_aws():
-        moto = boto3.client("events", region_name=REGION)
-        moto.create_event_bus(Name=BUS)
-        sqs = boto3.client("sqs", region_name=REGION)
-        queue_url = sqs.create_queue(QueueName="announcements")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        moto.put_rule(Name="all", EventBusName=BUS, EventPattern=json.dumps({"source": ["runcreds.broker"]}))
-        moto.put_targets(Rule="all", EventBusName=BUS, Targets=[{"Id": "queue", "Arn": queue_arn}])
-        client = boto3.client("events", region_name=REGION)  # the publisher's, with the hook
-        flaky = FlakyPutEvents(moto)
-        client.meta.events.register("before-call.eventbridge.PutEvents", flaky)
-        yield Bus(client, flaky, sqs, queue_url, sleeps=[])
+def bus(moto_aws: None) -> Bus:
+    moto = boto3.client("events", region_name=REGION)
+    moto.create_event_bus(Name=BUS)
+    sqs = boto3.client("sqs", region_name=REGION)
+    queue_url = sqs.create_queue(QueueName="announcements")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    moto.put_rule(Name="all", EventBusName=BUS, EventPattern=json.dumps({"source": ["runcreds.broker"]}))
+    moto.put_targets(Rule="all", EventBusName=BUS, Targets=[{"Id": "queue", "Arn": queue_arn}])
+    client = boto3.client("events", region_name=REGION)  # the publisher's, with the hook
+    flaky = FlakyPutEvents(moto)
+    client.meta.events.register("before-call.eventbridge.PutEvents", flaky)
+    return Bus(client, flaky, sqs, queue_url, sleeps=[])
 
 
 def test_23_entries_are_sent_in_three_requests_of_at_most_ten(bus: Bus) -> None:

@@ -7,7 +7,6 @@ Real boto3 clients throughout: moto answers the conditions, botocore's Stubber t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -15,7 +14,6 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
-from moto import mock_aws
 
 from runcreds.dal.items import TableStore, to_item
 from runcreds.exceptions import ConditionFailedError, ConflictError, TransientAwsError
@@ -25,18 +23,15 @@ REGION = "us-east-1"
 
 
 @pytest.fixture
-def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[TableStore]:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(name, "testing")
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name=REGION)
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        yield TableStore(TABLE, client)
+def store(moto_aws: None) -> TableStore:
+    client = boto3.client("dynamodb", region_name=REGION)
+    client.create_table(
+        TableName=TABLE,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return TableStore(TABLE, client)
 
 
 def put_new(store: TableStore, thing_id: str, **values: Any) -> dict[str, Any]:
