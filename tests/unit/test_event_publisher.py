@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
-from botocore.awsrequest import AWSResponse
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
@@ -48,13 +48,13 @@ class FlakyPutEvents:
     request_codes: list[str] = field(default_factory=list)
     requests: list[list[int]] = field(default_factory=list)  # the entries (their n) of each request
 
-    def __call__(self, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+    def __call__(self, params: dict[str, Any], **_: Any) -> Any:  # a response here replaces the request's
         entries = json.loads(params["body"])["Entries"]
         self.requests.append([json.loads(e["Detail"])["n"] for e in entries])
         if self.request_codes:
             code = self.request_codes.pop(0)
             error = {"Error": {"Code": code, "Message": "injected"}, "ResponseMetadata": {"HTTPStatusCode": 400}}
-            return AWSResponse("https://events", 400, {}, None), error
+            return AWSResponse("https://events", 400, HTTPHeaders(), None), error
         failing = {n: self.entry_codes[n].pop(0) for n in self.requests[-1] if self.entry_codes.get(n)}
         passing = [e for e in entries if json.loads(e["Detail"])["n"] not in failing]
         through = iter(self.moto.put_events(Entries=passing)["Entries"] if passing else [])
@@ -63,7 +63,7 @@ class FlakyPutEvents:
             for n in self.requests[-1]
         ]
         body = {"FailedEntryCount": len(failing), "Entries": answers, "ResponseMetadata": {"HTTPStatusCode": 200}}
-        return AWSResponse("https://events", 200, {}, None), body
+        return AWSResponse("https://events", 200, HTTPHeaders(), None), body
 
 
 @dataclass
