@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from runcreds.exceptions import InvalidRunEventError
-from runcreds.logic.vend import parse_run_event
+from runcreds.models.events import parse_run_event
 from tests.support import EVENTS, load_event
 
 INVALID = sorted(p.name for p in (EVENTS / "invalid").glob("*.json"))

@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.parser import parse
-from pydantic import ValidationError
 
 from runcreds.dal.attachments import AttachmentsStore
 from runcreds.dal.audit_sessions import AuditSessionsStore
@@ -25,9 +23,8 @@ from runcreds.faults import classified
 from runcreds.logic.event_publisher import EventPublisher
 from runcreds.logic.run_announcements import Announcement, AnnouncementDetail, announce, announcement_of, ready_detail
 from runcreds.logic.sealing import assume_and_seal, session_mapping_puts
-from runcreds.models import problems
 from runcreds.models.entities import Attachment, CredentialRecord, RecordStatus
-from runcreds.models.events import PHASE_STARTED, RunPhaseEvent
+from runcreds.models.events import PHASE_STARTED, parse_run_event
 from runcreds.models.run import RunPhase
 from runcreds.observability import logger, metrics
 from runcreds.run_scope import AssumeRoleSpec, RunScope
@@ -46,20 +43,6 @@ class VendOutcome:
 
     def summary(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v}
-
-
-def parse_run_event(event: dict[str, Any]) -> RunPhaseEvent:
-    try:
-        return parse(event=event, model=RunPhaseEvent)
-    except (ValidationError, ValueError) as error:
-        raise InvalidRunEventError(f"invalid run-phase event: {_describe(error)}") from None
-
-
-def _describe(error: Exception) -> str:
-    cause = error.__cause__ or error
-    if isinstance(cause, ValidationError):
-        return problems(cause, "event")
-    return str(error)
 
 
 def handle_run_event(event: dict[str, Any], settings: VendSettings) -> dict[str, Any]:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
+from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
+from runcreds.exceptions import InvalidRunEventError
+from runcreds.models import problems
 from runcreds.models.run import Phase, RunPhase
 
 RUN_EVENT_SOURCE = "runcreds.runs"
@@ -28,6 +31,21 @@ class RunPhaseEvent(EventBridgeModel):
     source: Literal["runcreds.runs"]
     detail_type: Literal["Run Phase Started", "Run Phase Finished"] = Field(alias="detail-type")
     detail: RunPhaseDetail
+
+
+def parse_run_event(event: dict[str, Any]) -> RunPhaseEvent:
+    """The run-phase event, or InvalidRunEventError naming each problem (no AWS call is made first)."""
+    try:
+        return parse(event=event, model=RunPhaseEvent)
+    except (ValidationError, ValueError) as error:
+        raise InvalidRunEventError(f"invalid run-phase event: {_describe(error)}") from None
+
+
+def _describe(error: Exception) -> str:
+    cause = error.__cause__ or error
+    if isinstance(cause, ValidationError):
+        return problems(cause, "event")
+    return str(error)
 
 
 class CredentialsReadyDetail(BaseModel):
