@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from runcreds.aws import CLIENT_CONFIG
 from runcreds_cli.sigv4_client import ApiClient, ApiResponse
 from runcreds_dev.faults import Request, caller_is
@@ -123,16 +125,23 @@ def test_a_permission_the_deployment_lacks_is_a_500_with_a_message_not_a_502(
     assert fault.hits == 1  # an answer, not retried
 
 
+@pytest.mark.parametrize(
+    "why",
+    [
+        ["None", "ThrottlingError"],
+        # a condition failing among throttling is no answer yet: a retry gets one (not a 409 "changed meanwhile")
+        ["ThrottlingError", "ConditionalCheckFailed"],
+    ],
+    ids=["throttling", "throttling-and-a-condition"],
+)
 def test_a_cancelled_attach_transaction_is_503_and_attaches_nothing(
-    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str], why: list[str]
 ) -> None:
     # Given an integration whose role accepts the broker
     integration_id = create_integration(api, tenant, make_role(f"{tenant.account}@*"))
 
     # When DynamoDB cancels the attach's transaction because of throttling
-    reasons: dict[str, object] = {
-        "CancellationReasons": [{"Code": "None"}, {"Code": "ThrottlingError", "Message": "throttled"}]
-    }
+    reasons: dict[str, object] = {"CancellationReasons": [{"Code": code, "Message": "m"} for code in why]}
     with stack.aws.faults.inject(
         "dynamodb",
         "TransactWriteItems",
