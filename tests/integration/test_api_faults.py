@@ -5,6 +5,7 @@ retries run as against AWS): throttling and 5xx become a 503 with Retry-After an
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -155,3 +156,30 @@ def test_a_cancelled_attach_transaction_is_503_and_attaches_nothing(
     assert_retry_later(response)
     assert fault.hits >= 1
     assert api.get(f"/accounts/{tenant.account}/stacks/{tenant.stack}/integrations").body == {"attachments": []}
+
+
+def test_the_stage_throttle_of_the_template_answers_429_before_any_function_runs(
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the stage throttled to a burst of 2 and 1 request a second (the template's parameters)
+    function = stack.functions["AttachApiFunction"]
+    invocations: list[dict[str, Any]] = []
+    invoke = function.invoke
+
+    def counted(event: dict[str, Any]) -> Any:
+        invocations.append(event)
+        return invoke(event)
+
+    monkeypatch.setattr(function, "invoke", counted)
+    stack.update({"ApiRateLimit": "1", "ApiBurstLimit": "2"})
+    try:
+        # When 5 requests come at once
+        answers = [api.get(f"/accounts/{tenant.account}/integrations").status for _ in range(5)]
+    finally:
+        stack.update({"ApiRateLimit": "100", "ApiBurstLimit": "200"})
+
+    # Then the burst is served and the rest is API Gateway's 429, which the function never saw
+    assert answers[:2] == [200, 200] and answers.count(429) >= 2
+    assert len(invocations) == answers.count(200)
+    # and with the deployed defaults the same burst is served whole
+    assert {api.get(f"/accounts/{tenant.account}/integrations").status for _ in range(5)} == {200}
