@@ -12,7 +12,7 @@ from typing import Any
 from runcreds.models.run import Phase, RunPhase
 from runcreds.run_scope import RunScope
 from runcreds_dev.stack import EmbeddedStack
-from runcreds_dev.template import ACCOUNT_ID
+from runcreds_dev.template import ACCOUNT_ID, Template, find_template
 from tests.support import Tenant, load_event, record_items
 
 
@@ -132,3 +132,11 @@ def forward(stack: EmbeddedStack, events: list[dict[str, Any]], bus: str | None 
         if e not in own:
             stack.deliver_forwarded(e, e["detail"]["recipientAccountId"])
     stack.sqs_poller.drain()
+
+
+def template_table(client: Any, logical_id: str) -> str:
+    """Creates (in moto) the table `logical_id` of template.yaml, keys and indexes as declared; its name."""
+    props = Template(find_template()).resources[logical_id]["Properties"]
+    request = {k: props[k] for k in ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes") if k in props}
+    client.create_table(TableName=logical_id, BillingMode="PAY_PER_REQUEST", **request)
+    return logical_id
