@@ -101,8 +101,8 @@ def test_the_stack_window_defaults_to_the_seven_days_before_until_and_until_to_n
     # Given events of the stack 9 and 5 days ago, and an hour ago
     old, recent, latest = index_events(index, "run-1", timedelta(days=9), timedelta(days=5), timedelta(hours=1))
 
-    def shown(**window: datetime) -> list[str]:
-        return [item["event_id"] for item in service.stack_events("acme", "net", 100, **window).items]
+    def shown(since: datetime | None = None, until: datetime | None = None) -> list[str]:
+        return [item["event_id"] for item in service.stack_events("acme", "net", 100, since, until).items]
 
     # Then no window is the last 7 days; only `until` the 7 days before it; only `since`, since then until now
     assert shown() == [recent, latest]
