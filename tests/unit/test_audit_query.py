@@ -6,9 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from runcreds.dal.audit_index import AuditIndexStore
 from runcreds.dal.keys import audit_run_key, event_key, event_time_key, stack_key
@@ -21,11 +19,8 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 @pytest.fixture
 def index(monkeypatch: pytest.MonkeyPatch) -> Iterator[AuditIndexStore]:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(name, "testing")
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        yield AuditIndexStore(template_table(client, "AuditIndexTable"), client)
+    with template_table(monkeypatch, "AuditIndexTable") as (client, table):
+        yield AuditIndexStore(table, client)
 
 
 @pytest.fixture

@@ -8,9 +8,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from runcreds.dal.audit_sessions import AuditSessionsStore
 from runcreds.dal.keys import access_key_key, role_session_key
@@ -39,11 +37,8 @@ class CountingSessions(AuditSessionsStore):
 
 @pytest.fixture
 def sessions(monkeypatch: pytest.MonkeyPatch) -> Iterator[CountingSessions]:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(name, "testing")
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        store = CountingSessions(template_table(client, "AuditSessionsTable"), client)
+    with template_table(monkeypatch, "AuditSessionsTable") as (client, table):
+        store = CountingSessions(table, client)
         store.queries = []
         yield store
 
