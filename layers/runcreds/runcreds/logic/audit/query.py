@@ -66,6 +66,8 @@ def _now() -> datetime:
 
 @dataclass
 class AuditQueryService:
+    """The audit routes' questions of the index (read-only), each answered with one page."""
+
     index: AuditIndexStore
     clock: Callable[[], datetime] = field(default=_now)
 
