@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runcreds import aws
-from runcreds.logic.audit_index import AuditIndexer
+from runcreds.logic.audit.ingest import AuditIndexer
 from runcreds.logic.vend import handle_run_event
 from runcreds.observability import metrics
 from runcreds.routes.attach import app as attach_app
