@@ -123,7 +123,7 @@ def main() -> int:
     warnings.filterwarnings("ignore", message="No application metrics to publish")
 
     from runcreds.dal.audit_index import AuditIndexStore
-    from runcreds.logic.audit_index import AuditIndexer
+    from runcreds.logic.audit.ingest import AuditIndexer
     from runcreds.observability import metrics
     from runcreds.settings import AuditIndexerSettings
     from runcreds_dev.stack import EmbeddedStack

@@ -1,18 +1,26 @@
-"""Helpers of the audit tests: CloudTrail records from events/audit/, re-addressed to a test's run."""
+"""Helpers of the audit tests: CloudTrail records from events/audit/, re-addressed to a test's run; the
+audit tables of template.yaml in moto, for unit tests."""
 
 from __future__ import annotations
 
 import copy
 import json
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
 
 from runcreds.models.run import Phase, RunPhase
 from runcreds.run_scope import RunScope
 from runcreds_dev.stack import EmbeddedStack
-from runcreds_dev.template import ACCOUNT_ID
+from runcreds_dev.template import ACCOUNT_ID, Template, find_template
 from tests.support import Tenant, load_event, record_items
 
 
@@ -132,3 +140,22 @@ def forward(stack: EmbeddedStack, events: list[dict[str, Any]], bus: str | None 
         if e not in own:
             stack.deliver_forwarded(e, e["detail"]["recipientAccountId"])
     stack.sqs_poller.drain()
+
+
+@cache
+def _template_resources() -> dict[str, dict[str, Any]]:
+    return Template(find_template()).resources
+
+
+@contextmanager
+def template_table(monkeypatch: pytest.MonkeyPatch, logical_id: str) -> Iterator[tuple[Any, str]]:
+    """Template.yaml's table `logical_id` (keys and indexes as declared) in moto's DynamoDB: a client of
+    it and its name."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    props = _template_resources()[logical_id]["Properties"]
+    request = {k: props[k] for k in ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes") if k in props}
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(TableName=logical_id, BillingMode="PAY_PER_REQUEST", **request)
+        yield client, logical_id

@@ -19,10 +19,34 @@ from runcreds_dev.template import ACCOUNT_ID, ApiRoute
 STAGE = "v1"
 
 
+TOO_MANY_REQUESTS = "Too Many Requests"
+
+
+class TokenBucket:
+    """API Gateway's throttle: `burst` requests at once, refilled at `rate` a second."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self._tokens = float(burst)
+        self._at = time.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            if self._tokens < 1:
+                return False
+            self._tokens -= 1
+            return True
+
+
 class LocalApiGateway:
     def __init__(self, port: int = 0) -> None:
         self.port = port
         self.routes: list[tuple[ApiRoute, re.Pattern[str], LocalFunction]] = []
+        self.throttle: TokenBucket | None = None  # the stage's, from the template (EmbeddedStack.start)
         self._server: BaseWSGIServer | None = None
 
     def add(self, route: ApiRoute, function: LocalFunction) -> None:
@@ -70,6 +94,8 @@ class LocalApiGateway:
                 return deny(403, refusal.message)
         if found is None:
             return deny(403, MISSING_TOKEN)
+        if self.throttle is not None and not self.throttle.take():
+            return deny(429, TOO_MANY_REQUESTS)  # as API Gateway: before the function runs
         route, match, function = found
         body = request.get_data(as_text=True)
         event = {

@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 from moto.iam.models import iam_backends
 
-from runcreds_dev.api_gateway import LocalApiGateway
+from runcreds_dev.api_gateway import LocalApiGateway, TokenBucket
 from runcreds_dev.embedded_aws import EmbeddedAws, internal
 from runcreds_dev.event_router import EventRouter
 from runcreds_dev.lambda_runtime import LocalFunction
@@ -90,6 +90,7 @@ class EmbeddedStack:
         self.router = EventRouter(internal(self.client("sqs")))
         self.aws.front_door.on_put_events = self.router.on_put_events
         self.sqs_poller = SqsPoller(internal(self.client("sqs")))
+        self._throttle_api()
         for logical_id, spec in self.template.functions().items():
             function = LocalFunction(spec, self._environment(spec), self.logs)
             self.functions[logical_id] = function
@@ -119,7 +120,12 @@ class EmbeddedStack:
             if spec.environment != function.spec.environment:
                 function.stop()
                 function.spec, function.environment = spec, self._environment(spec)
+        self._throttle_api()
         self.outputs = {**self.template.outputs(), "ApiUrl": self.api.url}
+
+    def _throttle_api(self) -> None:
+        throttle = self.template.api_throttle()
+        self.api.throttle = TokenBucket(*throttle) if throttle else None
 
     def stop(self) -> None:
         if hasattr(self, "sqs_poller"):

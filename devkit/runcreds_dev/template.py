@@ -237,5 +237,17 @@ class Template:
                 dirs.append(self.root / resource["Properties"]["ContentUri"])
         return dirs
 
+    def api_throttle(self) -> tuple[float, int] | None:
+        """The REST API stage's throttle (its MethodSettings for every path and method): requests a
+        second and the burst, as the parameters resolve them; None without one."""
+        for resource in self.resources.values():
+            if resource["Type"] != "AWS::Serverless::Api":
+                continue
+            for setting in resource["Properties"].get("MethodSettings", []):
+                if (setting.get("ResourcePath"), setting.get("HttpMethod")) == ("/*", "*"):
+                    rate = float(self.resolve(setting["ThrottlingRateLimit"]))
+                    return rate, int(self.resolve(setting["ThrottlingBurstLimit"]))
+        return None
+
     def outputs(self) -> dict[str, str]:
         return {name: str(self.resolve(o["Value"])) for name, o in self.body.get("Outputs", {}).items()}

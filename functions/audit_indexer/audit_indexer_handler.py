@@ -4,7 +4,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from runcreds.logic.audit_index import handle_sqs_batch
+from runcreds.logic.audit.ingest import handle_sqs_batch
 from runcreds.observability import logger, metrics, tracer
 from runcreds.settings import AuditIndexerSettings
 

@@ -5,6 +5,9 @@ retries run as against AWS): throttling and 5xx become a 503 with Retry-After an
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
+
+import pytest
 
 from runcreds.aws import CLIENT_CONFIG
 from runcreds_cli.sigv4_client import ApiClient, ApiResponse
@@ -123,16 +126,23 @@ def test_a_permission_the_deployment_lacks_is_a_500_with_a_message_not_a_502(
     assert fault.hits == 1  # an answer, not retried
 
 
+@pytest.mark.parametrize(
+    "why",
+    [
+        ["None", "ThrottlingError"],
+        # a condition failing among throttling is no answer yet: a retry gets one (not a 409 "changed meanwhile")
+        ["ThrottlingError", "ConditionalCheckFailed"],
+    ],
+    ids=["throttling", "throttling-and-a-condition"],
+)
 def test_a_cancelled_attach_transaction_is_503_and_attaches_nothing(
-    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str], why: list[str]
 ) -> None:
     # Given an integration whose role accepts the broker
     integration_id = create_integration(api, tenant, make_role(f"{tenant.account}@*"))
 
     # When DynamoDB cancels the attach's transaction because of throttling
-    reasons: dict[str, object] = {
-        "CancellationReasons": [{"Code": "None"}, {"Code": "ThrottlingError", "Message": "throttled"}]
-    }
+    reasons: dict[str, object] = {"CancellationReasons": [{"Code": code, "Message": "m"} for code in why]}
     with stack.aws.faults.inject(
         "dynamodb",
         "TransactWriteItems",
@@ -146,3 +156,30 @@ def test_a_cancelled_attach_transaction_is_503_and_attaches_nothing(
     assert_retry_later(response)
     assert fault.hits >= 1
     assert api.get(f"/accounts/{tenant.account}/stacks/{tenant.stack}/integrations").body == {"attachments": []}
+
+
+def test_the_stage_throttle_of_the_template_answers_429_before_any_function_runs(
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the stage throttled to a burst of 2 and 1 request a second (the template's parameters)
+    function = stack.functions["AttachApiFunction"]
+    invocations: list[dict[str, Any]] = []
+    invoke = function.invoke
+
+    def counted(event: dict[str, Any]) -> Any:
+        invocations.append(event)
+        return invoke(event)
+
+    monkeypatch.setattr(function, "invoke", counted)
+    stack.update({"ApiRateLimit": "1", "ApiBurstLimit": "2"})
+    try:
+        # When 5 requests come at once
+        answers = [api.get(f"/accounts/{tenant.account}/integrations").status for _ in range(5)]
+    finally:
+        stack.update({"ApiRateLimit": "100", "ApiBurstLimit": "200"})
+
+    # Then the burst is served and the rest is API Gateway's 429, which the function never saw
+    assert answers[:2] == [200, 200] and answers.count(429) >= 2
+    assert len(invocations) == answers.count(200)
+    # and with the deployed defaults the same burst is served whole
+    assert {api.get(f"/accounts/{tenant.account}/integrations").status for _ in range(5)} == {200}

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from runcreds import aws
-from runcreds.logic.audit_index import AuditIndexer
+from runcreds.logic.audit.ingest import AuditIndexer
 from runcreds.settings import AuditIndexerSettings
 from tests.audit_support import VendedSession, as_session, at, record
 from tests.integration import test_audit

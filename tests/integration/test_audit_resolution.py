@@ -10,7 +10,8 @@ import pytest
 
 from runcreds.dal.audit_index import AuditIndexStore
 from runcreds.dal.audit_sessions import AuditSessionsStore
-from runcreds.logic.audit_index import CLOCK_SKEW_SECONDS, Dropped, Resolution, SessionResolver, parse_record
+from runcreds.logic.audit.ingest import parse_record
+from runcreds.logic.audit.resolution import CLOCK_SKEW_SECONDS, Dropped, Resolution, SessionResolver
 from runcreds.models.audit import CloudTrailDetail, SessionMapping
 from runcreds.models.run import Phase
 from runcreds_dev.stack import EmbeddedStack

@@ -118,6 +118,9 @@ def test_kms_refusing_the_key_fails_the_phase_with_its_code_at_once(
     assert not dead_letters_of(stack, tenant)
 
 
+MIXED_REASONS = [{"Code": "None"}, {"Code": "ConditionalCheckFailed"}, {"Code": "ThrottlingError"}]
+
+
 @pytest.mark.parametrize(
     ("service", "action", "code", "status", "options"),
     [
@@ -131,8 +134,22 @@ def test_kms_refusing_the_key_fails_the_phase_with_its_code_at_once(
             400,
             {"times": 1, "answer": {"CancellationReasons": [{"Code": "TransactionConflict"}, {"Code": "None"}]}},
         ),
+        (  # the record's write (after the claim) cancelled for a condition AND throttling: no answer yet, so
+            # the claim must be released for the retry, not left to make the retry a "duplicate"
+            "dynamodb",
+            "TransactWriteItems",
+            "TransactionCanceledException",
+            400,
+            {"times": 1, "after": 1, "answer": {"CancellationReasons": MIXED_REASONS}},
+        ),
     ],
-    ids=["kms-throttling", "kms-internal-error", "dynamodb-throttling", "dynamodb-transaction-conflict"],
+    ids=[
+        "kms-throttling",
+        "kms-internal-error",
+        "dynamodb-throttling",
+        "dynamodb-transaction-conflict",
+        "dynamodb-completion-cancelled-by-a-condition-and-throttling",
+    ],
 )
 def test_a_transient_fault_for_one_invocation_is_retried_to_delivery(
     stack: EmbeddedStack,

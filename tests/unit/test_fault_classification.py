@@ -38,6 +38,9 @@ def cancelled(*reasons: str) -> ClientError:
         client_error("SomethingNew", 503),  # any 5xx
         cancelled("None", "ThrottlingError"),
         cancelled("TransactionConflict", "None"),
+        # a condition failing among throttling or a conflict is no answer yet: the retry gets one
+        cancelled("ConditionalCheckFailed", "TransactionConflict"),
+        cancelled("ThrottlingError", "ConditionalCheckFailed"),
         EndpointConnectionError(endpoint_url="https://dynamodb"),
         ReadTimeoutError(endpoint_url="https://kms"),
     ],
@@ -57,7 +60,7 @@ def test_throttling_5xx_and_lost_connections_are_transient(error: Exception) -> 
         client_error("NotFoundException"),
         client_error("ResourceNotFoundException"),
         cancelled("ConditionalCheckFailed", "None"),
-        cancelled("ConditionalCheckFailed", "TransactionConflict"),  # a condition failed: retrying won't help
+        cancelled("ConditionalCheckFailed", "ValidationError"),  # a bug, not a moment
         cancelled(),
         ValueError("not AWS"),
     ],

@@ -26,7 +26,8 @@ from botocore.client import BaseClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runcreds.logic.audit_index import AuditIndexer
+from runcreds import aws
+from runcreds.logic.audit.ingest import AuditIndexer
 from runcreds.logic.vend import handle_run_event
 from runcreds.observability import metrics
 from runcreds.routes.attach import app as attach_app
@@ -90,7 +91,11 @@ def aws_calls(request: pytest.FixtureRequest) -> Iterator[AwsCalls]:
         for name, value in ENV.items():
             patch.setenv(name, value)
         patch.setattr(BaseClient, "_make_api_call", refuse)
-        yield seen
+        aws.reset_clients()  # clients cached by earlier tests know another endpoint
+        try:
+            yield seen
+        finally:
+            aws.reset_clients()  # and ours, built for port 9, must not outlive this module
     counts = ", ".join(f"{name} {count}" for name, count in sorted(CASES.items()))
     capture: Any = request.config.pluginmanager.get_plugin("capturemanager")
     with capture.global_and_fixture_disabled():

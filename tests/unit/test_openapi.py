@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from samtranslator.yaml_helper import yaml_parse
 
@@ -34,3 +35,30 @@ def test_the_document_covers_every_route_of_the_template() -> None:
 
     # Then each route is documented, and nothing else is
     assert documented == routes
+
+
+def _route_table() -> dict[tuple[str, str], set[str]]:
+    """docs/interface.md's route table: (method, path) → every status it says the route answers."""
+    rows: dict[tuple[str, str], set[str]] = {}
+    for line in (ROOT / "docs" / "interface.md").read_text().splitlines():
+        route = re.match(r"\| `(GET|POST|PUT|PATCH|DELETE) (/[^`]*)` \|", line)
+        if route:
+            method, path = route.groups()
+            answers = line.split(" | ", 2)[2]  # after the route and its input: success and other answers
+            rows[(method.lower(), path)] = set(re.findall(r"\b[1-5]\d\d\b", answers))
+    return rows
+
+
+def test_every_answer_the_interface_page_promises_is_in_the_document() -> None:
+    # Given the answers the interface page lists per route, and those it says every route may give
+    table = _route_table()
+    everywhere = {"400", "404", "503"}
+    paths = json.loads(COMMITTED.read_text())["paths"]
+
+    # Then the document declares each of them for its route (a client generated from it knows them all)
+    assert len(table) == sum(len(operations) for operations in paths.values())
+    missing = {
+        f"{method.upper()} {path}": sorted((statuses | everywhere) - set(paths[path][method]["responses"]))
+        for (method, path), statuses in table.items()
+    }
+    assert {route: codes for route, codes in missing.items() if codes} == {}

@@ -93,7 +93,7 @@ def test_a_transaction_cancelled_by_a_condition_says_which_item_failed(store: Ta
     with pytest.raises(ConditionFailedError) as raised:
         store.transact_write_items(items)
     assert raised.value.reasons == ("None", "ConditionalCheckFailed")
-    assert raised.value.failed == [1] and raised.value.only_conditions
+    assert raised.value.failed == [1]
     assert "Item" not in store.client.get_item(TableName=TABLE, Key=to_item({"id": "c"}))  # all or nothing
 
 
@@ -148,14 +148,19 @@ def test_a_transaction_cancelled_by_throttling_or_a_conflict_is_transient(
         transact(store)
 
 
-def test_a_condition_failing_among_other_reasons_is_a_condition_failure_that_says_so(store: TableStore) -> None:
-    cancelled = reasons("ConditionalCheckFailed", "TransactionConflict")
+@pytest.mark.parametrize(
+    "why", [("ConditionalCheckFailed", "TransactionConflict"), ("None", "ThrottlingError", "ConditionalCheckFailed")]
+)
+def test_a_condition_failing_among_throttling_or_a_conflict_is_no_answer_yet_but_transient(
+    store: TableStore, why: tuple[str, ...]
+) -> None:
+    cancelled = reasons(*why)
     with (
         stubbed(store, "transact_write_items", "TransactionCanceledException", **cancelled),
-        pytest.raises(ConditionFailedError) as raised,
+        pytest.raises(TransientAwsError) as raised,
     ):
         transact(store)
-    assert raised.value.failed == [0] and not raised.value.only_conditions
+    assert "TransactWriteItems" in str(raised.value)
 
 
 @pytest.mark.parametrize(
@@ -165,6 +170,7 @@ def test_a_condition_failing_among_other_reasons_is_a_condition_failure_that_say
         ("update_item", "AccessDeniedException", {}),
         ("update_item", "ResourceNotFoundException", {}),
         ("transact_write_items", "TransactionCanceledException", reasons("ValidationError", "None")),
+        ("transact_write_items", "TransactionCanceledException", reasons("ValidationError", "ConditionalCheckFailed")),
     ],
 )
 def test_anything_else_propagates_as_dynamodb_raised_it(

@@ -40,11 +40,6 @@ class ConditionFailedError(ConflictError):
         """The positions of the transaction's items whose condition failed."""
         return [i for i, code in enumerate(self.reasons) if code == self.CONDITION]
 
-    @property
-    def only_conditions(self) -> bool:
-        """Whether failed conditions are the transaction's only reasons (none was also throttled, ...)."""
-        return all(code in ("None", self.CONDITION) for code in self.reasons)
-
 
 class VerificationFailedError(RuncredsError):
     """The customer's role refused the broker: the 422 of the attach route."""

@@ -79,8 +79,11 @@ def is_transient(error: BaseException) -> bool:
     status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500))
     code = error_code(error)
     if code == "TransactionCanceledException":
-        # Transient only when every reason is (a failed condition among them is an answer).
-        reasons = {str(r.get("Code", "None")) for r in error.response.get("CancellationReasons", [])} - {"None"}
+        # Transient when its reasons, failed conditions aside, are all transient: a condition failing
+        # beside throttling or a conflicting transaction is no answer yet (the conflict may be changing
+        # the very item), and the retry gets one. Failed conditions alone are an answer.
+        reasons = {str(r.get("Code", "None")) for r in error.response.get("CancellationReasons", [])}
+        reasons -= {"None", "ConditionalCheckFailed"}
         return bool(reasons) and reasons <= TRANSIENT_CANCELLATIONS
     return is_transient_code(code) or status >= 500
 

@@ -7,8 +7,6 @@ and time) overwrites itself. GSI `by-stack`: `stack_key` = `<account>#<stack>` w
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import time
 from dataclasses import dataclass
@@ -17,8 +15,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from runcreds.dal.items import TableStore, from_item, to_item
-from runcreds.dal.keys import EVENT_KEY, audit_run_key, stack_key
-from runcreds.exceptions import InvalidRequestError
+from runcreds.dal.keys import audit_run_key, stack_key
 
 STACK_INDEX = "by-stack"
 BATCH_WRITE_MAX = 25
@@ -28,33 +25,11 @@ MAX_QUERIES_PER_PAGE = 8
 
 
 @dataclass
-class Page:
+class IndexPage:
+    """Up to a page of items, and the key to start the next Query after (None: the last page)."""
+
     items: list[dict[str, Any]]
-    next_token: str | None
-
-
-def encode_token(last_key: dict[str, Any]) -> str:
-    plain = {k: v["S"] for k, v in sorted(last_key.items())}
-    return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
-def decode_token(token: str, expected: dict[str, str], account: str) -> dict[str, Any]:
-    """The ExclusiveStartKey in `token`, if it is one this query could have produced: the same
-    partition, the same account, well-formed keys. Anything else is the caller's error (400)."""
-    invalid = InvalidRequestError("invalid next_token: pass the next_token of the previous page unchanged")
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        plain = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
-    except (ValueError, UnicodeDecodeError, binascii.Error, RecursionError):
-        raise invalid from None
-    wanted = {"run_key", "event_key", *expected}
-    if not isinstance(plain, dict) or set(plain) != wanted or not all(isinstance(v, str) for v in plain.values()):
-        raise invalid
-    if any(plain[k] != v for k, v in expected.items()) or not plain["run_key"].startswith(f"{account}#"):
-        raise invalid
-    if not EVENT_KEY.match(plain["event_key"]):
-        raise invalid
-    return {k: {"S": v} for k, v in plain.items()}
+    last_key: dict[str, Any] | None
 
 
 class AuditIndexStore(TableStore):
@@ -84,7 +59,7 @@ class AuditIndexStore(TableStore):
             failed.extend(pending)
         return failed
 
-    def _page(self, request: dict[str, Any], limit: int, filtered: bool) -> Page:
+    def _page(self, request: dict[str, Any], limit: int, filtered: bool) -> IndexPage:
         items: list[dict[str, Any]] = []
         last_key: dict[str, Any] | None = None
         for _ in range(MAX_QUERIES_PER_PAGE if filtered else 1):
@@ -94,7 +69,7 @@ class AuditIndexStore(TableStore):
             if last_key is None or len(items) >= limit:
                 break
             request["ExclusiveStartKey"] = last_key
-        return Page(items, encode_token(last_key) if last_key else None)
+        return IndexPage(items, last_key)
 
     def run_events(
         self,
@@ -104,7 +79,7 @@ class AuditIndexStore(TableStore):
         start_key: dict[str, Any] | None = None,
         event_source: str | None = None,
         errors_only: bool = False,
-    ) -> Page:
+    ) -> IndexPage:
         filters: list[str] = []
         values = {":run": audit_run_key(account, run_id)}
         if event_source:
@@ -131,7 +106,7 @@ class AuditIndexStore(TableStore):
         since: str,
         until: str,
         start_key: dict[str, Any] | None = None,
-    ) -> Page:
+    ) -> IndexPage:
         request: dict[str, Any] = {
             "TableName": self.table_name,
             "IndexName": STACK_INDEX,

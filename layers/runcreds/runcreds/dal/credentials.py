@@ -84,9 +84,7 @@ class CredentialsStore(TableStore):
         """Writes `items` (the phase check first); None when written, else which conditions failed."""
         try:
             self.transact_write_items(items)
-        except ConditionFailedError as failure:
-            if not failure.only_conditions:  # also throttled or in conflict: no answer yet
-                raise
+        except ConditionFailedError as failure:  # conditions only (also throttled: TransientAwsError)
             return [code == failure.CONDITION for code in failure.reasons]
         return None
 

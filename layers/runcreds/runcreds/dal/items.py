@@ -2,9 +2,9 @@
 
 The stores write through TableStore's put_item, update_item, delete_item and transact_write_items, which
 translate DynamoDB's errors once for all of them: a condition that failed (ConditionalCheckFailedException,
-or a transaction cancelled with a ConditionalCheckFailed reason) is ConditionFailedError, an answer for the
-store to turn into its own; throttling, 5xx, timeouts and transaction conflicts are TransientAwsError
-(runcreds.faults decides which); anything else propagates unchanged.
+or a transaction cancelled for failed conditions only) is ConditionFailedError, an answer for the store to
+turn into its own; throttling, 5xx, timeouts and transaction conflicts, with or without a failed condition
+beside them, are TransientAwsError (runcreds.faults decides which); anything else propagates unchanged.
 """
 
 from __future__ import annotations
@@ -47,16 +47,17 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
     return {k: _plain(_deserializer.deserialize(v)) for k, v in item.items()}
 
 
-def condition_failure(error: ClientError) -> ConditionFailedError | None:
-    """The failed condition `error` reports, if that is what it reports."""
-    operation = str(getattr(error, "operation_name", "") or "write")
+def condition_failure(error: ClientError, operation: str) -> ConditionFailedError | None:
+    """The failed condition `error` reports, if that is all it reports. A transaction cancelled for a
+    condition and also for throttling or a conflict has no answer yet: it is left to the classification
+    (transient), and the retry gets the answer."""
     code = error_code(error)
     if code == "ConditionalCheckFailedException":
         stored: dict[str, Any] | None = error.response.get("Item")  # type: ignore[assignment]
         return ConditionFailedError(operation, item=from_item(stored) if stored else None)
     if code == "TransactionCanceledException":
         reasons = tuple(str(r.get("Code") or "None") for r in error.response.get("CancellationReasons", []))
-        if ConditionFailedError.CONDITION in reasons:
+        if ConditionFailedError.CONDITION in reasons and set(reasons) <= {"None", ConditionFailedError.CONDITION}:
             return ConditionFailedError(operation, reasons=reasons)
     return None
 
@@ -110,7 +111,7 @@ class TableStore:
             try:
                 return dict(call(**request))
             except ClientError as error:
-                failure = condition_failure(error)
+                failure = condition_failure(error, operation)
                 if failure is None:
                     raise  # classified: transient or not
                 raise failure from None

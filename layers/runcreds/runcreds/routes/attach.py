@@ -142,7 +142,7 @@ def get_trust_policy(
 @app.put(
     "/accounts/<account>/stacks/<stack>/integrations/<integration_id>",
     summary="Attach an integration to a stack (verified: the broker assumes the role as a vend would)",
-    responses=http.responses(200, AttachmentOut, "the attachment", 415, 422, 429, 503),
+    responses=http.responses(200, AttachmentOut, "the attachment", 409, 415, 422, 429, 503),
 )
 def attach_integration(
     account: Account, stack: Stack, integration_id: IntegrationIdPath, body: Annotated[AttachRequest, Body()]

@@ -2,22 +2,23 @@
 
 A separate resolver from runcreds.routes.attach because it runs in its own function (AuditApiFunction)
 with a read-only role on the audit index. Errors are mapped by `runcreds.routes.shared`, as for the
-attach routes: 4xx with a `message`, bad input never a 5xx, and the account in the path bounds every
-Query (a pagination token is checked to belong to the same partition, so a tampered one is a 400, never
-another account's data).
+attach routes: 4xx with a `message`, bad input never a 5xx. The routes read the query parameters and
+build the answer; runcreds.logic.audit.query decides the Query, where the account in the path bounds
+every one (a pagination token is checked to belong to the same partition, so a tampered one is a 400,
+never another account's data).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
-from runcreds.dal.audit_index import AuditIndexStore, Page, decode_token
-from runcreds.dal.keys import audit_run_key, event_time_key, stack_key
+from runcreds.dal.audit_index import AuditIndexStore
 from runcreds.exceptions import InvalidRequestError
+from runcreds.logic.audit.query import AuditQueryService, Page
 from runcreds.models.audit import parse_event_time
 from runcreds.models.bodies import AuditEventOut, AuditPage
 from runcreds.models.run import RUN_ID_PATTERN
@@ -27,7 +28,6 @@ from runcreds.settings import AuditApiSettings
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
-DEFAULT_STACK_WINDOW = timedelta(days=7)
 
 app = APIGatewayRestResolver(enable_validation=True)
 
@@ -37,8 +37,8 @@ NextToken = Annotated[str | None, Query(min_length=1, max_length=4096, descripti
 Timestamp = Annotated[str | None, Query(max_length=64, description="ISO 8601 time (UTC unless it says otherwise)")]
 
 
-def store() -> AuditIndexStore:
-    return AuditIndexStore(AuditApiSettings.from_env().index_table)
+def service() -> AuditQueryService:
+    return AuditQueryService(AuditIndexStore(AuditApiSettings.from_env().index_table))
 
 
 http.map_errors(app)
@@ -48,9 +48,9 @@ def _body(page: Page) -> AuditPage:
     return AuditPage(events=[AuditEventOut.model_validate(item) for item in page.items], next_token=page.next_token)
 
 
-def _time_bound(value: str | None, name: str, default: datetime) -> datetime:
+def _time(value: str | None, name: str) -> datetime | None:
     if value is None:
-        return default
+        return None
     try:
         when = parse_event_time(value)
     except ValueError:
@@ -74,10 +74,7 @@ def run_audit(
     limit: Limit = DEFAULT_PAGE,
     next_token: NextToken = None,
 ) -> AuditPage:
-    start = decode_token(next_token, {"run_key": audit_run_key(account, run_id)}, account) if next_token else None
-    page = store().run_events(
-        account, run_id, limit, start_key=start, event_source=event_source, errors_only=errors_only
-    )
+    page = service().run_events(account, run_id, limit, next_token, event_source=event_source, errors_only=errors_only)
     return _body(page)
 
 
@@ -95,12 +92,6 @@ def stack_audit(
     limit: Limit = DEFAULT_PAGE,
     next_token: NextToken = None,
 ) -> AuditPage:
-    until_time = _time_bound(until, "until", datetime.now(UTC))
-    since_time = _time_bound(since, "since", max(until_time - DEFAULT_STACK_WINDOW, datetime(1970, 1, 1, tzinfo=UTC)))
-    since_key, until_key = event_time_key(since_time), event_time_key(until_time)
-    if since_key > until_key:
-        raise InvalidRequestError("invalid time range: since must not be later than until")
-    start = decode_token(next_token, {"stack_key": stack_key(account, stack)}, account) if next_token else None
-    if start and not since_key <= start["event_key"]["S"] <= f"{until_key}~":
-        raise InvalidRequestError("invalid next_token: it belongs to another time range")
-    return _body(store().stack_events(account, stack, limit, since_key, until_key, start_key=start))
+    until_time = _time(until, "until")
+    since_time = _time(since, "since")
+    return _body(service().stack_events(account, stack, limit, since_time, until_time, next_token))
