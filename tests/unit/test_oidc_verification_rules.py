@@ -118,6 +118,26 @@ def test_a_trust_without_session_actions_names_the_missing_ones(
     assert (diagnosis.code, diagnosis.missing_actions) == (code, missing)
 
 
+def test_a_trust_that_refuses_tags_and_source_identity_together_only_names_both() -> None:
+    # (before the sub checks: the other access's bare token would pass too)
+    @dataclass
+    class EitherAlone(FakeTrust):
+        def exchange(
+            self, scope: RunScope, spec: AssumeRoleSpec, *, tags: bool, source_identity: bool
+        ) -> RoleRefusedError | None:
+            if tags and source_identity:
+                self.calls.append(oidc.subject_for(scope.run))
+                return RoleRefusedError("AccessDenied", "Not authorized to perform sts:TagSession")
+            return super().exchange(scope, spec, tags=tags, source_identity=source_identity)
+
+    diagnosis = verify(EitherAlone())
+    assert diagnosis is not None
+    assert (diagnosis.code, diagnosis.missing_actions) == (
+        Code.MISSING_SESSION_ACTIONS,
+        ["sts:SetSourceIdentity", "sts:TagSession"],
+    )
+
+
 def test_a_sub_condition_for_the_other_access_only_is_a_mismatch_naming_the_sub_it_matches() -> None:
     diagnosis = verify(FakeTrust(sub="account:acme:stack:web:*:access:read"))
     assert diagnosis is not None and diagnosis.code == Code.SUB_MISMATCH

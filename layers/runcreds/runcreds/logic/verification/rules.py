@@ -5,6 +5,8 @@ code. Facts are read left to right and stop at the first false one, and Evidence
 facts read, so the order of the table is also the order (and the number) of the probes: the vend's own
 request is diagnosed first (session actions), then other bindings of this integration, then the role
 itself. Every table ends with a rule that always holds, except the binding ones (None: the role binds).
+Rules on different STS codes (AccessDenied, ValidationError, ...) never both hold: their order among
+themselves is free; within one code it is the diagnosis (tests/unit/test_*verification_rules.py).
 """
 
 from __future__ import annotations
