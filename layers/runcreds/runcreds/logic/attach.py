@@ -18,10 +18,9 @@ from runcreds.exceptions import (
     TransientAwsError,
     VerificationFailedError,
 )
-from runcreds.logic.oidc_verification import OidcVerifier
 from runcreds.logic.trust_policy import oidc_trust_policy_for, trust_policy_for
-from runcreds.logic.verification import Diagnosis, Target, Verifier
-from runcreds.models.bodies import AttachRequest, IntegrationCreate, IntegrationUpdate
+from runcreds.logic.verification import OidcVerifier, Target, Verifier
+from runcreds.models.bodies import AttachRequest, DiagnosisBody, IntegrationCreate, IntegrationUpdate
 from runcreds.models.entities import (
     VEND_FIELDS,
     Attachment,
@@ -125,17 +124,20 @@ class AttachService:
             verifier = self._verifier(updated)
             for attachment in attachments:
                 for access in attachment.accesses:
-                    diagnosis = verifier.verify(Target.of(updated, attachment.stack), access, self.deadline)
+                    target = Target.of(updated, attachment.stack)
+                    diagnosis = verifier.verify(target, access, self.deadline)
                     if diagnosis is not None:
                         self._refused(
+                            target,
                             diagnosis,
                             f"Not saved: with these changes, stack {attachment.stack} could not get credentials. ",
                         )
             if probed:
                 first = attachments[0]
-                binding = verifier.binds_to_tenant(Target.of(updated, first.stack), first.accesses[0])
+                target = Target.of(updated, first.stack)
+                binding = verifier.binds_to_tenant(target, first.accesses[0])
                 if binding is not None:
-                    self._refused(binding, "Not saved. ")
+                    self._refused(target, binding, "Not saved. ")
         if time.monotonic() > self.answer_by:
             # API Gateway has answered 504 by now: saving would change what the caller was told failed.
             raise TransientAwsError("verifying every attached stack took too long; nothing was saved, retry")
@@ -229,10 +231,10 @@ class AttachService:
             for access in wanted:
                 diagnosis = verifier.verify(target, access, self.deadline, self._other_stacks(integration))
                 if diagnosis is not None:
-                    self._refused(diagnosis)
+                    self._refused(target, diagnosis)
             binding = verifier.binds_to_tenant(target, wanted[0])  # once per attach, not per access
             if binding is not None:
-                self._refused(binding)
+                self._refused(target, binding)
             status, checked_at = VerificationStatus.OK, utcnow()
         attachment = Attachment(
             account=account,
@@ -276,18 +278,18 @@ class AttachService:
         """Stacks to probe external IDs with, read only if a diagnosis needs them (lazy)."""
         yield from self.attachments.stacks_of(integration.account, integration.id, limit=4)
 
-    def _refused(self, diagnosis: Diagnosis, prefix: str = "") -> NoReturn:
+    def _refused(self, target: Target, diagnosis: DiagnosisBody, prefix: str = "") -> NoReturn:
         logger.info(
             "attach verification refused",
             extra={
-                "account": diagnosis.target.account,
-                "stack": diagnosis.target.stack,
-                "integration": diagnosis.target.integration_id,
+                "account": target.account,
+                "stack": target.stack,
+                "integration": target.integration_id,
                 "code": diagnosis.code,
                 "sts_code": diagnosis.sts_code,
             },
         )
-        raise VerificationFailedError(prefix + diagnosis.message, diagnosis.body())
+        raise VerificationFailedError(prefix + diagnosis.message, diagnosis.fields())
 
     def detach(self, account: str, stack: str, integration_id: str) -> None:
         self.attachments.delete(

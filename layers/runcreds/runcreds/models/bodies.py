@@ -256,7 +256,6 @@ class DiagnosisBody(BaseModel):
     phase: Literal["read", "write"]
     stack: str
     external_id: str | None = Field(description="the external ID verified (null for OIDC integrations: see sub)")
-    sub: str | None = Field(None, description="OIDC integrations: the sub of the token STS refused")
     principal: str = Field(description="the principal the trust must name: the broker role, or the OIDC provider")
     role_arn: str
     sts_code: str | None = Field(
@@ -267,6 +266,16 @@ class DiagnosisBody(BaseModel):
     suggested_trust_policy: TrustPolicyDocument
     suggested_integration_patch: dict[str, Any] | None = None
     missing_actions: list[str] | None = None
+    sub: str | None = Field(None, description="OIDC integrations: the sub of the token STS refused")
+
+    def fields(self) -> dict[str, Any]:
+        """The 422's fields besides `message`: an optional one only when it is set."""
+        dumped = self.model_dump(exclude={"message"})
+        return {
+            name: value
+            for name, value in dumped.items()
+            if value is not None or DiagnosisBody.model_fields[name].is_required()
+        }
 
 
 class AuditEventOut(BaseModel):
