@@ -205,7 +205,7 @@ class WebIdentityToken(BaseModel):
     parameters. Never stored or logged by runcreds."""
 
     integration_id: str
-    token: str
+    token: str = Field(repr=False)
     expires_at: datetime = Field(description="the token's exp")
     role_arn: str
     session_name: str

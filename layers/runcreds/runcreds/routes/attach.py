@@ -12,6 +12,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from runcreds.logic import oidc
 from runcreds.logic.attach import AttachService
 from runcreds.logic.refresh import RefreshService
+from runcreds.logic.worker_token import WorkerTokenService
 from runcreds.models.bodies import (
     AttachmentList,
     AttachmentOut,
@@ -24,7 +25,6 @@ from runcreds.models.bodies import (
     RefreshRequest,
     RefreshResponse,
     TrustPolicyDocument,
-    WebIdentityToken,
 )
 from runcreds.models.entities import INTEGRATION_ID_PATTERN, ROLE_ARN_PATTERN, Attachment, Integration
 from runcreds.models.run import RUN_ID_PATTERN, SLUG_PATTERN, Phase, RunPhase
@@ -189,21 +189,10 @@ def refresh_run_phase(
 ) -> RefreshResponse:
     run = RunPhase(account=account, stack=stack, run_id=run_id, phase=phase)
     settings = AttachSettings.from_env()
-    service = RefreshService(settings, issuer=_issuer(settings))
     if body and body.web_identity_token and body.integration_id:
-        granted = service.worker_token(run, body.integration_id)
-        spec = granted.spec
-        token = WebIdentityToken(
-            integration_id=granted.integration_id,
-            token=granted.token,
-            expires_at=granted.expires_at,
-            role_arn=spec.role_arn,
-            session_name=spec.session_name,
-            duration_seconds=spec.duration_seconds,
-            region=spec.region,
-        )
-        return RefreshResponse(credentials=[], web_identity_tokens=[token])
-    records = service.refresh(run, body.integration_id if body else None)
+        granted = WorkerTokenService(settings, issuer=_issuer(settings)).worker_token(run, body.integration_id)
+        return RefreshResponse(credentials=[], web_identity_tokens=[granted.answer()])
+    records = RefreshService(settings, issuer=_issuer(settings)).refresh(run, body.integration_id if body else None)
     return RefreshResponse(
         credentials=[
             RefreshedCredentials(integration_id=r.integration_id, expires_at=r.expires_at)
