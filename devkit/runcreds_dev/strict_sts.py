@@ -46,6 +46,7 @@ from runcreds_dev.sts_rules import (
     StsRefusal,
     access_key_of,
     actions_of,
+    check_max_session,
     identify_caller,
     identity_policies_deny,
     region_of,
@@ -162,13 +163,7 @@ class StrictSts:
                     403,
                 )
 
-        assert role is not None
-        if duration > int(role.max_session_duration):
-            raise StsRefusal(
-                "ValidationError",
-                "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.",
-                400,
-            )
+        check_max_session(role, duration)
         if caller.chained and duration > CHAINING_CAP:
             raise StsRefusal(
                 "ValidationError",

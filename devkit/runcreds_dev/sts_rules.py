@@ -201,3 +201,14 @@ def role_of(role_arn: str) -> Any:
         except Exception:
             return None
     return None
+
+
+def check_max_session(role: Any, duration: int) -> None:
+    """A granted role's MaxSessionDuration, as STS enforces it on AssumeRole and AssumeRoleWithWebIdentity."""
+    assert role is not None
+    if duration > int(role.max_session_duration):
+        raise StsRefusal(
+            "ValidationError",
+            "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.",
+            400,
+        )

@@ -25,7 +25,15 @@ from runcreds.logic.oidc import (
     issuer_host_path,
 )
 from runcreds_dev import iam_policy
-from runcreds_dev.sts_rules import SESSION_NAME, SOURCE_IDENTITY, StsRefusal, action_matches, as_list, role_of
+from runcreds_dev.sts_rules import (
+    SESSION_NAME,
+    SOURCE_IDENTITY,
+    StsRefusal,
+    action_matches,
+    as_list,
+    check_max_session,
+    role_of,
+)
 
 
 def judge(params: dict[str, str], propagated: Callable[[Any], bool]) -> None:
@@ -88,13 +96,7 @@ def judge(params: dict[str, str], propagated: Callable[[Any], bool]) -> None:
     for action in actions:
         if role is None or not propagated(role) or not _federated_trust_allows(trust, provider.arn, action, context):
             raise StsRefusal("AccessDenied", "Not authorized to perform sts:AssumeRoleWithWebIdentity", 403)
-    assert role is not None
-    if duration > int(role.max_session_duration):
-        raise StsRefusal(
-            "ValidationError",
-            "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.",
-            400,
-        )
+    check_max_session(role, duration)
 
 
 _HTTP = urllib3.PoolManager(timeout=urllib3.Timeout(connect=2, read=10), retries=False)
