@@ -21,7 +21,8 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 from werkzeug.serving import make_server
 
 from runcreds_dev.faults import FaultInjector, Request
-from runcreds_dev.strict_sts import LOCAL_SERVICE_HEADER, StrictSts, StsRefusal
+from runcreds_dev.strict_sts import LOCAL_SERVICE_HEADER, StrictSts
+from runcreds_dev.sts_rules import StsRefusal
 
 PutEventsHook = Callable[[bytes, bytes], None]
 # Requests the embedded stack makes for itself (Lambda's event source mappings and destinations, see `internal`)

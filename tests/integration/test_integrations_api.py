@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from runcreds.exceptions import TransientAwsError
-from runcreds.logic.attach import AttachService
+from runcreds.logic.integrations import IntegrationService
 from runcreds.models.bodies import IntegrationUpdate
 from runcreds.settings import AttachSettings
 from runcreds_cli.sigv4_client import ApiClient
@@ -289,7 +289,7 @@ def test_a_patch_whose_verification_outlives_api_gateway_saves_nothing(
     integration_id = create_integration(api, tenant, old_role)
     assert attach(api, tenant, integration_id).status == 200
     # and a PATCH to a working role, run with less time left than API Gateway's budget needs
-    service = AttachService(AttachSettings.from_env(), time_left=2.0)
+    service = IntegrationService(AttachSettings.from_env(), time_left=2.0)
     change = IntegrationUpdate.model_validate({"role_arn": make_role(f"{tenant.account}@*")})
 
     # When it has verified the attached stack, API Gateway has already answered 504

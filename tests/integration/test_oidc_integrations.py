@@ -19,6 +19,7 @@ from runcreds.logic import oidc
 from runcreds.logic.trust_policy import oidc_trust_policy_for
 from runcreds.routes import attach as runcreds_api
 from runcreds_cli import serve
+from runcreds_cli.credentials_server import CredentialsServer
 from runcreds_cli.sigv4_client import ApiClient
 from runcreds_cli.worker import PhaseFinishedError
 from runcreds_dev.api_gateway import STAGE
@@ -273,7 +274,7 @@ def refresh_path_of(tenant: Tenant, phase: str) -> str:
     return f"/accounts/{tenant.account}/stacks/{tenant.stack}/runs/{tenant.run_id}/phases/{phase}/refresh"
 
 
-def serve_for(stack: EmbeddedStack, tenant: Tenant, phase: str) -> serve.CredentialsServer:
+def serve_for(stack: EmbeddedStack, tenant: Tenant, phase: str) -> CredentialsServer:
     args = argparse.Namespace(table=stack.outputs["CredentialsTableName"], integration=None, wait=0.0,
                               refresh_before=None, port=0)  # fmt: skip
     os.environ["RUNCREDS_API_URL"] = stack.outputs["ApiUrl"]

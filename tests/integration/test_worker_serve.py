@@ -15,6 +15,7 @@ import urllib3
 
 from runcreds.models.run import Phase, RunPhase
 from runcreds_cli import serve
+from runcreds_cli.credentials_server import CredentialsServer
 from runcreds_cli.worker import RunCredentials
 from runcreds_dev.stack import EmbeddedStack
 from tests.support import Tenant, assumptions_of
@@ -24,7 +25,7 @@ Publish = Callable[..., None]
 
 def server_for(
     stack: EmbeddedStack, tenant: Tenant, phase: str, refresh_before: float | None = None
-) -> serve.CredentialsServer:
+) -> CredentialsServer:
     args = argparse.Namespace(table=stack.outputs["CredentialsTableName"], integration=None, wait=0.0,
                               refresh_before=refresh_before, port=0)  # fmt: skip
     run = RunPhase(account=tenant.account, stack=tenant.stack, run_id=tenant.run_id, phase=Phase(phase))
@@ -37,7 +38,7 @@ def http() -> urllib3.PoolManager:
     return urllib3.PoolManager(retries=False)
 
 
-def get(http: urllib3.PoolManager, server: serve.CredentialsServer, token: str | None) -> tuple[int, dict[str, str]]:
+def get(http: urllib3.PoolManager, server: CredentialsServer, token: str | None) -> tuple[int, dict[str, str]]:
     headers = {"Authorization": token} if token is not None else {}
     response = http.request("GET", server.url, headers=headers)
     return response.status, json.loads(response.data)

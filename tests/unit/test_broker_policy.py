@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from runcreds_dev.strict_sts import identity_policies_allow
+from runcreds_dev.sts_rules import identity_policies_allow
 from runcreds_dev.template import ACCOUNT_ID, Template
 from tests.support import ROOT
 

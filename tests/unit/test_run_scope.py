@@ -9,7 +9,7 @@ import pytest
 
 from runcreds.models.run import Access, Phase, RunPhase
 from runcreds.run_scope import SESSION_NAME_RULE, SESSION_TAG_KEYS, VERIFICATION_RUN, RunScope, tag_value
-from runcreds_dev.strict_sts import EXTERNAL_ID
+from runcreds_dev.sts_rules import EXTERNAL_ID
 
 INTEGRATION = "01JD0000000000000000000000"
 ROLE = "arn:aws:iam::123456789012:role/deploy"

@@ -138,7 +138,7 @@ class AttachmentsStore(TableStore):
         self, start_key: dict[str, Any] | None = None, page_size: int = 100
     ) -> Iterator[tuple[list[Attachment], dict[str, Any] | None]]:
         """Every attachment whose trust runcreds verifies (the broker assumes its role, or it trusts runcreds'
-        OIDC token, worker mode too: logic.attach.verified_by_runcreds), across accounts (re-verification), a
+        OIDC token, worker mode too: logic.role_checks.verified_by_runcreds), across accounts (re-verification), a
         page at a time from `start_key`: (its attachments, the key to go on from, None after the last page)."""
         request: dict[str, Any] = {
             "TableName": self.table_name,

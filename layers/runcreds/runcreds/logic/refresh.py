@@ -7,7 +7,7 @@ AssumeRole: the first claims the record (a lease, conditional on no live claim a
 issued in the last FRESH_SECONDS); the others wait for its generation and answer with it.
 
 A worker-mode OIDC integration has no session here to refresh: the worker is answered a fresh token to
-exchange itself (`RefreshService.worker_token`).
+exchange itself (logic/worker_token.py).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -28,32 +27,17 @@ from runcreds.dal.credentials import CredentialsStore
 from runcreds.dal.items import to_item
 from runcreds.dal.keys import attachment_key
 from runcreds.exceptions import NotFoundError, RefreshRefusedError, RoleRefusedError, TransientAwsError
-from runcreds.logic import oidc
-from runcreds.logic.sealing import assume_and_seal, oidc_signer, session_mapping_puts
+from runcreds.logic.sealing import assume_and_seal, session_mapping_puts
 from runcreds.models.entities import Attachment, CredentialRecord, RecordStatus
 from runcreds.models.run import RunPhase
 from runcreds.observability import logger, metrics
-from runcreds.run_scope import AssumeRoleSpec, RunScope
+from runcreds.run_scope import RunScope
 from runcreds.settings import AttachSettings
 
 REFRESH_LEASE_SECONDS = 30  # longer than an AssumeRole with its retries, an Encrypt and a write
 FRESH_SECONDS = 15  # refresh requests of one phase this close together share one session
 WAIT_FOR_WINNER_SECONDS = 10.0
 PHASE_FINISHED = "phase_finished"
-
-
-@dataclass(frozen=True)
-class WorkerToken:
-    """A token for a worker-mode OIDC integration's worker to exchange itself, with the exchange's
-    parameters. It goes to the route's answer only: never stored, logged or put in an exception."""
-
-    integration_id: str
-    token: str
-    expires_at: datetime
-    spec: AssumeRoleSpec
-
-    def __repr__(self) -> str:  # never print the token by accident
-        return f"WorkerToken(integration_id={self.integration_id!r}, expires_at={self.expires_at.isoformat()})"
 
 
 class RefreshService:
@@ -67,7 +51,7 @@ class RefreshService:
         self.sessions = AuditSessionsStore(settings.audit_sessions_table) if settings.audit_sessions_table else None
 
     def refresh(self, run: RunPhase, integration_id: str | None = None) -> list[CredentialRecord]:
-        with _failures_counted("refresh"):
+        with failures_counted("refresh"):
             return self._refresh(run, integration_id)
 
     def _refresh(self, run: RunPhase, integration_id: str | None) -> list[CredentialRecord]:
@@ -121,7 +105,7 @@ class RefreshService:
             raise
 
     def _reissue(self, run: RunPhase, current: CredentialRecord, token: str) -> CredentialRecord:
-        attachment = self._granting_attachment(run, current.integration_id)
+        attachment = granting_attachment(self.attachments, run, current.integration_id)
         scope = RunScope(run, current.integration_id)
         spec = scope.assume_role_spec(attachment.role_arn, attachment.duration_seconds, attachment.region)
         try:
@@ -157,7 +141,7 @@ class RefreshService:
             # A Finished erased the record, or a takeover after our lease ran out: the session is dropped.
             return self._await_fresh(run, current.integration_id, wait=0)
         if failed == 2:
-            self._granting_attachment(run, current.integration_id)  # says which: detached or access revoked
+            granting_attachment(self.attachments, run, current.integration_id)  # says which: detached or access revoked
             raise RefreshRefusedError("the attachment changed during the refresh: retry", "attachment_changed")
         if failed is not None:
             raise RefreshRefusedError(
@@ -173,22 +157,6 @@ class RefreshService:
             },
         )
         return fresh
-
-    def _granting_attachment(self, run: RunPhase, integration_id: str) -> Attachment:
-        try:
-            attachment = self.attachments.get(run.account, run.stack, integration_id)
-        except NotFoundError:
-            raise RefreshRefusedError(
-                f"integration {integration_id} is no longer attached to stack {run.stack}: no new credentials",
-                "detached",
-            ) from None
-        if not attachment.allows(run.phase.access):
-            raise RefreshRefusedError(
-                f"the attachment of integration {integration_id} to stack {run.stack} no longer grants "
-                f"{run.phase.access} access: no new credentials",
-                "access_revoked",
-            )
-        return attachment
 
     def _still_granted(self, run: RunPhase, attachment: Attachment) -> list[dict[str, object]]:
         """The attachment (still granting the access) and its integration must exist when the new generation
@@ -226,68 +194,27 @@ class RefreshService:
                 raise TransientAwsError("another refresh of this phase is under way")
             time.sleep(0.1)
 
-    # ------------------------------------------------------------------ worker mode with OIDC
-    def worker_token(self, run: RunPhase, integration_id: str) -> WorkerToken:
-        """A worker-mode OIDC integration (docs/interface.md §7): runcreds holds no session for it; the worker asks
-        here for a freshly minted token (claims exactly §7, a new `jti`, TOKEN_LIFETIME) and exchanges it
-        itself. Only while the phase is open, the phase was vended in worker mode with OIDC and the
-        attachment still grants the phase's access."""
-        with _failures_counted("worker token"):
-            return self._worker_token(run, integration_id)
 
-    def _worker_token(self, run: RunPhase, integration_id: str) -> WorkerToken:
-        phase = self.records.read_phase(run)
-        record = next((r for r in phase.records if r.integration_id == integration_id), None)
-        self._check_worker_token(run, record, phase.finished, integration_id)
-        attachment = self._granting_attachment(run, integration_id)
-        if not (attachment.assume_role_on_worker and attachment.trust == "oidc"):
-            raise RefreshRefusedError(
-                f"integration {integration_id} is no longer a worker-mode OIDC integration (it was changed after "
-                "the vend): no token; the next run phase is vended as it is now",
-                "mode_changed",
-            )
-        key_arn, issuer = oidc_signer(self.settings)
-        scope = RunScope(run, integration_id)
-        claims = oidc.claims_for(issuer, scope)
-        token = oidc.mint(key_arn, claims)
-        # A Finished seen while the token was signed: it is dropped, never answered.
-        if not self.records.phase_is_open(run):
-            raise RefreshRefusedError(
-                f"the {run.phase} phase of run {run.run_id} finished: no token for it any more", PHASE_FINISHED
-            )
-        metrics.add_metric(name="WorkerTokensIssued", unit=MetricUnit.Count, value=1)
-        logger.info("worker token issued", extra={"integration": integration_id, "expires_at": claims["exp"]})
-        return WorkerToken(
-            integration_id=integration_id,
-            token=token,
-            expires_at=datetime.fromtimestamp(claims["exp"], UTC),
-            spec=scope.assume_role_spec(attachment.role_arn, attachment.duration_seconds, attachment.region),
+def granting_attachment(attachments: AttachmentsStore, run: RunPhase, integration_id: str) -> Attachment:
+    """The attachment that still grants the phase's access, or the refusal that says why not."""
+    try:
+        attachment = attachments.get(run.account, run.stack, integration_id)
+    except NotFoundError:
+        raise RefreshRefusedError(
+            f"integration {integration_id} is no longer attached to stack {run.stack}: no new credentials",
+            "detached",
+        ) from None
+    if not attachment.allows(run.phase.access):
+        raise RefreshRefusedError(
+            f"the attachment of integration {integration_id} to stack {run.stack} no longer grants "
+            f"{run.phase.access} access: no new credentials",
+            "access_revoked",
         )
-
-    def _check_worker_token(
-        self, run: RunPhase, record: CredentialRecord | None, finished: bool, integration_id: str
-    ) -> None:
-        if finished:  # final, as for a refresh (docs/interface.md §1)
-            raise RefreshRefusedError(
-                f"the {run.phase} phase of run {run.run_id} has finished: no token for it any more", PHASE_FINISHED
-            )
-        if record is None:
-            raise NotFoundError(
-                f"the {run.phase} phase of run {run.run_id} on stack {run.stack} was never vended for integration "
-                f"{integration_id}; ask only after Run Phase Started has been handled"
-            )
-        if record.status is RecordStatus.PENDING:
-            raise RefreshRefusedError("the phase's vend is still under way: retry in a second", "not_ready")
-        if record.status is not RecordStatus.WORKER or record.trust != "oidc":
-            raise RefreshRefusedError(
-                f"integration {integration_id} was not vended in worker mode with OIDC for this phase: there is no "
-                "token to answer; refresh without web_identity_token",
-                "not_worker_oidc",
-            )
+    return attachment
 
 
 @contextmanager
-def _failures_counted(what: str) -> Iterator[None]:
+def failures_counted(what: str) -> Iterator[None]:
     """Every refusal or failure of the route counts (RefreshFailures, alarmed), then goes on to its answer."""
     try:
         yield

@@ -1,5 +1,5 @@
 """Scheduled re-verification: every broker-mode attachment is verified again, as on attach (an OIDC
-integration's with tokens, as oidc_verification does on attach).
+integration's with tokens, as logic.verification.oidc_service does on attach).
 
 A role can break after it was attached (trust policy edited, role deleted, region deactivated). Each
 attachment records `status` ok/broken, the diagnosis code and message as `status_code`/`status_reason`,
@@ -26,8 +26,7 @@ from runcreds.dal.attachments import AttachmentsStore
 from runcreds.dal.reverify_checkpoint import Checkpoint, CheckpointStore
 from runcreds.exceptions import TransientAwsError
 from runcreds.logic.event_publisher import PUT_EVENTS_BATCH, BrokerEvent, EventPublisher
-from runcreds.logic.oidc_verification import OidcVerifier
-from runcreds.logic.verification import Target, Verifier
+from runcreds.logic.verification import OidcVerifier, Target, Verifier
 from runcreds.models.entities import Attachment, VerificationStatus, utcnow
 from runcreds.models.run import Access
 from runcreds.observability import logger, metrics
@@ -181,7 +180,7 @@ class Reverifier:
                 account=attachment.account,
                 stack=attachment.stack,
                 integration_id=attachment.integration_id,
-                phase=diagnosis.access,
+                phase=Access(diagnosis.phase),
                 role_arn=attachment.role_arn,
                 code=diagnosis.code,
                 reason=diagnosis.message,

@@ -11,7 +11,9 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 
 from runcreds.logic import oidc
 from runcreds.logic.attach import AttachService
+from runcreds.logic.integrations import IntegrationService
 from runcreds.logic.refresh import RefreshService
+from runcreds.logic.worker_token import WorkerTokenService
 from runcreds.models.bodies import (
     AttachmentList,
     AttachmentOut,
@@ -24,7 +26,6 @@ from runcreds.models.bodies import (
     RefreshRequest,
     RefreshResponse,
     TrustPolicyDocument,
-    WebIdentityToken,
 )
 from runcreds.models.entities import INTEGRATION_ID_PATTERN, ROLE_ARN_PATTERN, Attachment, Integration
 from runcreds.models.run import RUN_ID_PATTERN, SLUG_PATTERN, Phase, RunPhase
@@ -39,11 +40,19 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 PhaseName = Literal["plan", "apply", "destroy", "task", "drift", "read", "write"]
 
 
-def service() -> AttachService:
+def _time_left() -> float | None:
     context = getattr(app, "lambda_context", None)
-    time_left = context.get_remaining_time_in_millis() / 1000 if context is not None else None
+    return context.get_remaining_time_in_millis() / 1000 if context is not None else None
+
+
+def integration_service() -> IntegrationService:
     settings = AttachSettings.from_env()
-    return AttachService(settings, time_left=time_left, issuer=_issuer(settings))
+    return IntegrationService(settings, time_left=_time_left(), issuer=_issuer(settings))
+
+
+def attach_service() -> AttachService:
+    settings = AttachSettings.from_env()
+    return AttachService(settings, time_left=_time_left(), issuer=_issuer(settings))
 
 
 def _issuer(settings: AttachSettings) -> str | None:
@@ -73,7 +82,7 @@ def _attachment(attachment: Attachment) -> AttachmentOut:
     responses=http.responses(201, IntegrationOut, "the integration, with its id", 415, 503),
 )
 def create_integration(account: Account, body: Annotated[IntegrationCreate, Body()]) -> Response[IntegrationOut]:
-    created = service().create_integration(account, body)
+    created = integration_service().create_integration(account, body)
     return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=_integration(created))
 
 
@@ -86,7 +95,8 @@ def list_integrations(
     account: Account,
     label: Annotated[str | None, Query(min_length=1, max_length=64, description="only those with this label")] = None,
 ) -> IntegrationList:
-    return IntegrationList(integrations=[_integration(i) for i in service().list_integrations(account, label)])
+    integrations = integration_service().list_integrations(account, label)
+    return IntegrationList(integrations=[_integration(i) for i in integrations])
 
 
 @app.get(
@@ -95,7 +105,7 @@ def list_integrations(
     responses=http.responses(200, IntegrationOut, "the integration", 404, 503),
 )
 def get_integration(account: Account, integration_id: IntegrationIdPath) -> IntegrationOut:
-    return _integration(service().integrations.get(account, integration_id))
+    return _integration(integration_service().integrations.get(account, integration_id))
 
 
 @app.patch(
@@ -106,7 +116,7 @@ def get_integration(account: Account, integration_id: IntegrationIdPath) -> Inte
 def update_integration(
     account: Account, integration_id: IntegrationIdPath, body: Annotated[IntegrationUpdate, Body()]
 ) -> IntegrationOut:
-    return _integration(service().update_integration(account, integration_id, body))
+    return _integration(integration_service().update_integration(account, integration_id, body))
 
 
 @app.delete(
@@ -115,7 +125,7 @@ def update_integration(
     responses=http.responses(204, None, "deleted", 404, 409, 503),
 )
 def delete_integration(account: Account, integration_id: IntegrationIdPath) -> Response[str]:
-    service().delete_integration(account, integration_id)
+    integration_service().delete_integration(account, integration_id)
     return Response(status_code=204, body="")
 
 
@@ -134,7 +144,7 @@ def get_trust_policy(
         Query(pattern=ROLE_ARN_PATTERN, max_length=2048, description="worker-mode integrations: the principal"),
     ] = None,
 ) -> TrustPolicyDocument:
-    document = service().trust_policy(account, integration_id, stack, phase, worker_role_arn)
+    document = integration_service().trust_policy(account, integration_id, stack, phase, worker_role_arn)
     return TrustPolicyDocument.model_validate(document)
 
 
@@ -147,7 +157,7 @@ def get_trust_policy(
 def attach_integration(
     account: Account, stack: Stack, integration_id: IntegrationIdPath, body: Annotated[AttachRequest, Body()]
 ) -> AttachmentOut:
-    return _attachment(service().attach(account, stack, integration_id, body))
+    return _attachment(attach_service().attach(account, stack, integration_id, body))
 
 
 @app.get(
@@ -156,7 +166,7 @@ def attach_integration(
     responses=http.responses(200, AttachmentList, "the attachments", 503),
 )
 def list_attachments(account: Account, stack: Stack) -> AttachmentList:
-    return AttachmentList(attachments=[_attachment(a) for a in service().list_attachments(account, stack)])
+    return AttachmentList(attachments=[_attachment(a) for a in attach_service().list_attachments(account, stack)])
 
 
 @app.delete(
@@ -165,7 +175,7 @@ def list_attachments(account: Account, stack: Stack) -> AttachmentList:
     responses=http.responses(204, None, "detached", 404, 503),
 )
 def detach_integration(account: Account, stack: Stack, integration_id: IntegrationIdPath) -> Response[str]:
-    service().detach(account, stack, integration_id)
+    attach_service().detach(account, stack, integration_id)
     return Response(status_code=204, body="")
 
 
@@ -189,21 +199,10 @@ def refresh_run_phase(
 ) -> RefreshResponse:
     run = RunPhase(account=account, stack=stack, run_id=run_id, phase=phase)
     settings = AttachSettings.from_env()
-    service = RefreshService(settings, issuer=_issuer(settings))
     if body and body.web_identity_token and body.integration_id:
-        granted = service.worker_token(run, body.integration_id)
-        spec = granted.spec
-        token = WebIdentityToken(
-            integration_id=granted.integration_id,
-            token=granted.token,
-            expires_at=granted.expires_at,
-            role_arn=spec.role_arn,
-            session_name=spec.session_name,
-            duration_seconds=spec.duration_seconds,
-            region=spec.region,
-        )
-        return RefreshResponse(credentials=[], web_identity_tokens=[token])
-    records = service.refresh(run, body.integration_id if body else None)
+        granted = WorkerTokenService(settings, issuer=_issuer(settings)).worker_token(run, body.integration_id)
+        return RefreshResponse(credentials=[], web_identity_tokens=[granted.answer()])
+    records = RefreshService(settings, issuer=_issuer(settings)).refresh(run, body.integration_id if body else None)
     return RefreshResponse(
         credentials=[
             RefreshedCredentials(integration_id=r.integration_id, expires_at=r.expires_at)
