@@ -100,3 +100,16 @@ def reset_clients() -> None:
     """Forget every cached session and client (a test taking on a function's identity in-process)."""
     for cached in (_session, known_regions, dynamodb, kms, events, broker_session, broker_sts, sts, web_identity_sts):
         cached.cache_clear()
+
+
+def _register_restore_hook() -> None:
+    """Under Lambda SnapStart (template parameter SnapStart), forget every client after a restore: their
+    connections and any credentials they hold belong to the container the snapshot was taken in."""
+    try:
+        import snapshot_restore_py  # type: ignore[import-not-found]  # Lambda's Python runtime only
+    except ImportError:
+        return
+    snapshot_restore_py.register_after_restore(reset_clients)
+
+
+_register_restore_hook()
