@@ -95,12 +95,12 @@ class _Settings:
 
 
 def through_attach(monkeypatch: pytest.MonkeyPatch, error: Exception) -> dict[str, Any]:
-    monkeypatch.setattr(attach, "service", raising(error))
+    monkeypatch.setattr(attach, "integration_service", raising(error))
     return attach.app.resolve(rest_event("/accounts/acct-1/integrations"), NO_CONTEXT)
 
 
 def through_audit(monkeypatch: pytest.MonkeyPatch, error: Exception) -> dict[str, Any]:
-    monkeypatch.setattr(audit, "store", raising(error))
+    monkeypatch.setattr(audit, "service", raising(error))
     return audit.app.resolve(rest_event("/accounts/acct-1/runs/01RUN1/audit"), NO_CONTEXT)
 
 
