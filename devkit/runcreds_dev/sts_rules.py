@@ -7,13 +7,14 @@ from __future__ import annotations
 import fnmatch
 import re
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from moto.iam.models import iam_backends
 from moto.sts.models import sts_backends
 
+from runcreds_dev import iam_policy
 from runcreds_dev.template import ACCOUNT_ID, PARTITION
 
 SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
@@ -107,50 +108,26 @@ def action_matches(actions: Any, action: str) -> bool:
     return any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in as_list(actions))
 
 
-def _like(pattern: str, value: str) -> bool:
-    return fnmatch.fnmatchcase(value, pattern.replace("[", "[[]"))
+def holds(statement: dict[str, Any], context: Mapping[str, str | list[str]]) -> bool:
+    """Whether a statement's conditions hold in this request context (iam_policy's one evaluator, as for
+    the API's identity policies). A condition it cannot evaluate grants nothing and denies: an Allow
+    with it does not apply, a Deny with it does."""
+    try:
+        return iam_policy.conditions_hold(statement.get("Condition", {}), context)
+    except ValueError:
+        return statement.get("Effect") == "Deny"
 
 
-_OPERATORS: dict[str, tuple[Callable[[str, str], bool], bool]] = {
-    "StringEquals": (lambda p, v: p == v, False),
-    "StringLike": (_like, False),
-    "StringNotEquals": (lambda p, v: p != v, True),
-    "StringNotLike": (lambda p, v: not _like(p, v), True),
-}
-
-
-def _conditions_hold(conditions: dict[str, Any], context: dict[str, str]) -> bool:
-    for operator, tests in conditions.items():
-        if operator not in _OPERATORS:
-            return False  # an operator we do not model never grants access
-        compare, negated = _OPERATORS[operator]
-        for key, expected in tests.items():
-            value = (
-                context.get(key)
-                if not key.lower().startswith("aws:requesttag/")
-                else context.get("aws:RequestTag/" + key.split("/", 1)[1])
-            )
-            if value is None:
-                if negated:
-                    continue
-                return False
-            patterns = [str(p) for p in as_list(expected)]
-            if negated:
-                if not all(compare(p, value) for p in patterns):
-                    return False
-            elif not any(compare(p, value) for p in patterns):
-                return False
-    return True
-
-
-def trust_allows(document: dict[str, Any], caller: Caller, action: str, context: dict[str, str]) -> bool:
+def trust_decides(
+    document: dict[str, Any], principal_matches: Callable[[Any], bool], action: str, context: Mapping[str, Any]
+) -> bool:
+    """A trust policy lets a principal (`principal_matches` its statements' Principal) in for `action` in
+    this context: some Allow applies and no Deny does."""
     allowed = False
-    for statement in as_list(document.get("Statement", [])):
-        if "Principal" not in statement or not _principal_matches(statement["Principal"], caller):
+    for statement in iam_policy.statements(document):
+        if "Principal" not in statement or not principal_matches(statement["Principal"]):
             continue
-        if not action_matches(statement.get("Action", []), action):
-            continue
-        if not _conditions_hold(statement.get("Condition", {}), context):
+        if not action_matches(statement.get("Action", []), action) or not holds(statement, context):
             continue
         if statement.get("Effect") == "Deny":
             return False
@@ -158,14 +135,17 @@ def trust_allows(document: dict[str, Any], caller: Caller, action: str, context:
     return allowed
 
 
+def trust_allows(document: dict[str, Any], caller: Caller, action: str, context: dict[str, str]) -> bool:
+    return trust_decides(document, lambda principal: _principal_matches(principal, caller), action, context)
+
+
 def _applicable(documents: Iterable[dict[str, Any]], action: str, context: dict[str, str]) -> set[str]:
     """The effects of the identity-policy statements that apply to `action` (on a role) in this context."""
     return {
         str(statement.get("Effect"))
         for document in documents
-        for statement in as_list(document.get("Statement", []))
-        if action_matches(statement.get("Action", []), action)
-        and _conditions_hold(statement.get("Condition", {}), context)
+        for statement in iam_policy.statements(document)
+        if action_matches(statement.get("Action", []), action) and holds(statement, context)
     }
 
 

@@ -24,15 +24,14 @@ from runcreds.logic.oidc import (
     b64url_decode,
     issuer_host_path,
 )
-from runcreds_dev import iam_policy
 from runcreds_dev.sts_rules import (
     SESSION_NAME,
     SOURCE_IDENTITY,
     StsRefusal,
-    action_matches,
     as_list,
     check_max_session,
     role_of,
+    trust_decides,
 )
 
 
@@ -165,23 +164,10 @@ def _verify_signature(issuer: str, header: dict[str, Any], signing_input: bytes,
 def _federated_trust_allows(
     document: dict[str, Any], provider_arn: str, action: str, context: dict[str, str | list[str]]
 ) -> bool:
-    """A trust statement for this provider (`Federated`) allows `action` in this context and none denies
-    it. Conditions are iam_policy's; one it cannot evaluate grants nothing and denies."""
-    allowed = False
-    for statement in iam_policy.statements(document):
-        principal = statement.get("Principal")
+    """A trust statement for this provider (`Federated`) allows `action` in this context and none denies it."""
+
+    def names_provider(principal: Any) -> bool:
         federated = as_list(principal.get("Federated", [])) if isinstance(principal, dict) else []
-        if principal != "*" and provider_arn not in federated:
-            continue
-        if not action_matches(statement.get("Action", []), action):
-            continue
-        try:
-            holds = iam_policy.conditions_hold(statement.get("Condition", {}), context)
-        except ValueError:
-            holds = statement.get("Effect") == "Deny"
-        if not holds:
-            continue
-        if statement.get("Effect") == "Deny":
-            return False
-        allowed = True
-    return allowed
+        return principal == "*" or provider_arn in federated
+
+    return trust_decides(document, names_provider, action, context)

@@ -119,3 +119,35 @@ def test_a_region_where_sts_is_disabled_refuses(stack: EmbeddedStack, role: Call
     with pytest.raises(ClientError) as caught:
         sts.assume_role(RoleArn=arn, RoleSessionName="run-1")
     assert caught.value.response["Error"]["Code"] == "RegionDisabledException"
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        {"Null": {"sts:SourceIdentity": "false"}},  # deny whenever a source identity is set
+        {"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::*:user/*"}},
+        {"ForAnyValue:StringLike": {"sts:ExternalId": ["acme@*"]}},
+        {"StringLike": {"STS:EXTERNALID": "acme@*"}},  # condition keys are case-insensitive
+    ],
+    ids=["Null", "ArnLike", "ForAnyValue", "case"],
+)
+def test_a_deny_statement_applies_whatever_its_condition_operator(
+    stack: EmbeddedStack, role: Callable[..., str], condition: dict[str, Any]
+) -> None:
+    # Given a role the caller may assume, but whose trust denies it under a condition this request meets
+    document = trust_policy(CALLER, "acme@*", actions=("sts:AssumeRole", "sts:SetSourceIdentity"))
+    document["Statement"].append(
+        {"Effect": "Deny", "Principal": {"AWS": CALLER}, "Action": "sts:AssumeRole", "Condition": condition}
+    )
+    arn = role(document)
+
+    # Then STS refuses, as AWS would: a Deny is never ignored for the operator it is written with
+    assert refusal(stack, arn, ExternalId="acme@x@net@read", SourceIdentity="run-1")[0] == "AccessDenied"
+
+
+def test_an_allow_whose_condition_operator_is_not_evaluated_grants_nothing(
+    stack: EmbeddedStack, role: Callable[..., str]
+) -> None:
+    document = trust_policy(CALLER, None)
+    document["Statement"][0]["Condition"] = {"DateGreaterThan": {"aws:CurrentTime": "2020-01-01T00:00:00Z"}}
+    assert refusal(stack, role(document))[0] == "AccessDenied"
