@@ -104,13 +104,15 @@ test: lint typecheck complexity validate scan build
 
 # Mutation testing (slow; not part of `make test`): claims and completions, the vend, STS calls
 # and the fault classification ([tool.mutmut] in pyproject.toml; docs/reliability.md, Mutation testing).
-# src links to the package for the run only (mutmut names modules by path, less src/). Some mutants only:
-# `make mutation MUTMUT_ARGS='runcreds.dal.credentials*'`.
+# src/ holds links to the two packages for the run only (mutmut names modules by path, less src/). Some
+# mutants only: `make mutation MUTMUT_ARGS='runcreds.dal.credentials*'`.
+MUTMUT_SRC = rm -rf src && mkdir src && ln -s ../layers/runcreds/runcreds src/runcreds \
+	&& ln -s ../client/runcreds_cli src/runcreds_cli
 mutation: $(VENV)/.installed-dev
 	rm -rf mutants
-	ln -sfn layers/runcreds src
-	PYTHONPATH= $(VENV)/bin/mutmut run --max-children 2 $(MUTMUT_ARGS); status=$$?; rm -f src; exit $$status
-	ln -sfn layers/runcreds src; $(VENV)/bin/mutmut results; rm -f src
+	$(MUTMUT_SRC)
+	PYTHONPATH= $(VENV)/bin/mutmut run --max-children 2 $(MUTMUT_ARGS); status=$$?; rm -rf src; exit $$status
+	$(MUTMUT_SRC); $(VENV)/bin/mutmut results; rm -rf src
 
 # Every benchmark, then one table of their ratios (medians with min and max, beside their goals).
 bench: $(VENV)/.installed-local
