@@ -63,7 +63,7 @@ def item_of(stack: EmbeddedStack, tenant: Tenant, integration_id: str = INTEGRAT
     return item
 
 
-def vended(store: CredentialsStore, run: RunPhase, integration_id: str = INTEGRATION, token: str = "t") -> None:
+def vended(store: CredentialsStore, run: RunPhase, integration_id: str = INTEGRATION, token: str = "writer") -> None:  # noqa: S107
     assert store.claim(run, integration_id, token) is Claim.CLAIMED
     assert store.complete(ready(run, integration_id), token, ttl=int(time.time()) + 3600) is Completion.WRITTEN
 

@@ -10,8 +10,14 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
-from botocore.exceptions import ParamValidationError, ReadTimeoutError
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    ParamValidationError,
+    ReadTimeoutError,
+)
 from pydantic import ValidationError
 
 from runcreds import aws
@@ -166,8 +172,8 @@ def test_an_expired_record_is_status_5(seconds_ago: int) -> None:
     [
         {"ciphertext": None},
         {"expires_at": None},
-        {"expires_at": datetime(2099, 1, 1)},  # noqa: DTZ001 - naive: no time zone, as runcreds never writes
-        {"expires_at": datetime(2000, 1, 1)},  # noqa: DTZ001 - naive and long past: malformed before expired
+        {"expires_at": datetime(2099, 1, 1)},  # naive: no time zone, as runcreds never writes
+        {"expires_at": datetime(2000, 1, 1)},  # naive and long past: malformed before expired
     ],
 )
 def test_a_ready_record_without_ciphertext_or_a_zoned_expiry_is_status_10(fields: dict[str, Any]) -> None:
@@ -208,7 +214,7 @@ def test_a_record_of_the_wrong_shape_is_status_10_naming_the_field() -> None:
         (client_error("AccessDeniedException"), 6, "refused this worker the plan credentials of account acme"),
         (client_error("AccessDenied"), 6, "WorkerReadPhasePolicyArn"),
         (client_error("ResourceNotFoundException"), 8, "has no table runcreds-credentials in eu-west-1"),
-        (client_error("ValidationException"), 8, "DynamoDB Query refused: ValidationException: ValidationException says no"),
+        (client_error("ValidationException"), 8, "Query refused: ValidationException: ValidationException says no"),
         (TransientAwsError("dynamodb Query failed transiently"), 9, "failed transiently: retry later"),
         (NoRegionError(), 8, "no AWS region"),
         (NoCredentialsError(), 8, "no AWS credentials"),
