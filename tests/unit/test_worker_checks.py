@@ -108,7 +108,9 @@ def test_a_finished_phase_is_status_7_whatever_its_records_say(records: tuple[Cr
 
 
 def test_an_erased_record_is_status_7() -> None:
-    assert refusal(records=[record(status=RecordStatus.FINISHED, ciphertext=None)]).exit_status == 7
+    failure = refusal(records=[record(status=RecordStatus.FINISHED, ciphertext=None)])
+    assert failure.exit_status == 7
+    assert str(failure) == f"the plan phase of run {RUN.run_id} has finished; its credentials are gone"
 
 
 def test_a_failed_vend_is_status_4_with_its_code_and_reason() -> None:
@@ -122,7 +124,7 @@ def test_a_failed_vend_is_status_4_with_its_code_and_reason() -> None:
 def test_two_settled_integrations_without_integration_are_status_2_naming_both() -> None:
     failure = refusal(records=[record(), record(SECOND, status=RecordStatus.FAILED, ciphertext=None)])
     assert failure.exit_status == 2
-    assert FIRST in str(failure) and SECOND in str(failure)
+    assert f"(one of {FIRST}, {SECOND})" in str(failure)
 
 
 def test_integration_picks_its_own_record_among_several() -> None:
@@ -194,14 +196,27 @@ def test_a_worker_mode_oidc_record_without_the_api_url_is_status_8() -> None:
     assert "RUNCREDS_API_URL" in str(failure)
 
 
-def test_a_record_of_the_wrong_shape_is_status_10_naming_the_field() -> None:
+def invalid(value: object) -> ValidationError:
     try:
-        CredentialRecord.model_validate({**RUN.model_dump(), "integration_id": FIRST, "status": "bogus"})
+        CredentialRecord.model_validate(value)
     except ValidationError as error:
-        invalid = error
-    failure = refusal(error=invalid)
+        return error
+    raise AssertionError(f"{value!r} is a record")
+
+
+def test_a_record_of_the_wrong_shape_is_status_10_naming_each_field() -> None:
+    shapes = {**RUN.model_dump(), "integration_id": FIRST, "status": "bogus", "assume_role": {"role_arn": "r"}}
+    failure = refusal(error=invalid(shapes))
     assert failure.exit_status == 10
-    assert "status:" in str(failure) and "bogus" not in str(failure)
+    assert "(status: Input should be" in str(failure)
+    assert "; assume_role.session_name: Field required;" in str(failure)
+    assert "bogus" not in str(failure)
+
+
+def test_what_is_no_record_at_all_is_status_10_as_the_record() -> None:
+    failure = refusal(error=invalid("not a record"))
+    assert failure.exit_status == 10
+    assert "(record: Input should be a valid dictionary" in str(failure)
 
 
 # ------------------------------------------------------------------ AWS's failures
