@@ -21,7 +21,7 @@ export PYENV_VERSION ?= $(notdir $(patsubst %/bin/python3.12,%,$(PYTHON312)))
 endif
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help demo up test lint typecheck complexity validate scan build deploy unit integration bench clean openapi mutation
+.PHONY: help demo up test lint typecheck complexity validate scan build deploy unit integration bench clean openapi mutation mutation-recheck
 
 help:
 	@echo "make demo    run the end-to-end demo on the embedded AWS (moto on 127.0.0.1)"
@@ -113,6 +113,14 @@ mutation: $(VENV)/.installed-dev
 	$(MUTMUT_SRC)
 	PYTHONPATH= $(VENV)/bin/mutmut run --max-children 2 $(MUTMUT_ARGS); status=$$?; rm -rf src; exit $$status
 	$(MUTMUT_SRC); $(VENV)/bin/mutmut results; rm -rf src
+
+# The named mutants of the last `make mutation` (mutants/) against TESTS, in one pytest session
+# (tests/mutation_recheck.py; the embedded stack starts once): `make mutation-recheck NAMES=names.txt
+# OUT=verdicts.json TESTS='tests/unit/test_worker_checks.py'` (docs/reliability.md, Mutation testing).
+mutation-recheck: $(VENV)/.installed-dev
+	rm -rf mutants/tests && cp -r tests mutants/tests
+	cd mutants && RECHECK_NAMES=$(abspath $(NAMES)) RECHECK_OUT=$(abspath $(OUT)) PYTHONPATH=src:. \
+		$(abspath $(VENV))/bin/python -m pytest -q -p no:cacheprovider -p no:timeout -p tests.mutation_recheck $(TESTS)
 
 # Every benchmark, then one table of their ratios (medians with min and max, beside their goals).
 bench: $(VENV)/.installed-local

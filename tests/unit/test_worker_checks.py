@@ -147,17 +147,25 @@ def test_a_settled_record_beside_a_pending_claim_is_still_being_vended() -> None
 def test_no_record_is_status_3_not_found() -> None:
     failure = refusal()
     assert failure.exit_status == 3
-    assert "not found" in str(failure) and "waiting" not in str(failure)
+    assert str(failure) == (
+        f"credentials for run {RUN.run_id} (plan) on stack network from any integration: not found; "
+        "is an integration attached with read access?"
+    )
 
 
-def test_wait_reads_again_until_its_time_is_up(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wait_reads_again_until_its_time_is_up_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [1000.0]
     advance = lambda seconds: clock.__setitem__(0, clock[0] + seconds)  # noqa: E731
     monkeypatch.setattr(worker, "time", SimpleNamespace(monotonic=lambda: clock[0], sleep=advance))
-    partition = Partition()
-    with pytest.raises(worker.CredentialsMissingError, match="after waiting 3s"):
-        fetcher(partition).fetch(RUN, wait=3)
-    assert partition.reads == 5  # at 0, 0.25, 0.75, 1.75 and 3 s (the last sleep cut to what was left)
+    partition, lines = Partition(), []
+    fetch = CredentialsFetcher(partition.table_name, progress=lines.append)
+    fetch.store = partition  # type: ignore[assignment]
+    with pytest.raises(worker.CredentialsMissingError, match="not found after waiting 2s; is an integration"):
+        fetch.fetch(RUN, wait=2)
+    # reads at 0, 0.25, 0.75, 1.75 and 2 s: backing off, the last sleep cut to what was left, none after
+    assert partition.reads == 5
+    assert clock[0] == 1002.0
+    assert lines == [f"waiting for credentials of run {RUN.run_id} (plan): {left}s left" for left in (2, 2, 1, 0)]
 
 
 # ------------------------------------------------------------------ the record's own checks
