@@ -1,7 +1,7 @@
 """pytest plugin for `make mutation-recheck`: after `make mutation` wrote mutants/, run the collected tests
 once per named mutant in ONE session (mutmut's own trampolines pick the mutant from MUTANT_UNDER_TEST),
 so the embedded stack starts once instead of once per mutant. Each mutant's verdict goes to a JSON file:
-"killed by <test>", "timeout by <test>" (a test ran over 20 s: a mutant that loops) or "survived" (no
+"killed by <test>", "timeout by <test>" (a test ran over 30 s: a mutant that loops) or "survived" (no
 collected test failed). A file of verdicts is resumed: names already in it are not run again.
 
     cd mutants && RECHECK_NAMES=names.txt RECHECK_OUT=verdicts.json PYTHONPATH=src:. \\
@@ -19,7 +19,7 @@ from types import FrameType
 import pytest
 from _pytest.runner import runtestprotocol
 
-TEST_SECONDS = 20
+TEST_SECONDS = 30
 
 
 class _Hung(Exception):
@@ -36,6 +36,9 @@ def _verdict(items: list[pytest.Item]) -> str:
         signal.alarm(TEST_SECONDS)
         try:  # the next item is the first again after the last: session fixtures stay up between mutants
             reports = runtestprotocol(item, log=False, nextitem=items[(index + 1) % len(items)])
+        except _Hung:  # out of a place pytest reports from: start every fixture afresh
+            item.session._setupstate.teardown_exact(None)
+            return f"timeout by {item.nodeid}"
         finally:
             signal.alarm(0)
         failed = [report for report in reports if report.failed]
@@ -51,6 +54,8 @@ def pytest_runtestloop(session: pytest.Session) -> bool:
     names = Path(os.environ["RECHECK_NAMES"]).read_text().split()
     out = Path(os.environ["RECHECK_OUT"])
     verdicts: dict[str, str] = json.loads(out.read_text()) if out.exists() else {}
+    os.environ["MUTANT_UNDER_TEST"] = ""
+    runtestprotocol(session.items[0], log=False, nextitem=session.items[0])  # session fixtures up, untimed
     for name in names:
         if name not in verdicts:
             os.environ["MUTANT_UNDER_TEST"] = name

@@ -4,12 +4,16 @@ are never reached, since every check here answers before them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
+import boto3
 import pytest
+import urllib3
+from botocore import UNSIGNED
+from botocore.config import Config
 from botocore.exceptions import (
     ClientError,
     EndpointConnectionError,
@@ -18,6 +22,7 @@ from botocore.exceptions import (
     ParamValidationError,
     ReadTimeoutError,
 )
+from botocore.stub import Stubber
 from pydantic import ValidationError
 
 from runcreds import aws
@@ -25,8 +30,10 @@ from runcreds.dal.credentials import PhaseRecords
 from runcreds.exceptions import TransientAwsError
 from runcreds.models.entities import CredentialRecord, RecordStatus
 from runcreds.models.run import Phase, RunPhase
-from runcreds_cli import worker
-from runcreds_cli.worker import CredentialsFetcher, RunCredentials, WorkerError
+from runcreds.run_scope import RunScope
+from runcreds_cli import sigv4_client, worker
+from runcreds_cli.sigv4_client import ApiResponse
+from runcreds_cli.worker import CredentialsFetcher, RunCredentials, WorkerError, refresh_path
 
 RUN = RunPhase(account="acme", stack="network", run_id="01RUNWORKERCHECKS", phase=Phase.PLAN)
 FIRST, SECOND = "01JD4Z8Q2M6V1T4B3X9N0C7K5R", "01JD4Z8Q2M6V1T4B3X9N0C7K5S"
@@ -286,9 +293,104 @@ def test_a_token_refused_without_a_message_names_its_http_status() -> None:
 # ------------------------------------------------------------------ the credentials themselves
 def test_credentials_from_sts_or_from_their_json_are_the_same_and_never_show_the_secret() -> None:
     expiration = datetime(2030, 1, 1, tzinfo=UTC)
-    sts = {"AccessKeyId": "ASIAX", "SecretAccessKey": "secret", "SessionToken": "token", "Expiration": expiration}
+    sts = {
+        "AccessKeyId": "ASIA" + "X" * 12,
+        "SecretAccessKey": "secret",
+        "SessionToken": "token",
+        "Expiration": expiration,
+    }
     decrypted = {**sts, "Expiration": expiration.isoformat()}
     credentials = RunCredentials.from_sts(sts)
     assert RunCredentials.from_sts(decrypted) == credentials
     assert credentials.credential_process() == {"Version": 1, **decrypted}
     assert "secret" not in repr(credentials) and "token" not in repr(credentials)
+
+
+# ------------------------------------------------------------------ worker mode with OIDC: the token exchange
+API_URL = "https://api.example/v1"
+ROLE = "arn:aws:iam::123456789012:role/deploy"
+GRANTED = {"token": "the-token", "role_arn": ROLE, "duration_seconds": 900, "region": "eu-west-1"}
+
+
+class Api:
+    """The refresh route's answer (or the exception of a request that never got one), as ApiClient gives it."""
+
+    def __init__(self, status: int = 200, body: object = None, error: BaseException | None = None) -> None:
+        self.answer = ApiResponse(status, {"web_identity_tokens": [GRANTED]} if body is None else body)
+        self.error = error
+        self.posts: list[tuple[str, object]] = []
+
+    def __call__(self, base_url: str) -> Api:
+        assert base_url == API_URL
+        return self
+
+    def post(self, path: str, body: object) -> ApiResponse:
+        self.posts.append((path, body))
+        if self.error is not None:
+            raise self.error
+        return self.answer
+
+
+def exchanged(monkeypatch: pytest.MonkeyPatch, api: Api, sts: Callable[[Stubber], None] | None = None) -> object:
+    """The fetch of an OIDC worker-mode record: its credentials, or the WorkerError it raised."""
+    monkeypatch.setattr(sigv4_client, "ApiClient", api)
+    client = boto3.client("sts", region_name="eu-west-1", config=Config(signature_version=UNSIGNED))
+    stubber = Stubber(client)
+    if sts is not None:
+        sts(stubber)
+    stubber.activate()
+    monkeypatch.setattr(aws, "web_identity_sts", lambda region: client if region == "eu-west-1" else None)
+    spec = RunScope(RUN, FIRST).assume_role_spec(ROLE, 900, "eu-west-1").model_dump()
+    oidc = record(status=RecordStatus.WORKER, ciphertext=None, trust="oidc", assume_role=spec)
+    try:
+        return fetcher(Partition(oidc), api_url=API_URL).fetch(RUN)
+    except WorkerError as failure:
+        return failure
+
+
+def test_an_oidc_worker_exchanges_the_routes_token_for_the_runs_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    expiration = datetime(2030, 1, 1, tzinfo=UTC)
+    answer = {"Credentials": {"AccessKeyId": "ASIA" + "X" * 12, "SecretAccessKey": "s" * 16, "SessionToken": "t" * 16,
+                              "Expiration": expiration}}  # fmt: skip
+    request = {"RoleArn": ROLE, "RoleSessionName": RunScope(RUN, FIRST).session_name, "WebIdentityToken": "the-token",
+               "DurationSeconds": 900}  # fmt: skip
+    api = Api()
+    credentials = exchanged(
+        monkeypatch, api, lambda s: s.add_response("assume_role_with_web_identity", answer, request)
+    )
+    assert credentials == RunCredentials("ASIA" + "X" * 12, "s" * 16, "t" * 16, expiration)
+    assert api.posts == [(refresh_path(RUN), {"integration_id": FIRST, "web_identity_token": True})]
+    assert refresh_path(RUN) == f"/accounts/acme/stacks/network/runs/{RUN.run_id}/phases/plan/refresh"
+
+
+def test_sts_refusing_the_token_is_status_4_and_never_shows_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(stubber: Stubber) -> None:
+        stubber.add_client_error("assume_role_with_web_identity", "AccessDenied", "not trusted", 403)
+
+    failure = exchanged(monkeypatch, Api(), refuse)
+    assert isinstance(failure, WorkerError) and failure.exit_status == 4
+    assert str(failure) == f"STS refused runcreds' token for {ROLE}: AccessDenied: not trusted"
+
+
+@pytest.mark.parametrize(
+    ("api", "exit_status", "says"),
+    [
+        (Api(error=urllib3.exceptions.MaxRetryError(None, "/", None)), 9,  # type: ignore[arg-type]
+         "could not reach the runcreds API: MaxRetryError: retry later"),
+        (Api(error=ConnectionRefusedError()), 9, "could not reach the runcreds API: ConnectionRefusedError"),
+        (Api(error=RuntimeError("no credentials to sign with")), 8, "the runcreds API: no credentials to sign with"),
+        (Api(409, {"code": "phase_finished", "message": "over"}), 7, "has finished"),
+        (Api(200, {"web_identity_tokens": []}), 10, "answered no token the worker can use"),
+        (Api(200, {"web_identity_tokens": [GRANTED, GRANTED]}), 10, "answered no token"),
+        (Api(200, {"web_identity_tokens": [{**GRANTED, "duration_seconds": "soon"}]}), 10, "answered no token"),
+        (Api(200, {"web_identity_tokens": [{"token": "t"}]}), 10, "answered no token"),
+        (Api(200, "not json"), 10, "answered no token"),
+    ],
+)  # fmt: skip
+def test_the_routes_failures_are_one_status(
+    monkeypatch: pytest.MonkeyPatch, api: Api, exit_status: int, says: str
+) -> None:
+    failure = exchanged(monkeypatch, api)
+    assert isinstance(failure, WorkerError) and failure.exit_status == exit_status
+    assert says in str(failure)
+    assert "the-token" not in str(failure)
