@@ -167,12 +167,14 @@ def test_wait_reads_again_until_its_time_is_up_and_says_so(monkeypatch: pytest.M
     partition, lines = Partition(), []
     fetch = CredentialsFetcher(partition.table_name, progress=lines.append)
     fetch.store = partition  # type: ignore[assignment]
-    with pytest.raises(worker.CredentialsMissingError, match="not found after waiting 2s; is an integration"):
-        fetch.fetch(RUN, wait=2)
-    # reads at 0, 0.25, 0.75, 1.75 and 2 s: backing off, the last sleep cut to what was left, none after
-    assert partition.reads == 5
-    assert clock[0] == 1002.0
-    assert lines == [f"waiting for credentials of run {RUN.run_id} (plan): {left}s left" for left in (2, 2, 1, 0)]
+    with pytest.raises(worker.CredentialsMissingError, match="not found after waiting 8s; is an integration"):
+        fetch.fetch(RUN, wait=8)
+    # reads at 0, 0.25, 0.75, 1.75, 3.75, 5.75, 7.75 and 8 s: backing off to 2 s at most, the last sleep cut
+    # to what was left, none after
+    assert partition.reads == 8
+    assert clock[0] == 1008.0
+    said = [f"waiting for credentials of run {RUN.run_id} (plan): {left}s left" for left in (8, 8, 7, 6, 4, 2, 0)]
+    assert lines == said
 
 
 # ------------------------------------------------------------------ the record's own checks
