@@ -77,8 +77,20 @@ def test_the_web_identity_exchange_is_classified_as_the_assume_role(code: str, s
     stubber = Stubber(client)
     stubber.add_client_error("assume_role_with_web_identity", code, "m", status)
     stubber.activate()
-    with pytest.raises(raised):
+    with pytest.raises(raised) as failure:
         sts_calls.assume_run_role_with_web_identity(client, SPEC, "the-token")
+    if raised is TransientAwsError:
+        assert str(failure.value) == "sts AssumeRoleWithWebIdentity failed transiently (ServiceUnavailable)"
+
+
+def test_a_transient_assume_role_names_its_action() -> None:
+    client = boto3.client("sts", region_name="us-east-1", aws_access_key_id="AKIA", aws_secret_access_key="s")
+    stubber = Stubber(client)
+    stubber.add_client_error("assume_role", "Throttling", "slow down", 400)
+    stubber.activate()
+    with pytest.raises(TransientAwsError) as failure:
+        sts_calls.assume_run_role(client, SPEC)
+    assert str(failure.value) == "sts AssumeRole failed transiently (Throttling)"
 
 
 class BrokerSession:
@@ -121,9 +133,12 @@ def test_the_brokers_own_hop_failing_is_broker_unavailable_whatever_it_was(
 
 
 def test_no_broker_credentials_is_broker_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(aws, "broker_session", lambda arn, name: BrokerSession(None))
-    with pytest.raises(BrokerUnavailableError, match="no credentials to assume the broker role with"):
+    asked = []
+    monkeypatch.setattr(aws, "broker_session", lambda arn, name: asked.append((arn, name)) or BrokerSession(None))
+    with pytest.raises(BrokerUnavailableError) as raised:
         sts_calls.broker_sts("arn:aws:iam::111111111111:role/BrokerRole", "runcreds-vend", "us-east-1")
+    assert str(raised.value) == "no credentials to assume the broker role with"
+    assert asked == [("arn:aws:iam::111111111111:role/BrokerRole", "runcreds-vend")]
 
 
 def test_the_broker_hop_made_the_client_is_the_brokers(monkeypatch: pytest.MonkeyPatch) -> None:

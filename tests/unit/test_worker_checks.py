@@ -210,7 +210,10 @@ def test_a_worker_mode_oidc_record_without_the_api_url_is_status_8() -> None:
     oidc = record(status=RecordStatus.WORKER, ciphertext=None, trust="oidc", assume_role=spec)
     failure = refusal(records=[oidc])
     assert failure.exit_status == 8
-    assert "RUNCREDS_API_URL" in str(failure)
+    assert str(failure) == (
+        f"integration {FIRST} is a worker-mode OIDC integration: the worker gets its token from the runcreds API; "
+        "set RUNCREDS_API_URL to the stack's ApiUrl"
+    )
 
 
 def invalid(value: object) -> ValidationError:
@@ -382,7 +385,9 @@ def test_sts_refusing_the_token_is_status_4_and_never_shows_it(monkeypatch: pyte
         (Api(error=ConnectionRefusedError()), 9, "could not reach the runcreds API: ConnectionRefusedError"),
         (Api(error=RuntimeError("no credentials to sign with")), 8, "the runcreds API: no credentials to sign with"),
         (Api(409, {"code": "phase_finished", "message": "over"}), 7, "has finished"),
-        (Api(200, {"web_identity_tokens": []}), 10, "answered no token the worker can use"),
+        (Api(404, {"message": "no vend yet"}), 3, "no vend of this phase: no vend yet"),
+        (Api(200, {"web_identity_tokens": []}), 10,
+         "the runcreds API answered no token the worker can use: is RUNCREDS_API_URL this stack's ApiUrl?"),
         (Api(200, {"web_identity_tokens": [GRANTED, GRANTED]}), 10, "answered no token"),
         (Api(200, {"web_identity_tokens": [{**GRANTED, "duration_seconds": "soon"}]}), 10, "answered no token"),
         (Api(200, {"web_identity_tokens": [{"token": "t"}]}), 10, "answered no token"),
