@@ -134,7 +134,7 @@ def test_a_transaction_cancelled_only_for_a_passing_reason_is_transient(reason: 
 def test_a_5xx_is_transient_from_500_and_an_answer_without_a_status_counts_as_one() -> None:
     assert is_transient(client_error("SomethingNew", 500))
     assert not is_transient(client_error("SomethingNew", 499))
-    assert is_transient(ClientError({"Error": {"Code": "SomethingNew"}}, "Operation"))  # type: ignore[typeddict-item]
+    assert is_transient(ClientError({"Error": {"Code": "SomethingNew"}}, "Operation"))
 
 
 def test_cancellation_reasons_without_a_code_are_none() -> None:
@@ -145,7 +145,7 @@ def test_cancellation_reasons_without_a_code_are_none() -> None:
 
 
 def test_an_error_without_a_code_is_unknown() -> None:
-    assert error_code(ClientError({}, "Operation")) == "Unknown"  # type: ignore[typeddict-item]
+    assert error_code(ClientError({}, "Operation")) == "Unknown"
 
 
 def test_sts_refusing_is_the_roles_refusal_with_its_code_and_message() -> None:

@@ -133,8 +133,13 @@ def test_the_brokers_own_hop_failing_is_broker_unavailable_whatever_it_was(
 
 
 def test_no_broker_credentials_is_broker_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
-    asked = []
-    monkeypatch.setattr(aws, "broker_session", lambda arn, name: asked.append((arn, name)) or BrokerSession(None))
+    asked: list[tuple[str, str]] = []
+
+    def session(arn: str, name: str) -> BrokerSession:
+        asked.append((arn, name))
+        return BrokerSession(None)
+
+    monkeypatch.setattr(aws, "broker_session", session)
     with pytest.raises(BrokerUnavailableError) as raised:
         sts_calls.broker_sts("arn:aws:iam::111111111111:role/BrokerRole", "runcreds-vend", "us-east-1")
     assert str(raised.value) == "no credentials to assume the broker role with"
@@ -142,10 +147,16 @@ def test_no_broker_credentials_is_broker_unavailable(monkeypatch: pytest.MonkeyP
 
 
 def test_the_broker_hop_made_the_client_is_the_brokers(monkeypatch: pytest.MonkeyPatch) -> None:
-    credentials, made = Refreshing(None), []
+    credentials, client = Refreshing(None), object()
+    made: list[tuple[str, str, str | None]] = []
+
+    def broker_sts(arn: str, name: str, region: str | None) -> object:
+        made.append((arn, name, region))
+        return client
+
     monkeypatch.setattr(aws, "broker_session", lambda arn, name: BrokerSession(credentials))
-    monkeypatch.setattr(aws, "broker_sts", lambda arn, name, region: made.append((arn, name, region)) or "client")
+    monkeypatch.setattr(aws, "broker_sts", broker_sts)
     arn = "arn:aws:iam::111111111111:role/BrokerRole"
-    assert sts_calls.broker_sts(arn, "runcreds-vend", "eu-west-1") == "client"
+    assert sts_calls.broker_sts(arn, "runcreds-vend", "eu-west-1") is client
     assert credentials.frozen == 1
     assert made == [(arn, "runcreds-vend", "eu-west-1")]

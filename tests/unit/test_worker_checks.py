@@ -164,7 +164,7 @@ def test_wait_reads_again_until_its_time_is_up_and_says_so(monkeypatch: pytest.M
     clock = [1000.0]
     advance = lambda seconds: clock.__setitem__(0, clock[0] + seconds)  # noqa: E731
     monkeypatch.setattr(worker, "time", SimpleNamespace(monotonic=lambda: clock[0], sleep=advance))
-    partition, lines = Partition(), []
+    partition, lines = Partition(), list[str]()
     fetch = CredentialsFetcher(partition.table_name, progress=lines.append)
     fetch.store = partition  # type: ignore[assignment]
     with pytest.raises(worker.CredentialsMissingError, match="not found after waiting 8s; is an integration"):
