@@ -216,3 +216,17 @@ def test_a_released_announcement_is_taken_over_at_once_but_only_by_its_holders_r
     store.release_announcement(run, INTEGRATION, "writer")
     assert item_of(stack, tenant)["claimed_until"]["N"] == "0"
     assert store.take_over_announcement(run, INTEGRATION, "retry") is not None
+
+
+def test_what_a_completion_also_puts_is_written_with_it_or_not_at_all(
+    stack: EmbeddedStack, tenant: Tenant, store: CredentialsStore, run: RunPhase
+) -> None:
+    def mapping(name: str) -> dict[str, Any]:  # another item of the partition, as the audit mappings are
+        item = {"run_key": f"{tenant.account}#{tenant.stack}#{tenant.run_id}#plan", "integration_id": name}
+        return {"TableName": store.table_name, "Item": {k: {"S": v} for k, v in item.items()}}
+
+    assert store.claim(run, INTEGRATION, "mine") is Claim.CLAIMED
+    assert store.complete(ready(run), "theirs", ttl=NOW, also_put=[mapping("lost")]) is Completion.CLAIM_LOST
+    assert store.complete(ready(run), "mine", ttl=NOW, also_put=[mapping("won")]) is Completion.WRITTEN
+    names = {i["integration_id"]["S"] for i in record_items(stack, tenant, "plan")}
+    assert names == {INTEGRATION, "won"}

@@ -400,4 +400,24 @@ def test_the_routes_failures_are_one_status(
     failure = exchanged(monkeypatch, api)
     assert isinstance(failure, WorkerError) and failure.exit_status == exit_status
     assert says in str(failure)
+    if exit_status == 10:
+        assert str(failure) == (
+            "the runcreds API answered no token the worker can use: is RUNCREDS_API_URL this stack's ApiUrl?"
+        )
     assert "the-token" not in str(failure)
+
+
+def test_a_worker_mode_role_refusing_this_worker_is_status_4_with_stss_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = boto3.client("sts", region_name="eu-west-1", aws_access_key_id="AKIA", aws_secret_access_key="s")
+    stubber = Stubber(client)
+    stubber.add_client_error("assume_role", "AccessDenied", "not trusted", 403)
+    stubber.activate()
+    monkeypatch.setattr(aws, "sts", lambda region: client if region == "eu-west-1" else None)
+    spec = RunScope(RUN, FIRST).assume_role_spec(ROLE, 900, "eu-west-1")
+    worker_mode = record(status=RecordStatus.WORKER, ciphertext=None, assume_role=spec.model_dump())
+    failure = refusal(records=[worker_mode])
+    assert failure.exit_status == 4
+    assert (
+        str(failure)
+        == f"this worker could not assume {ROLE} with external ID {spec.external_id}: AccessDenied: not trusted"
+    )
