@@ -200,7 +200,12 @@ def test_a_ready_record_without_ciphertext_or_a_zoned_expiry_is_status_10(fields
 
 
 def test_a_worker_mode_record_without_a_role_is_status_10() -> None:
-    assert refusal(records=[record(status=RecordStatus.WORKER, ciphertext=None)]).exit_status == 10
+    failure = refusal(records=[record(status=RecordStatus.WORKER, ciphertext=None)])
+    assert failure.exit_status == 10
+    assert str(failure) == (
+        f"the worker-mode record of integration {FIRST} for run {RUN.run_id} (plan) has no role to assume; "
+        "runcreds did not write it so: tell the runcreds operator"
+    )
 
 
 def test_a_worker_mode_oidc_record_without_the_api_url_is_status_8() -> None:
