@@ -2,7 +2,8 @@
 once per named mutant in ONE session (mutmut's own trampolines pick the mutant from MUTANT_UNDER_TEST),
 so the embedded stack starts once instead of once per mutant. Each mutant's verdict goes to a JSON file:
 "killed by <test>", "timeout by <test>" (a test ran over 30 s: a mutant that loops) or "survived" (no
-collected test failed). A file of verdicts is resumed: names already in it are not run again.
+collected test failed). A file of verdicts is resumed: names already in it are not run again; a test
+that hangs outside pytest's reports ends the session after its verdict (run the target again to go on).
 
     cd mutants && RECHECK_NAMES=names.txt RECHECK_OUT=verdicts.json PYTHONPATH=src:. \\
         ../.venv/bin/python -m pytest -p no:cacheprovider -p no:timeout -p tests.mutation_recheck TESTS...
@@ -36,9 +37,8 @@ def _verdict(items: list[pytest.Item]) -> str:
         signal.alarm(TEST_SECONDS)
         try:  # the next item is the first again after the last: session fixtures stay up between mutants
             reports = runtestprotocol(item, log=False, nextitem=items[(index + 1) % len(items)])
-        except _Hung:  # out of a place pytest reports from: start every fixture afresh
-            item.session._setupstate.teardown_exact(None)
-            return f"timeout by {item.nodeid}"
+        except _Hung:  # out of a place pytest reports from: the session's state is unknown, so it ends here
+            raise _Hung(f"timeout by {item.nodeid}") from None
         finally:
             signal.alarm(0)
         failed = [report for report in reports if report.failed]
@@ -59,7 +59,12 @@ def pytest_runtestloop(session: pytest.Session) -> bool:
     for name in names:
         if name not in verdicts:
             os.environ["MUTANT_UNDER_TEST"] = name
-            verdicts[name] = _verdict(session.items)
+            try:
+                verdicts[name] = _verdict(session.items)
+            except _Hung as hung:  # recorded; run the target again to go on with the next mutant
+                verdicts[name] = str(hung)
+                out.write_text(json.dumps(verdicts, indent=1, sort_keys=True))
+                break
             out.write_text(json.dumps(verdicts, indent=1, sort_keys=True))
     os.environ["MUTANT_UNDER_TEST"] = ""
     return True
