@@ -426,3 +426,28 @@ def test_a_worker_mode_role_refusing_this_worker_is_status_4_with_stss_reason(mo
         str(failure)
         == f"this worker could not assume {ROLE} with external ID {spec.external_id}: AccessDenied: not trusted"
     )
+
+
+@pytest.mark.parametrize(
+    ("code", "exit_status", "line"),
+    [
+        ("ThrottlingException", 9, "KMS Decrypt kept failing (ThrottlingException, 1 attempts): retry later"),
+        ("DisabledException", 8, "KMS Decrypt refused: DisabledException: says no"),
+        (
+            "InvalidCiphertextException",
+            6,
+            f"KMS refused to decrypt the credentials of run {RUN.run_id} for this worker",
+        ),
+    ],
+)
+def test_kms_refusing_or_failing_the_decryption_is_one_status(
+    monkeypatch: pytest.MonkeyPatch, code: str, exit_status: int, line: str
+) -> None:
+    client = boto3.client("kms", region_name="eu-west-1", aws_access_key_id="AKIA", aws_secret_access_key="s")
+    stubber = Stubber(client)
+    stubber.add_client_error("decrypt", code, "says no", 400)
+    stubber.activate()
+    monkeypatch.setattr(aws, "kms", lambda: client)
+    failure = refusal(records=[record()])
+    assert failure.exit_status == exit_status
+    assert str(failure).startswith(line)
