@@ -230,3 +230,27 @@ def test_what_a_completion_also_puts_is_written_with_it_or_not_at_all(
     assert store.complete(ready(run), "mine", ttl=NOW, also_put=[mapping("won")]) is Completion.WRITTEN
     names = {i["integration_id"]["S"] for i in record_items(stack, tenant, "plan")}
     assert names == {INTEGRATION, "won"}
+
+
+def test_a_claim_released_while_finish_erases_does_not_stop_it_erasing_the_others(
+    stack: EmbeddedStack, tenant: Tenant, store: CredentialsStore, run: RunPhase
+) -> None:
+    # Given a pending claim (sorted first) and a ready record; the claim is released as finish() erases it
+    assert store.claim(run, INTEGRATION, "pending") is Claim.CLAIMED
+    vended(store, run, OTHER)
+    released: list[bool] = []
+
+    def release_first(**_kwargs: object) -> None:
+        if not released:
+            released.append(True)
+            store.release(run, INTEGRATION, "pending")
+
+    store.client.meta.events.register("before-call.dynamodb.UpdateItem", release_first)
+    try:
+        assert store.finish(run) == 1
+    finally:
+        store.client.meta.events.unregister("before-call.dynamodb.UpdateItem", release_first)
+    # Then the released claim stays gone and the ready record is erased all the same
+    (item,) = record_items(stack, tenant, "plan")
+    assert (item["integration_id"]["S"], item["status"]["S"]) == (OTHER, "finished")
+    assert "ciphertext" not in item
