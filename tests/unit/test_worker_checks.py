@@ -139,7 +139,12 @@ def test_an_expired_record_is_status_5(seconds_ago: int) -> None:
     ],
 )
 def test_a_ready_record_without_ciphertext_or_a_zoned_expiry_is_status_10(fields: dict[str, Any]) -> None:
-    assert refusal(records=[record(**fields)]).exit_status == 10
+    failure = refusal(records=[record(**fields)])
+    assert failure.exit_status == 10
+    assert str(failure) == (
+        f"the ready record of integration {FIRST} for run {RUN.run_id} (plan) lacks its ciphertext or an "
+        "expires_at with a time zone; runcreds did not write it so: tell the runcreds operator"
+    )
 
 
 def invalid(value: object) -> ValidationError:

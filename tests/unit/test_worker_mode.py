@@ -193,6 +193,8 @@ def test_a_worker_mode_role_refusing_this_worker_is_status_4_with_stss_reason(mo
             6,
             f"KMS refused to decrypt the credentials of run {RUN.run_id} for this worker",
         ),
+        ("AccessDeniedException", 6, "KMS refused to decrypt the credentials of run"),
+        ("IncorrectKeyException", 6, "KMS refused to decrypt the credentials of run"),
     ],
 )
 def test_kms_refusing_or_failing_the_decryption_is_one_status(
@@ -206,3 +208,19 @@ def test_kms_refusing_or_failing_the_decryption_is_one_status(
     failure = refusal(records=[record()])
     assert failure.exit_status == exit_status
     assert str(failure).startswith(line)
+
+
+def test_decrypted_credentials_that_are_no_sts_json_are_status_10_without_the_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = boto3.client("kms", region_name="eu-west-1", aws_access_key_id="AKIA", aws_secret_access_key="s")
+    stubber = Stubber(client)
+    stubber.add_response("decrypt", {"Plaintext": b"secret-not-json"})
+    stubber.activate()
+    monkeypatch.setattr(aws, "kms", lambda: client)
+    failure = refusal(records=[record()])
+    assert failure.exit_status == 10
+    assert str(failure) == (
+        f"the decrypted credentials of integration {FIRST} for run {RUN.run_id} (plan) are not what runcreds "
+        "encrypts (JSONDecodeError): tell the runcreds operator"
+    )
