@@ -215,3 +215,9 @@ def test_credentials_from_sts_or_from_their_json_are_the_same_and_never_show_the
     assert RunCredentials.from_sts(decrypted) == credentials
     assert credentials.credential_process() == {"Version": 1, **decrypted}
     assert "secret" not in repr(credentials) and "token" not in repr(credentials)
+
+
+def test_a_record_expiring_this_instant_is_expired(monkeypatch: pytest.MonkeyPatch) -> None:
+    instant = datetime(2030, 1, 1, tzinfo=UTC)
+    monkeypatch.setattr(worker, "_now", lambda: instant)
+    assert refusal(records=[record(expires_at=instant)]).exit_status == 5
