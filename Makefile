@@ -21,7 +21,7 @@ export PYENV_VERSION ?= $(notdir $(patsubst %/bin/python3.12,%,$(PYTHON312)))
 endif
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help demo up test lint typecheck complexity validate scan build deploy unit integration bench clean openapi mutation
+.PHONY: help demo up test lint typecheck complexity validate scan build deploy unit integration bench clean openapi mutation mutation-recheck
 
 help:
 	@echo "make demo    run the end-to-end demo on the embedded AWS (moto on 127.0.0.1)"
@@ -104,13 +104,23 @@ test: lint typecheck complexity validate scan build
 
 # Mutation testing (slow; not part of `make test`): claims and completions, the vend, STS calls
 # and the fault classification ([tool.mutmut] in pyproject.toml; docs/reliability.md, Mutation testing).
-# src links to the package for the run only (mutmut names modules by path, less src/). Some mutants only:
-# `make mutation MUTMUT_ARGS='runcreds.dal.credentials*'`.
+# src/ holds links to the two packages for the run only (mutmut names modules by path, less src/). Some
+# mutants only: `make mutation MUTMUT_ARGS='runcreds.dal.credentials*'`.
+MUTMUT_SRC = rm -rf src && mkdir src && ln -s ../layers/runcreds/runcreds src/runcreds \
+	&& ln -s ../client/runcreds_cli src/runcreds_cli
 mutation: $(VENV)/.installed-dev
 	rm -rf mutants
-	ln -sfn layers/runcreds src
-	PYTHONPATH= $(VENV)/bin/mutmut run --max-children 2 $(MUTMUT_ARGS); status=$$?; rm -f src; exit $$status
-	ln -sfn layers/runcreds src; $(VENV)/bin/mutmut results; rm -f src
+	$(MUTMUT_SRC)
+	PYTHONPATH= $(VENV)/bin/mutmut run --max-children 2 $(MUTMUT_ARGS); status=$$?; rm -rf src; exit $$status
+	$(MUTMUT_SRC); $(VENV)/bin/mutmut results; rm -rf src
+
+# The named mutants of the last `make mutation` (mutants/) against TESTS, in one pytest session
+# (tests/mutation_recheck.py; the embedded stack starts once): `make mutation-recheck NAMES=names.txt
+# OUT=verdicts.json TESTS='tests/unit/test_worker_checks.py'` (docs/reliability.md, Mutation testing).
+mutation-recheck: $(VENV)/.installed-dev
+	rm -rf mutants/tests && cp -r tests mutants/tests
+	cd mutants && RECHECK_NAMES=$(abspath $(NAMES)) RECHECK_OUT=$(abspath $(OUT)) PYTHONPATH=src:. \
+		$(abspath $(VENV))/bin/python -m pytest -q -p no:cacheprovider -p no:timeout -p tests.mutation_recheck $(TESTS)
 
 # Every benchmark, then one table of their ratios (medians with min and max, beside their goals).
 bench: $(VENV)/.installed-local

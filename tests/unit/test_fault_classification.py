@@ -7,11 +7,18 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError, ReadTimeoutError
 from botocore.stub import Stubber
 
 from runcreds.exceptions import KeyUnusableError, RoleRefusedError, TransientAwsError
-from runcreds.faults import classified, is_transient
+from runcreds.faults import (
+    KMS_FINAL_CODES,
+    TRANSIENT_CANCELLATIONS,
+    TRANSIENT_CODES,
+    classified,
+    error_code,
+    is_transient,
+)
 from runcreds.run_scope import AssumeRoleSpec
 from runcreds.sts_calls import assume_run_role
 
@@ -114,3 +121,68 @@ def test_kms_5xx_is_transient_through_the_classification(code: str, status: int)
 def test_kms_refusing_the_key_is_final_through_the_classification() -> None:
     with pytest.raises(KeyUnusableError), classified("kms", "Encrypt"):
         raise client_error("AccessDeniedException", 400)
+
+
+@pytest.mark.parametrize("code", sorted(TRANSIENT_CODES))
+def test_every_throttling_and_internal_code_is_transient_whatever_its_status(code: str) -> None:
+    # some services answer throttling (and a few their internal errors) with a 400
+    assert is_transient(client_error(code, 400))
+
+
+@pytest.mark.parametrize("reason", sorted(TRANSIENT_CANCELLATIONS))
+def test_a_transaction_cancelled_only_for_a_passing_reason_is_transient(reason: str) -> None:
+    assert is_transient(cancelled(reason, "None"))
+
+
+def test_a_5xx_is_transient_from_500_and_an_answer_without_a_status_counts_as_one() -> None:
+    assert is_transient(client_error("SomethingNew", 500))
+    assert not is_transient(client_error("SomethingNew", 499))
+    assert is_transient(ClientError({"Error": {"Code": "SomethingNew"}}, "Operation"))
+
+
+def test_cancellation_reasons_without_a_code_are_none() -> None:
+    assert not is_transient(client_error("TransactionCanceledException", CancellationReasons=[{}, {"Message": "m"}]))
+    assert is_transient(
+        client_error("TransactionCanceledException", CancellationReasons=[{}, {"Code": "ThrottlingError"}])
+    )
+
+
+def test_an_error_without_a_code_is_unknown() -> None:
+    assert error_code(ClientError({}, "Operation")) == "Unknown"
+
+
+def test_sts_refusing_is_the_roles_refusal_with_its_code_and_message() -> None:
+    with pytest.raises(RoleRefusedError) as refused, classified("sts", "AssumeRole"):
+        raise client_error("AccessDenied", 403)
+    assert (refused.value.code, refused.value.sts_message) == ("AccessDenied", "m")
+
+
+def test_a_transient_failure_names_the_service_action_and_code() -> None:
+    with pytest.raises(TransientAwsError) as raised, classified("sts", "AssumeRole"):
+        raise client_error("Throttling", 400)
+    assert str(raised.value) == "sts AssumeRole failed transiently (Throttling)"
+
+
+@pytest.mark.parametrize("code", sorted(KMS_FINAL_CODES))
+def test_kms_refusing_its_key_is_final_with_kms_code(code: str) -> None:
+    with pytest.raises(KeyUnusableError) as refused, classified("kms", "Decrypt"):
+        raise client_error(code, 400)
+    assert (refused.value.code, refused.value.reason) == (code, "m")
+
+
+@pytest.mark.parametrize(("service", "code"), [("kms", "ValidationException"), ("dynamodb", "AccessDeniedException")])
+def test_any_other_answer_propagates_unchanged(service: str, code: str) -> None:
+    error = client_error(code, 400)
+    with pytest.raises(ClientError) as raised, classified(service, "Call"):
+        raise error
+    assert raised.value is error
+
+
+def test_a_lost_connection_is_transient_and_a_bad_parameter_propagates_unchanged() -> None:
+    lost = "kms Decrypt could not be made: EndpointConnectionError"
+    with pytest.raises(TransientAwsError, match=lost), classified("kms", "Decrypt"):
+        raise EndpointConnectionError(endpoint_url="https://kms")
+    bad = ParamValidationError(report="bad")
+    with pytest.raises(ParamValidationError) as raised, classified("kms", "Decrypt"):
+        raise bad
+    assert raised.value is bad
