@@ -6,6 +6,7 @@ handler's own result is seen too, and mutation testing (docs/reliability.md) see
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,7 +16,7 @@ from runcreds import aws
 from runcreds.exceptions import TransientAwsError
 from runcreds_dev.faults import put_events_partial_failure
 from runcreds_dev.stack import EmbeddedStack
-from tests.support import Tenant, assumptions_of, events_for, record_items, trust_policy
+from tests.support import Tenant, assumptions_of, events_for, load_event, record_items, trust_policy
 
 Vend = Callable[[dict[str, Any]], Any]
 READY = "Run Phase Credentials Ready"
@@ -221,3 +222,10 @@ def test_a_phase_finished_while_its_credentials_were_sealed_stores_and_announces
     assert item["status"]["S"] == "finished"
     assert "ciphertext" not in item
     assert not events_for(stack, tenant, READY)
+
+
+def test_an_invalid_event_is_dropped_with_its_reason_and_vends_nothing(vend_here: Vend) -> None:
+    event = load_event("invalid/at_in_stack.json")
+    result = vend_here(event)
+    assert result.keys() == {"dropped"}
+    assert re.fullmatch(r"invalid run-phase event: .*detail\.stack.*", result["dropped"], re.S)
