@@ -13,7 +13,12 @@ from typing import Any
 import pytest
 
 from runcreds import aws
+from runcreds.dal.audit_sessions import AuditSessionsStore
+from runcreds.dal.items import from_item
+from runcreds.dal.keys import access_key_key, source_identity_key
 from runcreds.exceptions import TransientAwsError
+from runcreds.models.audit import SessionMapping
+from runcreds.models.entities import CredentialRecord
 from runcreds_dev.faults import put_events_partial_failure
 from runcreds_dev.stack import EmbeddedStack
 from tests.support import Tenant, assumptions_of, events_for, load_event, record_items, trust_policy
@@ -41,6 +46,12 @@ def vend_fault(stack: EmbeddedStack) -> Iterator[Callable[..., None]]:
         fault.__exit__(None, None, None)
 
 
+def session_mappings(stack: EmbeddedStack, session_key: str) -> list[SessionMapping]:
+    """The audit index's mappings under one key, as the vend function wrote them (docs/audit.md)."""
+    table = stack.functions["VendCredentialsFunction"].environment["RUNCREDS_AUDIT_SESSIONS_TABLE"]
+    return AuditSessionsStore(table, stack.client("dynamodb")).mappings(session_key)
+
+
 def refuse(stack: EmbeddedStack, role: str) -> None:
     """The attached role's trust changed to another account's external ID: AssumeRole refused, for good."""
     stack.customer_client("iam").update_assume_role_policy(
@@ -66,6 +77,9 @@ def test_a_broker_mode_vend_records_and_announces_its_credentials(
     }
     assert ready["expires_at"] and ready["expires_at"][:19] == item["expires_at"]["S"][:19]
     assert not events_for(stack, tenant, FAILED)
+    # And the audit index knows the session by its access key, as this run's
+    (mapping,) = session_mappings(stack, access_key_key(item["access_key_id"]["S"]))
+    assert (mapping.run_id, mapping.integration_id, mapping.mode) == (tenant.run_id, integration_id, "broker")
 
 
 def test_a_worker_mode_vend_records_the_instruction_and_announces_no_expiry(
@@ -79,6 +93,11 @@ def test_a_worker_mode_vend_records_the_instruction_and_announces_no_expiry(
     assert "unannounced" not in item
     (ready,) = events_for(stack, tenant, READY)
     assert (ready["integration_id"], ready["mode"], ready.get("expires_at")) == (integration_id, "worker", None)
+    # And the audit index knows the session the worker will open by its source identity
+    spec = CredentialRecord.model_validate(from_item(item)).assume_role
+    assert spec is not None
+    (mapping,) = session_mappings(stack, source_identity_key(spec.source_identity))
+    assert (mapping.run_id, mapping.integration_id, mapping.mode) == (tenant.run_id, integration_id, "worker")
 
 
 def test_a_role_refusing_is_recorded_failed_and_announced_with_its_code(
@@ -174,6 +193,15 @@ def test_a_transient_fault_releases_the_claim_and_raises_after_announcing_what_w
     assert [e["integration_id"] for e in events_for(stack, tenant, READY)] == [first]
     assert [i["integration_id"]["S"] for i in record_items(stack, tenant, "plan")] == [first]
     assert vend_here(tenant.event("plan")) == {"ready": [second], "duplicates": [first]}
+
+
+def test_a_phase_gets_only_the_integrations_attached_for_its_access(
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], vend_here: Vend
+) -> None:
+    reader = integrate(tenant, make_role(f"{tenant.account}@*"), write=False)
+    writer = integrate(tenant, make_role(f"{tenant.account}@*"), read=False)
+    assert vend_here(tenant.event("plan")) == {"ready": [reader]}
+    assert vend_here(tenant.event("apply")) == {"ready": [writer]}
 
 
 def test_a_finished_phase_vends_nothing_for_any_of_its_integrations(
