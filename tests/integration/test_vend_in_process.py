@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,12 +22,13 @@ from runcreds.models.audit import SessionMapping
 from runcreds.models.entities import CredentialRecord
 from runcreds_dev.faults import put_events_partial_failure
 from runcreds_dev.stack import EmbeddedStack
-from tests.support import Tenant, assumptions_of, events_for, load_event, record_items, trust_policy
+from tests.support import Tenant, assumptions_of, credentials_of, events_for, load_event, record_items, trust_policy
 
 Vend = Callable[[dict[str, Any]], Any]
 READY = "Run Phase Credentials Ready"
 FAILED = "Run Phase Credentials Failed"
 FINISHED = "Run Phase Finished"
+DAY = 86400  # how long a worker-mode or failed record is kept
 ATTEMPTS = 4  # botocore's attempts of one request (runcreds.aws)
 
 
@@ -63,7 +65,8 @@ def refuse(stack: EmbeddedStack, role: str) -> None:
 def test_a_broker_mode_vend_records_and_announces_its_credentials(
     stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], vend_here: Vend
 ) -> None:
-    integration_id = integrate(tenant, make_role(f"{tenant.account}@*"))
+    role = make_role(f"{tenant.account}@*")
+    integration_id = integrate(tenant, role)
     assert vend_here(tenant.event("plan")) == {"ready": [integration_id]}
     (item,) = record_items(stack, tenant, "plan")
     assert (item["status"]["S"], item["mode"]["S"]) == ("ready", "broker")
@@ -77,6 +80,13 @@ def test_a_broker_mode_vend_records_and_announces_its_credentials(
     }
     assert ready["expires_at"] and ready["expires_at"][:19] == item["expires_at"]["S"][:19]
     assert not events_for(stack, tenant, FAILED)
+    # The record holds what the worker decrypts and the refresh route re-assumes, kept until it expires
+    assert credentials_of(stack, tenant, "plan")["AccessKeyId"] == item["access_key_id"]["S"]
+    record = CredentialRecord.model_validate(from_item(item))
+    assert record.assume_role is not None
+    assert record.assume_role.role_arn == role
+    assert record.expires_at is not None
+    assert int(item["ttl"]["N"]) == int(record.expires_at.timestamp())
     # And the audit index knows the session by its access key, as this run's
     (mapping,) = session_mappings(stack, access_key_key(item["access_key_id"]["S"]))
     assert (mapping.run_id, mapping.integration_id, mapping.mode) == (tenant.run_id, integration_id, "broker")
@@ -93,6 +103,7 @@ def test_a_worker_mode_vend_records_the_instruction_and_announces_no_expiry(
     assert "unannounced" not in item
     (ready,) = events_for(stack, tenant, READY)
     assert (ready["integration_id"], ready["mode"], ready.get("expires_at")) == (integration_id, "worker", None)
+    assert abs(int(item["ttl"]["N"]) - (time.time() + DAY)) < 60
     # And the audit index knows the session the worker will open by its source identity
     spec = CredentialRecord.model_validate(from_item(item)).assume_role
     assert spec is not None
@@ -110,6 +121,7 @@ def test_a_role_refusing_is_recorded_failed_and_announced_with_its_code(
     (item,) = record_items(stack, tenant, "plan")
     assert (item["status"]["S"], item["failure_code"]["S"]) == ("failed", "AccessDenied")
     assert item["failure_reason"]["S"]
+    assert abs(int(item["ttl"]["N"]) - (time.time() + DAY)) < 60
     assert "unannounced" not in item
     (failed,) = events_for(stack, tenant, FAILED)
     assert failed == {
