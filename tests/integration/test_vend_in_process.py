@@ -145,7 +145,7 @@ def test_a_second_delivery_of_an_announced_phase_is_a_duplicate_and_assumes_noth
     assert len(events_for(stack, tenant, READY)) == 1
 
 
-@pytest.mark.parametrize("refused", [False, True], ids=["ready", "failed"])
+@pytest.mark.parametrize("kind", ["broker", "worker", "failed"])
 def test_what_could_not_be_announced_is_announced_by_the_next_delivery(
     stack: EmbeddedStack,
     tenant: Tenant,
@@ -153,12 +153,12 @@ def test_what_could_not_be_announced_is_announced_by_the_next_delivery(
     integrate: Callable[..., str],
     vend_here: Vend,
     vend_fault: Callable[..., None],
-    refused: bool,
+    kind: str,
 ) -> None:
     # Given a vend whose every PutEvents try failed: the record is written, left unannounced, and it raises
     role = make_role(f"{tenant.account}@*")
-    integration_id = integrate(tenant, role)
-    if refused:
+    integration_id = integrate(tenant, role, assume_role_on_worker=kind == "worker")
+    if kind == "failed":
         refuse(stack, role)
     vend_fault("events", "PutEvents", answer=put_events_partial_failure, times=3)
     with pytest.raises(TransientAwsError, match=integration_id):
@@ -175,15 +175,22 @@ def test_what_could_not_be_announced_is_announced_by_the_next_delivery(
     assert assumptions_of(role) == assumed
     (item,) = record_items(stack, tenant, "plan")
     assert "unannounced" not in item
-    if refused:
+    if kind == "failed":
         (failed,) = events_for(stack, tenant, FAILED)
         assert (failed["integration_id"], failed["code"]) == (integration_id, "AccessDenied")
         assert failed["reason"] == item["failure_reason"]["S"]
         assert not events_for(stack, tenant, READY)
     else:
         (ready,) = events_for(stack, tenant, READY)
-        assert (ready["integration_id"], ready["mode"]) == (integration_id, "broker")
-        assert ready["expires_at"][:19] == item["expires_at"]["S"][:19]
+        assert (ready["integration_id"], ready["mode"]) == (integration_id, kind)
+        expires_at = item["expires_at"]["S"][:19] if kind == "broker" else None
+        assert (ready["expires_at"] or "")[:19] == (expires_at or "")
+        assert ready == {
+            **tenant.detail("plan"),
+            "integration_id": integration_id,
+            "mode": kind,
+            "expires_at": ready["expires_at"],
+        }
         assert not events_for(stack, tenant, FAILED)
 
 
