@@ -13,22 +13,12 @@ import pytest
 from runcreds.dal import credentials
 from runcreds.dal.credentials import CLAIM_LEASE_SECONDS, Claim, Completion, CredentialsStore
 from runcreds.models.entities import CredentialRecord, RecordStatus
-from runcreds.models.run import Phase, RunPhase
+from runcreds.models.run import RunPhase
 from runcreds_dev.stack import EmbeddedStack
 from tests.support import Tenant, record_items
 
 INTEGRATION = "01JD4Z8Q2M6V1T4B3X9N0C7K5R"
 Clock = Callable[[float], None]
-
-
-@pytest.fixture
-def store(stack: EmbeddedStack) -> CredentialsStore:
-    return CredentialsStore(stack.outputs["CredentialsTableName"], stack.client("dynamodb"))
-
-
-@pytest.fixture
-def run(tenant: Tenant) -> RunPhase:
-    return RunPhase(account=tenant.account, stack=tenant.stack, run_id=tenant.run_id, phase=Phase.PLAN)
 
 
 @pytest.fixture

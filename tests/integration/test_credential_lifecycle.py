@@ -32,16 +32,6 @@ Clock = Callable[[float], None]
 
 
 @pytest.fixture
-def store(stack: EmbeddedStack) -> CredentialsStore:
-    return CredentialsStore(stack.outputs["CredentialsTableName"], stack.client("dynamodb"))
-
-
-@pytest.fixture
-def run(tenant: Tenant) -> RunPhase:
-    return RunPhase(account=tenant.account, stack=tenant.stack, run_id=tenant.run_id, phase=Phase.PLAN)
-
-
-@pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     """Sets the store's clock (only its) to `NOW + seconds`."""
 
