@@ -214,6 +214,25 @@ def test_a_transient_fault_releases_the_claim_and_raises_after_announcing_what_w
     assert vend_here(tenant.event("plan")) == {"ready": [second], "duplicates": [first]}
 
 
+def test_a_transient_fault_of_one_integration_does_not_hold_back_those_after_it(
+    stack: EmbeddedStack,
+    tenant: Tenant,
+    make_role: Callable[..., str],
+    integrate: Callable[..., str],
+    vend_here: Vend,
+    vend_fault: Callable[..., None],
+) -> None:
+    # Given two integrations, the first's Encrypt failing on every attempt of botocore's
+    first = integrate(tenant, make_role(f"{tenant.account}@*"))
+    second = integrate(tenant, make_role(f"{tenant.account}@*"))
+    vend_fault("kms", "Encrypt", "KMSInternalException", status=500, times=ATTEMPTS)
+    with pytest.raises(TransientAwsError, match=first):
+        vend_here(tenant.event("plan"))
+    # Then the same invocation vended and announced the second: only the first waits for Lambda's retry
+    assert [e["integration_id"] for e in events_for(stack, tenant, READY)] == [second]
+    assert vend_here(tenant.event("plan")) == {"ready": [first], "duplicates": [second]}
+
+
 def test_a_phase_gets_only_the_integrations_attached_for_its_access(
     stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], vend_here: Vend
 ) -> None:
