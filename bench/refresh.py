@@ -81,6 +81,12 @@ def main() -> int:
         env = stack.functions["AttachApiFunction"].environment
         os.environ.update(env)
         os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
+        from runcreds.observability import metrics
+
+        # This process imported runcreds (for the stack) before it had the function's environment, which
+        # Powertools reads when the metrics object is made: give it what Lambda's environment gives it.
+        metrics.namespace = env["POWERTOOLS_METRICS_NAMESPACE"]
+        metrics.service = env.get("POWERTOOLS_SERVICE_NAME")
         module_spec = importlib.util.spec_from_file_location(spec.module, spec.code_uri / f"{spec.module}.py")
         assert module_spec is not None and module_spec.loader is not None
         module = importlib.util.module_from_spec(module_spec)

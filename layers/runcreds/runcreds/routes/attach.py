@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 
 from runcreds.logic import oidc
-from runcreds.logic.attach import AttachService
-from runcreds.logic.integrations import IntegrationService
-from runcreds.logic.refresh import RefreshService
-from runcreds.logic.worker_token import WorkerTokenService
 from runcreds.models.bodies import (
     AttachmentList,
     AttachmentOut,
@@ -33,6 +29,10 @@ from runcreds.routes import shared as http
 from runcreds.routes.shared import Account, Stack
 from runcreds.settings import AttachSettings
 
+if TYPE_CHECKING:
+    from runcreds.logic.attach import AttachService
+    from runcreds.logic.integrations import IntegrationService
+
 app = APIGatewayRestResolver(enable_validation=True)
 
 IntegrationIdPath = Annotated[str, Path(pattern=INTEGRATION_ID_PATTERN, description="integration ID")]
@@ -45,12 +45,18 @@ def _time_left() -> float | None:
     return context.get_remaining_time_in_millis() / 1000 if context is not None else None
 
 
+# The services are imported by the routes that use them: a cold start pays only for its own route's
+# (verification's probes and rules, the refresh's sealing, the worker token's signing are apart).
 def integration_service() -> IntegrationService:
+    from runcreds.logic.integrations import IntegrationService
+
     settings = AttachSettings.from_env()
     return IntegrationService(settings, time_left=_time_left(), issuer=_issuer(settings))
 
 
 def attach_service() -> AttachService:
+    from runcreds.logic.attach import AttachService
+
     settings = AttachSettings.from_env()
     return AttachService(settings, time_left=_time_left(), issuer=_issuer(settings))
 
@@ -200,8 +206,12 @@ def refresh_run_phase(
     run = RunPhase(account=account, stack=stack, run_id=run_id, phase=phase)
     settings = AttachSettings.from_env()
     if body and body.web_identity_token and body.integration_id:
+        from runcreds.logic.worker_token import WorkerTokenService
+
         granted = WorkerTokenService(settings, issuer=_issuer(settings)).worker_token(run, body.integration_id)
         return RefreshResponse(credentials=[], web_identity_tokens=[granted.answer()])
+    from runcreds.logic.refresh import RefreshService
+
     records = RefreshService(settings, issuer=_issuer(settings)).refresh(run, body.integration_id if body else None)
     return RefreshResponse(
         credentials=[
