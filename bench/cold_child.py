@@ -1,13 +1,16 @@
 """The raw side of bench/cold_start.py, and its recorder: run in a fresh process with a function's environment.
 
     python bench/cold_child.py record CODE_URI MODULE.FUNCTION EVENT.json CALLS.json
+    python bench/cold_child.py record-cli CALLS.json RUNCREDS_ARGS...
     python bench/cold_child.py raw CALLS.json OLD_TOKEN NEW_TOKEN
 
 `record` imports the handler and serves one event, writing down every AWS call it made (service, operation,
 parameters, region, which credentials signed it, and the keys an AssumeRole returned) — the handler's own
-code is not touched: botocore's event hooks on every client see the calls. `raw` is a fresh process that
-imports boto3, creates the same clients (same configuration, same identities) and makes those calls again,
-with OLD_TOKEN replaced by NEW_TOKEN in the parameters (a fresh run ID, so that the writes are new ones).
+code is not touched: botocore's event hooks on every client see the calls. `record-cli` does the same for
+the `runcreds` command line (`runcreds_cli.main.main` with the arguments given; its output is discarded).
+`raw` is a fresh process that imports boto3, creates the same clients (same configuration, same
+identities) and makes those calls again, with OLD_TOKEN replaced by NEW_TOKEN in the parameters (a fresh
+run ID, so that the writes are new ones).
 """
 
 from __future__ import annotations
@@ -31,15 +34,12 @@ def _encode(value: object) -> object:
     return value
 
 
-def record(code_uri: str, handler: str, event_path: str, calls_path: str) -> None:
-    import importlib
+def _recorded_calls() -> list[dict[str, object]]:
+    """From now on, every AWS call of every botocore client made in this process, as it is sent."""
     import json
-    import logging
-    import os
 
     import botocore.session
 
-    logging.basicConfig(level=os.environ.get("AWS_LAMBDA_LOG_LEVEL", "WARNING"), stream=sys.stdout)
     calls: list[dict[str, object]] = []
     pending: list[dict[str, object]] = []  # params of calls not yet sent (AssumeRole nests inside signing)
 
@@ -74,6 +74,17 @@ def record(code_uri: str, handler: str, event_path: str, calls_path: str) -> Non
         return client
 
     botocore.session.Session.create_client = hooked  # type: ignore[method-assign]
+    return calls
+
+
+def record(code_uri: str, handler: str, event_path: str, calls_path: str) -> None:
+    import importlib
+    import json
+    import logging
+    import os
+
+    logging.basicConfig(level=os.environ.get("AWS_LAMBDA_LOG_LEVEL", "WARNING"), stream=sys.stdout)
+    calls = _recorded_calls()
     sys.path.insert(0, code_uri)
     from runcreds_dev.lambda_worker import LocalContext
 
@@ -84,6 +95,22 @@ def record(code_uri: str, handler: str, event_path: str, calls_path: str) -> Non
     result = entry(event, LocalContext(os.environ["AWS_LAMBDA_FUNCTION_NAME"], 30000, "record"))
     with open(calls_path, "w") as f:
         json.dump({"calls": calls, "result": result}, f, default=str)
+
+
+def record_cli(calls_path: str, *argv: str) -> None:
+    import contextlib
+    import io
+    import json
+
+    calls = _recorded_calls()
+    from runcreds_cli.main import main
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the credentials themselves: not kept anywhere
+        status = main(list(argv))
+    if status:
+        raise SystemExit(f"runcreds {' '.join(argv[:2])} exited {status}")
+    with open(calls_path, "w") as f:
+        json.dump({"calls": calls}, f, default=str)
 
 
 def raw(calls_path: str, old: str, new: str) -> None:
@@ -138,5 +165,7 @@ def raw(calls_path: str, old: str, new: str) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "record":
         record(*sys.argv[2:6])
+    elif sys.argv[1] == "record-cli":
+        record_cli(sys.argv[2], *sys.argv[3:])
     else:
         raw(*sys.argv[2:5])

@@ -24,6 +24,7 @@ BENCHES = {
     "audit.py": (["--events", "1000"], ["--events", "300"]),
     "refresh.py": (["--rounds", "50"], ["--rounds", "10"]),
     "cold_start.py": (["--trials", "7"], ["--trials", "3"]),
+    "worker_cli.py": (["--trials", "7"], ["--trials", "3"]),
 }
 
 
