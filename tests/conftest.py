@@ -119,6 +119,7 @@ def vend_here(stack: EmbeddedStack, monkeypatch: pytest.MonkeyPatch) -> Iterator
             monkeypatch.setenv(name, value)
     monkeypatch.setattr(metrics.provider, "namespace", environment["POWERTOOLS_METRICS_NAMESPACE"])
     aws.reset_clients()
+    metrics.clear_metrics()  # each test's metrics its own, as each invocation's are
     yield lambda event: handle_run_event(event, VendSettings.from_env())
     metrics.clear_metrics()
     monkeypatch.undo()

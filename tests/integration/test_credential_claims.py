@@ -14,6 +14,7 @@ from runcreds.dal import credentials
 from runcreds.dal.credentials import CLAIM_LEASE_SECONDS, Claim, Completion, CredentialsStore
 from runcreds.models.entities import CredentialRecord, RecordStatus
 from runcreds.models.run import RunPhase
+from runcreds.run_scope import RunScope
 from runcreds_dev.stack import EmbeddedStack
 from tests.support import Tenant, record_items
 
@@ -111,3 +112,18 @@ def test_a_completion_of_a_claim_never_made_is_claim_lost(
 ) -> None:
     assert store.complete(ready(run), "nobody", ttl=int(time.time()) + 3600) is Completion.CLAIM_LOST
     assert record_items(stack, tenant, "plan") == []
+
+
+def test_a_completed_record_reads_back_as_written_with_its_ciphertext_and_assume_role(
+    stack: EmbeddedStack, tenant: Tenant, store: CredentialsStore, run: RunPhase
+) -> None:
+    # What the worker decrypts and the refresh route re-assumes: stored binary and as a map, read back whole
+    spec = RunScope(run, INTEGRATION).assume_role_spec(f"arn:aws:iam::{run.account}:role/deploy", 3600, "eu-west-1")
+    record = ready(run).model_copy(update={"assume_role": spec})
+    assert store.claim(run, INTEGRATION, "writer") is Claim.CLAIMED
+    assert store.complete(record, "writer", ttl=int(time.time()) + 3600) is Completion.WRITTEN
+    (item,) = record_items(stack, tenant, "plan")
+    assert item["ciphertext"] == {"B": b"sealed"}
+    assert item["assume_role"]["M"]["role_arn"] == {"S": spec.role_arn}
+    (stored,) = store.records(run)
+    assert (stored.ciphertext, stored.assume_role, stored.access_key_id) == (b"sealed", spec, "ASIAEXAMPLE")

@@ -4,6 +4,7 @@ the holder of a record's token may give back, announce or take over what it hold
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -127,6 +128,17 @@ def test_a_phase_item_not_finished_leaves_the_phase_open(
     assert store.phase_is_open(run)
     assert store.read_phase(run).finished is False
     assert store.claim(run, INTEGRATION, "t") is Claim.CLAIMED
+
+
+def test_the_phase_is_read_consistently(stack: EmbeddedStack, store: CredentialsStore, run: RunPhase) -> None:
+    # A worker reading right after the vend's write must see it: an eventually consistent Query may not (the
+    # embedded DynamoDB is always consistent, so the request itself is what is checked)
+    queries: list[dict[str, Any]] = []
+    with stack.aws.faults.inject("dynamodb", "Query", when=lambda r: bool(queries.append(json.loads(r.body)))):
+        vended(store, run)
+        assert len(store.read_phase(run).records) == 1
+    assert queries
+    assert all(query.get("ConsistentRead") is True for query in queries)
 
 
 # ------------------------------------------------------------------ the claim's lease and its values

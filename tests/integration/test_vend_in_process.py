@@ -95,7 +95,8 @@ def test_a_broker_mode_vend_records_and_announces_its_credentials(
 def test_a_worker_mode_vend_records_the_instruction_and_announces_no_expiry(
     stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], vend_here: Vend
 ) -> None:
-    integration_id = integrate(tenant, make_role(f"{tenant.account}@*"), assume_role_on_worker=True)
+    role = make_role(f"{tenant.account}@*")
+    integration_id = integrate(tenant, role, assume_role_on_worker=True, region="eu-west-1")
     assert vend_here(tenant.event("apply")) == {"ready": [integration_id]}
     (item,) = record_items(stack, tenant, "apply")
     assert (item["status"]["S"], item["mode"]["S"]) == ("worker", "worker")
@@ -105,8 +106,10 @@ def test_a_worker_mode_vend_records_the_instruction_and_announces_no_expiry(
     assert (ready["integration_id"], ready["mode"], ready.get("expires_at")) == (integration_id, "worker", None)
     assert abs(int(item["ttl"]["N"]) - (time.time() + DAY)) < 60
     # And the audit index knows the session the worker will open by its source identity
+    # The worker's instruction: the attachment's role, in the attachment's region
     spec = CredentialRecord.model_validate(from_item(item)).assume_role
     assert spec is not None
+    assert (spec.role_arn, spec.region) == (role, "eu-west-1")
     (mapping,) = session_mappings(stack, source_identity_key(spec.source_identity))
     assert (mapping.run_id, mapping.integration_id, mapping.mode) == (tenant.run_id, integration_id, "worker")
 
