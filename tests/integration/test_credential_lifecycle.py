@@ -134,7 +134,12 @@ def test_the_phase_is_read_consistently(stack: EmbeddedStack, store: Credentials
     # A worker reading right after the vend's write must see it: an eventually consistent Query may not (the
     # embedded DynamoDB is always consistent, so the request itself is what is checked)
     queries: list[dict[str, Any]] = []
-    with stack.aws.faults.inject("dynamodb", "Query", when=lambda r: bool(queries.append(json.loads(r.body)))):
+
+    def seen(request: Any) -> bool:  # records every Query, injects no fault
+        queries.append(json.loads(request.body))
+        return False
+
+    with stack.aws.faults.inject("dynamodb", "Query", when=seen):
         vended(store, run)
         assert len(store.read_phase(run).records) == 1
     assert queries
