@@ -3,6 +3,7 @@
     python bench/cold_child.py record CODE_URI MODULE.FUNCTION EVENT.json CALLS.json
     python bench/cold_child.py record-cli CALLS.json RUNCREDS_ARGS...
     python bench/cold_child.py raw CALLS.json OLD_TOKEN NEW_TOKEN
+    python bench/cold_child.py floor EVENT.json CALLS.json OLD_TOKEN NEW_TOKEN
 
 `record` imports the handler and serves one event, writing down every AWS call it made (service, operation,
 parameters, region, which credentials signed it, and the keys an AssumeRole returned) — the handler's own
@@ -10,7 +11,9 @@ code is not touched: botocore's event hooks on every client see the calls. `reco
 the `runcreds` command line (`runcreds_cli.main.main` with the arguments given; its output is discarded).
 `raw` is a fresh process that imports boto3, creates the same clients (same configuration, same
 identities) and makes those calls again, with OLD_TOKEN replaced by NEW_TOKEN in the parameters (a fresh
-run ID, so that the writes are new ones).
+run ID, so that the writes are new ones). `floor` is `raw` plus the least that the stack runcreds is
+built on costs any handler: pydantic imported and one model validating the event, Powertools' Logger and
+Metrics made, one line logged and one metric flushed — a reference for the cold-start table, not a goal.
 """
 
 from __future__ import annotations
@@ -162,10 +165,30 @@ def raw(calls_path: str, old: str, new: str) -> None:
             )
 
 
+def floor(event_path: str, calls_path: str, old: str, new: str) -> None:
+    import json
+
+    from aws_lambda_powertools import Logger, Metrics
+    from pydantic import BaseModel, ConfigDict
+
+    class Event(BaseModel):
+        model_config = ConfigDict(extra="allow")
+
+    logger, metrics = Logger(), Metrics()
+    with open(event_path) as f:
+        Event.model_validate(json.load(f))
+    raw(calls_path, old, new)
+    logger.info("served")
+    metrics.add_metric(name="Served", unit="Count", value=1)
+    metrics.flush_metrics()
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "record":
         record(*sys.argv[2:6])
     elif sys.argv[1] == "record-cli":
         record_cli(sys.argv[2], *sys.argv[3:])
+    elif sys.argv[1] == "floor":
+        floor(*sys.argv[2:6])
     else:
         raw(*sys.argv[2:5])

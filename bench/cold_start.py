@@ -9,7 +9,10 @@ credentials, the template's log level; tracing off, as there is no X-Ray daemon)
 embedded stack's Lambda container (`runcreds_dev.lambda_worker`) serving one event and exiting. The raw
 side replays the AWS calls that the handler made on a recording run (bench/cold_child.py records them with
 botocore's event hooks): the same operations, parameters, regions and identities, with a fresh run ID.
-Trials are interleaved (handler, raw, raw, handler, ...) so that load on the shared machine hits both alike;
+A third side, the floor (cold_child.py `floor`), is the raw side plus the least the stack costs any handler
+(pydantic with one model, Powertools' Logger and Metrics): floor ÷ raw is printed beside each ratio as a
+reference — how much of the goal the stack itself takes before any runcreds code runs.
+Trials are interleaved (each side first in turn) so that load on the shared machine hits all alike;
 each process is timed from spawn to exit; the ratio is the median of the paired trials' ratios. The AWS
 requests of every trial are counted on the server: the two sides must make the same ones.
 """
@@ -69,7 +72,7 @@ def run(cmd: list[str], env: dict[str, str], stdin: str = "", pass_fds: tuple[in
     return elapsed
 
 
-def handler_trial(stack: Any, case: Case, token: str) -> tuple[float, list[tuple[str, str]]]:
+def handler_trial(stack: Any, case: Case, token: str, profile: str | None) -> tuple[float, list[tuple[str, str]]]:
     spec = stack.template.functions()[case.function]
     mark = stack.aws.calls.mark()
     # The reply goes to a file, not a pipe: a large one (an audit page) would fill a pipe nobody reads yet.
@@ -77,6 +80,8 @@ def handler_trial(stack: Any, case: Case, token: str) -> tuple[float, list[tuple
         fd = replies.fileno()
         request = json.dumps({"id": str(uuid.uuid4()), "event": case.event(token)}) + "\n"
         cmd = [sys.executable, "-m", "runcreds_dev.lambda_worker", str(fd), str(spec.code_uri), spec.handler]
+        if profile:  # where the time goes (the profiler's overhead makes this trial's time no measurement)
+            cmd[1:1] = ["-m", "cProfile", "-o", str(Path(profile, f"{case.function}-{token}.prof"))]
         elapsed = run(cmd, stack.functions[case.function].environment, request, (fd,))
         replies.seek(0)
         lines = replies.read().splitlines()
@@ -91,6 +96,7 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=7)
     parser.add_argument("--only", default="", help="comma-separated case names")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--profile", help="a directory: cProfile every handler trial there (not a measurement)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from bench import audit as audit_bench
@@ -173,34 +179,40 @@ def main() -> int:
                 recorded = stack.aws.calls.since(mark)
                 handler_times: list[float] = []
                 raw_times: list[float] = []
+                floor_times: list[float] = []
+                sides = ("h", "r", "f")
                 for trial in range(args.trials + 1):  # the first round warms the server's code paths
-                    tokens = {side: f"c{trial}{side}{uuid.uuid4().hex[:8]}" for side in ("h", "r")}
+                    tokens = {side: f"c{trial}{side}{uuid.uuid4().hex[:8]}" for side in sides}
                     for token in tokens.values():
                         case.prepare(token)
-                    order = ("h", "r") if trial % 2 == 0 else ("r", "h")
-                    for side in order:
+                    for side in sides[trial % 3 :] + sides[: trial % 3]:  # each side first in turn
+                        old = record_token if case.tokenised else "@@no-token@@"
                         if side == "h":
-                            elapsed, calls = handler_trial(stack, case, tokens["h"])
+                            elapsed, calls = handler_trial(stack, case, tokens["h"], args.profile)
                             target = handler_times
                         else:
                             mark = stack.aws.calls.mark()
-                            old = record_token if case.tokenised else "@@no-token@@"
-                            elapsed = run([*child, "raw", str(calls_path), old, tokens["r"]], env)
+                            mode = ["raw"] if side == "r" else ["floor", str(event_path)]
+                            elapsed = run([*child, *mode, str(calls_path), old, tokens[side]], env)
                             calls = stack.aws.calls.since(mark)
-                            target = raw_times
+                            target = raw_times if side == "r" else floor_times
                         if sorted(calls) != sorted(recorded):
                             raise RuntimeError(f"{case.name}: {side} made {calls}, the recording {recorded}")
                         if trial:
                             target.append(elapsed)
                 ratios = sorted(h / r for h, r in zip(handler_times, raw_times, strict=True))
+                floors = sorted(f / r for f, r in zip(floor_times, raw_times, strict=True))
                 results_record(f"cold start: {case.name}", ratios, f"<= {GOAL}", statistics.median(ratios) <= GOAL)
+                results_record(f"cold start: {case.name}, floor ÷ raw (reference)", floors, "", None)
                 row = {
                     "name": f"cold start: {case.name}",
                     "handler_ms": statistics.median(handler_times) * 1000,
                     "raw_ms": statistics.median(raw_times) * 1000,
+                    "floor_ms": statistics.median(floor_times) * 1000,
                     "ratio": statistics.median(ratios),
                     "min": ratios[0],
                     "max": ratios[-1],
+                    "floor_ratio": statistics.median(floors),
                     "goal": f"<= {GOAL}",
                     "pass": statistics.median(ratios) <= GOAL,
                     "requests": len(recorded),
@@ -209,6 +221,7 @@ def main() -> int:
                 print(
                     f"{row['name']:<40} handler {row['handler_ms']:7.0f} ms  raw {row['raw_ms']:7.0f} ms  "
                     f"ratio {row['ratio']:.2f} (min {row['min']:.2f}, max {row['max']:.2f})  goal <= {GOAL}  "
+                    f"floor {row['floor_ms']:7.0f} ms ({row['floor_ratio']:.2f})  "
                     f"[{len(recorded)} AWS requests each side]",
                     flush=True,
                 )

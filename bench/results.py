@@ -9,8 +9,9 @@ import statistics
 from collections.abc import Sequence
 
 
-def record(name: str, samples: Sequence[float], goal: str, passed: bool, unit: str = "") -> None:
-    """samples: the per-trial values (paired ratios, counts); the table shows their median, min and max."""
+def record(name: str, samples: Sequence[float], goal: str, passed: bool | None, unit: str = "") -> None:
+    """samples: the per-trial values (paired ratios, counts); the table shows their median, min and max.
+    A reference figure (no goal of its own) has goal "" and passed None."""
     path = os.environ.get("RUNCREDS_BENCH_RESULTS")
     if not path:
         return

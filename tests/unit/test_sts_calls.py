@@ -160,3 +160,51 @@ def test_the_broker_hop_made_the_client_is_the_brokers(monkeypatch: pytest.Monke
     assert sts_calls.broker_sts(arn, "runcreds-vend", "eu-west-1") is client
     assert credentials.frozen == 1
     assert made == [(arn, "runcreds-vend", "eu-west-1")]
+
+
+def test_a_function_without_any_credentials_is_broker_unavailable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """The real broker session (no stand-in), in an environment holding no credentials anywhere: the
+    broker's own hop, an operator's problem (BrokerUnavailable), not an unclassified RuntimeError."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                 "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                 "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    aws.reset_clients()
+    try:
+        with pytest.raises(BrokerUnavailableError) as raised:
+            sts_calls.broker_sts("arn:aws:iam::111111111111:role/BrokerRole", "runcreds-vend", "us-east-1")
+    finally:
+        aws.reset_clients()
+    assert str(raised.value) == "no credentials to assume the broker role with"
+
+
+def test_the_broker_session_reads_no_service_model_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The broker's session shares the function's loader of service models: a client it makes parses no
+    JSON already parsed (a cold start's second botocore session cost ~50 ms of CPU without it)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAFUNCTION")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    aws.reset_clients()
+    try:
+        aws.sts()  # the function's own STS client: its model loaded once
+        broker = aws.broker_session("arn:aws:iam::111111111111:role/BrokerRole", "runcreds-vend")
+        loader = broker._session.get_component("data_loader")
+        assert loader is aws._session()._session.get_component("data_loader")
+        parsed: list[str] = []
+        read = loader.file_loader.load_file  # what the loader's caches stand in front of
+
+        def reading(path: str) -> Any:
+            parsed.append(path)
+            return read(path)
+
+        monkeypatch.setattr(loader.file_loader, "load_file", reading)
+        broker.client("sts", region_name="us-east-1", config=aws.STS_CONFIG)  # as aws.broker_sts makes it
+    finally:
+        aws.reset_clients()
+    assert parsed == []

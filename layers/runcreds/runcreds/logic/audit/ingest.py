@@ -12,8 +12,6 @@ from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
 from runcreds.dal.audit_index import AuditIndexStore
@@ -59,23 +57,26 @@ class AuditIndexer:
         return item
 
     def index_batch(self, event: dict[str, Any]) -> dict[str, Any]:
-        """Lambda's SQS event → `batchItemFailures`: the records that failed, and only those."""
+        """Lambda's SQS event → `batchItemFailures`: the records that failed, and only those. (A loop of
+        its own, not Powertools' BatchProcessor, whose import is a large share of a cold start:
+        docs/PERFORMANCE.md.)"""
         items: dict[str, dict[str, Any]] = {}  # message ID → item
+        failures: list[str] = []
         malformed: list[str] = []
-
-        def record_handler(record: SQSRecord) -> None:
+        for record in event.get("Records", []):
+            message_id = record["messageId"]
             try:
-                item = self.item_for(record.body)
+                item = self.item_for(record["body"])
             except MalformedRecordError:
-                malformed.append(record.message_id)
-                raise
+                malformed.append(message_id)
+                failures.append(message_id)
+                continue
+            except Exception as error:  # this record alone fails (a throttled Query, a fault): as BatchProcessor
+                logger.warning("record not indexed: SQS delivers it again", extra={"error": type(error).__name__})
+                failures.append(message_id)
+                continue
             if item is not None:
-                items[record.message_id] = item
-
-        processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-        with processor(records=event.get("Records", []), handler=record_handler):
-            processor.process()
-        failures = [f["itemIdentifier"] for f in processor.response()["batchItemFailures"]]
+                items[message_id] = item
         # Malformed records will fail again (to the DLQ); the others (a throttled Query) are retried.
         if malformed:
             metrics.add_metric(name="MalformedRecords", unit=MetricUnit.Count, value=len(malformed))

@@ -166,20 +166,3 @@ class AttachmentOut(BaseModel):
 
 class AttachmentList(BaseModel):
     attachments: list[AttachmentOut]
-
-
-class PolicyStatement(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    Sid: str | None = None
-    Effect: Literal["Allow", "Deny"]
-    Principal: dict[str, Any]
-    Action: list[str]
-    Condition: dict[str, dict[str, str | list[str]]] | None = None
-
-
-class TrustPolicyDocument(BaseModel):
-    """An IAM trust policy (the role's AssumeRolePolicyDocument)."""
-
-    Version: Literal["2012-10-17"]
-    Statement: list[PolicyStatement]

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from runcreds.models.bodies.attach import TrustPolicyDocument
+from runcreds.models.bodies.policy import TrustPolicyDocument
 
 
 class ErrorDetail(BaseModel):
