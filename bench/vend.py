@@ -1,5 +1,5 @@
-"""Vend benchmark: the vend handler's wall time per event ÷ the seven AWS calls a vend cannot avoid, made
-raw with boto3 against the same embedded AWS in the same run, and the AWS requests per vend.
+"""Vend benchmark, warm: the vend handler's time per event ÷ the same AWS requests made raw with boto3, each
+side in a warm process of its own, and the AWS requests per vend (goal ≤ 1.15; seven requests).
 
 Seven: Query (attachments), the claim (a transaction: the record and a check that the phase is still
 open), AssumeRole, Encrypt, the completion (a transaction: the record and its audit session mappings),
@@ -8,43 +8,45 @@ an invocation that failed after writing still sends its Ready event (docs/decisi
 
     .venv/bin/python bench/vend.py [--events 200]
 
-Both sides run in this process against one moto server (strict STS in front), interleaved round by
-round so that drift in the server affects both alike. The handler is the deployed one
-(functions/vend_credentials, Powertools decorators included), called with its template environment and
-its execution role's credentials; its logger runs at WARNING and its metrics print to a buffer, so
-that the measurement is not of a terminal.
+The handler side is the embedded stack's Lambda container for VendCredentialsFunction
+(`runcreds_dev.lambda_worker`: the deployed handler, Powertools decorators included, the function's
+template environment — its role's credentials, the template's log level — its logs to /dev/null), kept
+warm across events as Lambda keeps a container. The raw side is a warm process too (bench/cold_child.py
+`warm`): boto3 clients made once, replaying the requests the handler made on a recording run — the same
+operations and parameters (the same payloads: five session tags, the full record, its three session
+mappings), the same identities and regions — with a fresh run ID a round. Neither runs in this process,
+which holds the moto server both talk to: the server's work does not share an interpreter lock with
+either side. Rounds alternate which side goes first; each side is timed from this process, from writing
+its request to reading its answer; the server counts each side's requests, and they must match.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib.util
-import io
 import json
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
-
-import boto3
+from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.results import record  # noqa: E402 - run as a script: the repository root is not on the path
 
 GOAL = 1.15  # issue 13
+WARM_UP = 5
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200)
     args = parser.parse_args()
 
-    sys.path.insert(0, str(ROOT))
     from runcreds.logic.trust_policy import trust_policy_for
     from runcreds_cli.sigv4_client import ApiClient
     from runcreds_dev.stack import EmbeddedStack
@@ -52,119 +54,10 @@ def main() -> int:
 
     with EmbeddedStack(template_path=ROOT / "template.yaml", stack_name="runcreds-bench") as stack:
         account, name = "bench", "networking"
-        broker = stack.outputs["BrokerRoleArn"]
-        role_arn = create_role(stack, trust_policy_for(broker, account), "bench-role")
+        role_arn = create_role(stack, trust_policy_for(stack.outputs["BrokerRoleArn"], account), "bench-role")
         api = ApiClient(stack.outputs["ApiUrl"], stack.session())
         tenant = Tenant(account, name, "01BENCH")
-        integration_id = create_integration(api, tenant, role_arn)
-        assert attach(api, tenant, integration_id).status == 200
-
-        # The handler, in this process, with the function's environment (and so its role's credentials).
-        spec = stack.template.functions()["VendCredentialsFunction"]
-        os.environ.update(stack.functions["VendCredentialsFunction"].environment)
-        os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
-        module_spec = importlib.util.spec_from_file_location(spec.module, spec.code_uri / f"{spec.module}.py")
-        assert module_spec is not None and module_spec.loader is not None
-        module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
-        handler = getattr(module, spec.function_name)
-        from runcreds_dev.lambda_worker import LocalContext
-
-        context = LocalContext("bench", 30000, "bench")
-        sink = io.StringIO()
-
-        def handler_quietly(event: dict[str, Any]) -> dict[str, Any]:
-            with contextlib.redirect_stdout(sink):  # the metrics' EMF line still gets built and printed
-                result: dict[str, Any] = handler(event, context)
-            sink.seek(0)
-            sink.truncate()
-            return result
-
-        # The raw side: the same seven calls, with boto3, as the same identities.
-        env = stack.functions["VendCredentialsFunction"].environment
-        endpoint = stack.endpoint_url
-        function_session = boto3.Session(
-            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-            aws_session_token=env["AWS_SESSION_TOKEN"],
-            region_name="us-east-1",
-        )
-        raw_ddb = function_session.client("dynamodb", endpoint_url=endpoint)
-        raw_kms = function_session.client("kms", endpoint_url=endpoint)
-        raw_events = function_session.client("events", endpoint_url=endpoint)
-        broker_creds = function_session.client("sts", endpoint_url=endpoint).assume_role(
-            RoleArn=broker, RoleSessionName="bench-raw"
-        )["Credentials"]
-        raw_sts = boto3.Session(
-            aws_access_key_id=broker_creds["AccessKeyId"],
-            aws_secret_access_key=broker_creds["SecretAccessKey"],
-            aws_session_token=broker_creds["SessionToken"],
-            region_name="us-east-1",
-        ).client("sts", endpoint_url=endpoint)
-        table, attachments = env["RUNCREDS_CREDENTIALS_TABLE"], env["RUNCREDS_ATTACHMENTS_TABLE"]
-        sessions = env["RUNCREDS_AUDIT_SESSIONS_TABLE"]
-
-        def raw_vend(run_id: str) -> None:
-            raw_ddb.query(
-                TableName=attachments,
-                KeyConditionExpression="stack_key = :k",
-                ExpressionAttributeValues={":k": {"S": f"{account}#{name}"}},
-                ConsistentRead=True,
-            )
-            key = {"run_key": {"S": f"{account}#{name}#{run_id}#plan"}, "integration_id": {"S": integration_id}}
-            # The claim: the record, conditional on the phase still being open (its phase item), in one
-            # transaction (docs/decision_log.md: a Started after its Finished must not vend).
-            phase_key = {"run_key": key["run_key"], "integration_id": {"S": "#phase"}}
-            raw_ddb.transact_write_items(
-                TransactItems=[
-                    {"ConditionCheck": {"TableName": table, "Key": phase_key,
-                                        "ConditionExpression": "attribute_not_exists(#s) OR #s <> :f",
-                                        "ExpressionAttributeNames": {"#s": "status"},
-                                        "ExpressionAttributeValues": {":f": {"S": "finished"}}}},
-                    {"Put": {"TableName": table, "Item": {**key, "status": {"S": "pending"}, "claim_token": {"S": "t"}},
-                             "ConditionExpression": "attribute_not_exists(run_key)"}},
-                ]
-            )  # fmt: skip
-            creds = raw_sts.assume_role(
-                RoleArn=role_arn,
-                RoleSessionName=run_id,
-                ExternalId=f"{account}@{integration_id}@{name}@read",
-                DurationSeconds=3600,
-                SourceIdentity=run_id,
-                Tags=[{"Key": "runcreds:run", "Value": run_id}],
-                TransitiveTagKeys=["runcreds:run"],
-            )["Credentials"]
-            blob = raw_kms.encrypt(
-                KeyId=env["RUNCREDS_CREDENTIALS_KEY_ARN"],
-                Plaintext=json.dumps({k: str(v) for k, v in creds.items()}).encode(),
-                EncryptionContext={"runcreds:run": run_id},
-            )["CiphertextBlob"]
-            # The record and its audit session mappings, in one request (docs/audit.md).
-            mapping = {"scope": {"S": f"{account}#{name}#{run_id}#plan#{integration_id}"}, "run_id": {"S": run_id}}
-            items: list[Any] = [
-                {
-                    "Put": {
-                        "TableName": table,
-                        "Item": {**key, "status": {"S": "ready"}, "ciphertext": {"B": blob}},
-                        "ConditionExpression": "claim_token = :t",
-                        "ExpressionAttributeValues": {":t": {"S": "t"}},
-                    }
-                },
-                *(
-                    {"Put": {"TableName": sessions, "Item": {"session_key": {"S": k}, **mapping}}}
-                    for k in (f"akid#{creds['AccessKeyId']}", f"role#x#role#{run_id}", f"si#{run_id}")
-                ),
-            ]
-            raw_ddb.transact_write_items(TransactItems=items)
-            raw_events.put_events(
-                Entries=[{"Source": "runcreds.broker", "DetailType": "Run Phase Credentials Ready",
-                          "Detail": json.dumps({"run_id": run_id}), "EventBusName": env["RUNCREDS_EVENT_BUS_NAME"]}]
-            )  # fmt: skip
-            # The record is written unannounced until its Ready event is out (a retry announces it otherwise).
-            raw_ddb.update_item(
-                TableName=table, Key=key, UpdateExpression="REMOVE unannounced",
-                ConditionExpression="attribute_exists(run_key)",
-            )  # fmt: skip
+        assert attach(api, tenant, create_integration(api, tenant, role_arn)).status == 200
 
         def event(run_id: str) -> dict[str, Any]:
             return {
@@ -173,35 +66,103 @@ def main() -> int:
                 "detail": {"account": account, "stack": name, "run_id": run_id, "phase": "plan"},
             }  # fmt: skip
 
-        # Warm both sides (clients, the cached broker session, moto's code paths).
-        for i in range(5):
-            handler_quietly(event(f"warm-{i}"))
-            raw_vend(f"warm-raw-{i}")
+        spec = stack.template.functions()["VendCredentialsFunction"]
+        env = stack.functions["VendCredentialsFunction"].environment
+        child = [sys.executable, str(ROOT / "bench/cold_child.py")]
+        with tempfile.TemporaryDirectory() as tmp:
+            # Recording (not timed): a cold container's first event, then a warm one's, apart.
+            setup_token, warm_token = (f"rec{uuid.uuid4().hex[:10]}" for _ in range(2))
+            events_path, calls_path = Path(tmp, "events.json"), Path(tmp, "vend.calls")
+            events_path.write_text(json.dumps([event(setup_token), event(warm_token)]))
+            subprocess.run([*child, "record-warm", str(spec.code_uri), spec.handler, str(events_path),
+                            str(calls_path)], env=env, check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+            tokens = [f"r{i}x{uuid.uuid4().hex[:8]}" for i in range(1 + WARM_UP + args.events)]
+            tokens_path = Path(tmp, "tokens")
+            tokens_path.write_text("\n".join(tokens))
+            with (
+                open(Path(tmp, "handler.err"), "w") as handler_err,
+                open(Path(tmp, "raw.err"), "w") as raw_err,
+            ):
+                reply_read, reply_write = os.pipe()
+                handler = subprocess.Popen(
+                    [sys.executable, "-m", "runcreds_dev.lambda_worker", str(reply_write), str(spec.code_uri),
+                     spec.handler],
+                    env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=handler_err, text=True,
+                    pass_fds=(reply_write,),
+                )  # fmt: skip
+                os.close(reply_write)
+                replies = os.fdopen(reply_read)
+                raw = subprocess.Popen(
+                    [*child, "warm", str(calls_path), setup_token, warm_token, str(tokens_path)],
+                    env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=raw_err, text=True,
+                )  # fmt: skip
+                try:
+                    assert json.loads(replies.readline()) == {"ready": True}, "the handler's container did not start"
+                    return _rounds(stack, args.events, event, handler, replies, raw, tmp)
+                finally:
+                    for process in (handler, raw):
+                        assert process.stdin is not None
+                        process.stdin.close()
+                        process.wait(timeout=30)
 
-        handler_times, raw_times, requests = [], [], []
-        for i in range(args.events):
+
+def _rounds(stack: Any, events: int, event: Any, handler: Any, replies: IO[str], raw: Any, tmp: str) -> int:
+    def handler_round(run_id: str) -> float:
+        started = time.perf_counter()
+        handler.stdin.write(json.dumps({"id": str(uuid.uuid4()), "event": event(run_id)}) + "\n")
+        handler.stdin.flush()
+        line = replies.readline()
+        elapsed = time.perf_counter() - started
+        reply: dict[str, Any] = json.loads(line) if line else {"error": Path(tmp, "handler.err").read_text()[-3000:]}
+        result = reply.get("result")
+        if not (isinstance(result, dict) and result.get("ready")):
+            raise RuntimeError(f"the vend did not vend: {reply}")
+        return elapsed
+
+    def raw_round() -> float:
+        started = time.perf_counter()
+        raw.stdin.write("\n")
+        raw.stdin.flush()
+        line = raw.stdout.readline()
+        elapsed = time.perf_counter() - started
+        if line.strip() != "done":
+            raise RuntimeError(f"the raw side failed: {Path(tmp, 'raw.err').read_text()[-3000:]}")
+        return elapsed
+
+    handler_round(f"h0x{uuid.uuid4().hex[:8]}")  # the container's first event (cold: the broker's own hop)
+    raw_round()  # the recording's setup
+    for i in range(WARM_UP):  # clients, connections, moto's code paths
+        handler_round(f"h{i + 1}x{uuid.uuid4().hex[:8]}")
+        raw_round()
+
+    handler_times: list[float] = []
+    raw_times: list[float] = []
+    requests: list[list[tuple[str, str]]] = []
+    for i in range(events):
+        for side in ("handler", "raw") if i % 2 == 0 else ("raw", "handler"):
             mark = stack.aws.calls.mark()
-            started = time.perf_counter()
-            result = handler_quietly(event(f"run-{i}"))
-            handler_times.append(time.perf_counter() - started)
-            requests.append(stack.aws.calls.since(mark))
-            assert result.get("ready"), result
-            started = time.perf_counter()
-            raw_vend(f"raw-{i}")
-            raw_times.append(time.perf_counter() - started)
+            if side == "handler":
+                handler_times.append(handler_round(f"v{i}x{uuid.uuid4().hex[:8]}"))
+                requests.append(sorted(stack.aws.calls.since(mark)))
+            else:
+                raw_times.append(raw_round())
+                made = sorted(stack.aws.calls.since(mark))
+                if requests and made != requests[-1]:  # the handler's of this round, or of the one before
+                    raise RuntimeError(f"the raw side made {made}, the handler {requests[-1]}")
 
-        per_vend = {len(r) for r in requests}
-        kinds = sorted({f"{s}:{a}" for r in requests for s, a in r})
-        handler_ms, raw_ms = statistics.median(handler_times) * 1000, statistics.median(raw_times) * 1000
-        print(f"events: {args.events} (after 5 warm-up), python {sys.version.split()[0]}")
-        print(f"vend handler, median wall time per event: {handler_ms:.2f} ms")
-        print(f"raw seven calls (boto3, same server), median: {raw_ms:.2f} ms")
-        ratios = [h / r for h, r in zip(handler_times, raw_times, strict=True)]
-        print(f"ratio handler / raw: {handler_ms / raw_ms:.3f}  (paired: median {statistics.median(ratios):.3f}, "
-              f"min {min(ratios):.3f}, max {max(ratios):.3f}; goal <= {GOAL})")  # fmt: skip
-        print(f"AWS requests per vend: {sorted(per_vend)}  (goal: 7) -> {', '.join(kinds)}")
-        record("vend, warm: handler / raw calls", ratios, f"<= {GOAL}", statistics.median(ratios) <= GOAL)
-        record("vend: AWS requests per vend", [len(r) for r in requests], "= 7", per_vend == {7})
+    per_vend = {len(r) for r in requests}
+    kinds = sorted({f"{s}:{a}" for r in requests for s, a in r})
+    handler_ms, raw_ms = statistics.median(handler_times) * 1000, statistics.median(raw_times) * 1000
+    ratios = [h / r for h, r in zip(handler_times, raw_times, strict=True)]
+    print(f"events: {events} (after {WARM_UP} warm-up), each side a warm process of its own; python "
+          f"{sys.version.split()[0]}, {os.cpu_count()} cores")  # fmt: skip
+    print(f"vend handler, median time per event: {handler_ms:.2f} ms")
+    print(f"the same requests raw (boto3, warm), median: {raw_ms:.2f} ms")
+    print(f"ratio handler / raw: paired median {statistics.median(ratios):.3f} (min {min(ratios):.3f}, "
+          f"max {max(ratios):.3f}; goal <= {GOAL})")  # fmt: skip
+    print(f"AWS requests per vend: {sorted(per_vend)}  (goal: 7) -> {', '.join(kinds)}")
+    record("vend, warm: handler / raw calls", ratios, f"<= {GOAL}", statistics.median(ratios) <= GOAL)
+    record("vend: AWS requests per vend", [len(r) for r in requests], "= 7", per_vend == {7})
     return 0
 
 
