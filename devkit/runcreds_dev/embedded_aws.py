@@ -107,7 +107,7 @@ class FrontDoor:
 
         if action == "AssumeRoleWithWebIdentity":  # unsigned: no credential scope names the service
             try:
-                self.sts.check_web_identity(params)
+                self.sts.check_web_identity(params, environ.get("HTTP_AMZ_SDK_INVOCATION_ID", ""))
             except StsRefusal as refusal:
                 start_response(f"{refusal.status} Refused", [("Content-Type", "text/xml")])
                 return [refusal.as_xml()]

@@ -75,7 +75,8 @@ class StrictSts:
         # asked for (tests of long runs: runcreds must honour the Expiration STS returns).
         self.session_seconds: int | None = None
         self.refusals: list[StsRefusal] = []
-        self.web_identity_tokens: list[str] = []
+        self.web_identity_tokens: list[str] = []  # one per request (an SDK's retry sends its token again)
+        self.web_identity_invocations: list[str] = []  # the SDK's invocation ID of each (its retries share it)
         self._faults: list[StsRefusal] = []
 
     def inject(self, code: str = "Throttling", times: int = 1, status: int = 400) -> None:
@@ -188,9 +189,10 @@ class StrictSts:
                     403,
                 )
 
-    def check_web_identity(self, params: dict[str, str]) -> None:
+    def check_web_identity(self, params: dict[str, str], invocation: str = "") -> None:
         # Kept for the tests (claims as minted; no token may reach a log, record or event).
         self.web_identity_tokens.append(params.get("WebIdentityToken", ""))
+        self.web_identity_invocations.append(invocation)
         if self._faults:
             raise self._faults.pop()
         try:
