@@ -43,7 +43,8 @@ import boto3
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.results import record  # noqa: E402 - run as a script: the repository root is not on the path
+from bench.baseline import TableBaseline  # noqa: E402 - run as a script: the repository root is not on the path
+from bench.results import record  # noqa: E402
 
 
 def main() -> int:
@@ -191,26 +192,9 @@ def main() -> int:
         def sent_since(first: int) -> list[dict[str, Any]]:
             return [r for r in requests[first:] if r["thread"] == threading.get_ident()]
 
-        admin = stack.client("dynamodb")
-        growing = (env["RUNCREDS_CREDENTIALS_TABLE"], env["RUNCREDS_AUDIT_SESSIONS_TABLE"])
-
-        def keys_of(table: str) -> dict[str, dict[str, Any]]:
-            schema = admin.describe_table(TableName=table)["Table"]["KeySchema"]
-            names = [k["AttributeName"] for k in schema]
-            items = admin.get_paginator("scan").paginate(TableName=table)
-            return {json.dumps(key, sort_keys=True): key
-                    for page in items for item in page["Items"] for key in [{n: item[n] for n in names}]}  # fmt: skip
-
-        baseline = {table: set(keys_of(table)) for table in growing}
-
-        def back_to_baseline() -> None:
-            """moto's TransactWriteItems deep-copies each table it touches, once per item: its time grows with
-            the table's contents (real DynamoDB's does not). Each round's items go, so that every round
-            measures the same tables."""
-            for table in growing:
-                for text, key in keys_of(table).items():
-                    if text not in baseline[table]:
-                        admin.delete_item(TableName=table, Key=key)
+        growing = TableBaseline(
+            stack.client("dynamodb"), (env["RUNCREDS_CREDENTIALS_TABLE"], env["RUNCREDS_AUDIT_SESSIONS_TABLE"])
+        )
 
         for run_id in runs[warm:]:
             vend(run_id)
@@ -233,7 +217,7 @@ def main() -> int:
             replay_times.append(time.perf_counter() - started)
             per_call["replay"].append(sent_since(first))
             if not args.growing_tables:
-                back_to_baseline()
+                growing.restore()
         if server_counts != counts:
             raise RuntimeError(f"the hook counted {counts}, the embedded server {server_counts}")
 

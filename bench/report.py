@@ -25,6 +25,7 @@ BENCHES = {
     "refresh.py": (["--rounds", "50"], ["--rounds", "10"]),
     "cold_start.py": (["--trials", "7"], ["--trials", "3"]),
     "worker_cli.py": (["--trials", "7"], ["--trials", "3"]),
+    "imports.py": (["--runs", "10"], ["--runs", "3"]),  # reference figures: what the stack costs a process
 }
 
 

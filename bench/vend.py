@@ -17,7 +17,8 @@ operations and parameters (the same payloads: five session tags, the full record
 mappings), the same identities and regions — with a fresh run ID a round. Neither runs in this process,
 which holds the moto server both talk to: the server's work does not share an interpreter lock with
 either side. Rounds alternate which side goes first; each side is timed from this process, from writing
-its request to reading its answer; the server counts each side's requests, and they must match.
+its request to reading its answer; the server counts each side's requests, and they must match. Each
+round's items are deleted after it (bench/baseline.py: moto's transactions slow down as tables grow).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.results import record  # noqa: E402 - run as a script: the repository root is not on the path
+from bench.baseline import TableBaseline  # noqa: E402 - run as a script: the repository root is not on the path
+from bench.results import record  # noqa: E402
 
 GOAL = 1.15  # issue 13
 WARM_UP = 5
@@ -98,7 +100,9 @@ def main() -> int:
                 )  # fmt: skip
                 try:
                     assert json.loads(replies.readline()) == {"ready": True}, "the handler's container did not start"
-                    return _rounds(stack, args.events, event, handler, replies, raw, tmp)
+                    written = (env["RUNCREDS_CREDENTIALS_TABLE"], env["RUNCREDS_AUDIT_SESSIONS_TABLE"])
+                    tables = TableBaseline(stack.client("dynamodb"), written)
+                    return _rounds(stack, args.events, event, (handler, replies, raw, tmp), tables)
                 finally:
                     for process in (handler, raw):
                         assert process.stdin is not None
@@ -106,7 +110,9 @@ def main() -> int:
                         process.wait(timeout=30)
 
 
-def _rounds(stack: Any, events: int, event: Any, handler: Any, replies: IO[str], raw: Any, tmp: str) -> int:
+def _rounds(stack: Any, events: int, event: Any, sides: tuple[Any, IO[str], Any, str], tables: TableBaseline) -> int:
+    handler, replies, raw, tmp = sides
+
     def handler_round(run_id: str) -> float:
         started = time.perf_counter()
         handler.stdin.write(json.dumps({"id": str(uuid.uuid4()), "event": event(run_id)}) + "\n")
@@ -149,6 +155,7 @@ def _rounds(stack: Any, events: int, event: Any, handler: Any, replies: IO[str],
                 made = sorted(stack.aws.calls.since(mark))
                 if requests and made != requests[-1]:  # the handler's of this round, or of the one before
                     raise RuntimeError(f"the raw side made {made}, the handler {requests[-1]}")
+        tables.restore()  # untimed: each round measures the same tables (bench/baseline.py)
 
     per_vend = {len(r) for r in requests}
     kinds = sorted({f"{s}:{a}" for r in requests for s, a in r})
