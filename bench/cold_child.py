@@ -85,9 +85,10 @@ def _recorded_calls() -> list[dict[str, object]]:
     return calls
 
 
-def record(code_uri: str, handler: str, event_path: str, calls_path: str) -> None:
+def _recording_handler(code_uri: str, handler: str) -> tuple[Any, list[dict[str, object]], Any]:
+    """The handler imported as Lambda would (its CodeUri first on the path), every AWS call it makes from
+    now on recorded, and a context to call it with."""
     import importlib
-    import json
     import logging
     import os
 
@@ -98,9 +99,16 @@ def record(code_uri: str, handler: str, event_path: str, calls_path: str) -> Non
 
     module_name, function_name = handler.rsplit(".", 1)
     entry = getattr(importlib.import_module(module_name), function_name)
+    return entry, calls, LocalContext(os.environ["AWS_LAMBDA_FUNCTION_NAME"], 30000, "record")
+
+
+def record(code_uri: str, handler: str, event_path: str, calls_path: str) -> None:
+    import json
+
+    entry, calls, context = _recording_handler(code_uri, handler)
     with open(event_path) as f:
         event = json.load(f)
-    result = entry(event, LocalContext(os.environ["AWS_LAMBDA_FUNCTION_NAME"], 30000, "record"))
+    result = entry(event, context)
     with open(calls_path, "w") as f:
         json.dump({"calls": calls, "result": result}, f, default=str)
 
@@ -108,21 +116,11 @@ def record(code_uri: str, handler: str, event_path: str, calls_path: str) -> Non
 def record_warm(code_uri: str, handler: str, events_path: str, calls_path: str) -> None:
     """Two events in one container: the calls of the first (a cold container's, its setup) and of the
     second (a warm one's) written down apart."""
-    import importlib
     import json
-    import logging
-    import os
 
-    logging.basicConfig(level=os.environ.get("AWS_LAMBDA_LOG_LEVEL", "WARNING"), stream=sys.stdout)
-    calls = _recorded_calls()
-    sys.path.insert(0, code_uri)
-    from runcreds_dev.lambda_worker import LocalContext
-
-    module_name, function_name = handler.rsplit(".", 1)
-    entry = getattr(importlib.import_module(module_name), function_name)
+    entry, calls, context = _recording_handler(code_uri, handler)
     with open(events_path) as f:
         first, second = json.load(f)
-    context = LocalContext(os.environ["AWS_LAMBDA_FUNCTION_NAME"], 30000, "record")
     entry(first, context)
     setup = list(calls)
     del calls[:]
