@@ -227,3 +227,26 @@ def test_the_happy_path_makes_one_assume_role_per_phase(
     assert assumptions_of(role_arn) == 2
     assert attached.body["status"] == "ok" and attached.body["checked_at"]
     assert attached.body["mode"] == "broker"
+
+
+def test_the_brokers_own_hop_refused_is_a_503_and_no_diagnosis_of_the_role(
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+) -> None:
+    # Given a role that trusts the broker as it should, and a cold attach function whose own hop to
+    # BrokerRole is refused (the operator's problem: IAM propagation, a trust edit being rolled out)
+    integration_id = create_integration(api, tenant, make_role(f"{tenant.account}@*"))
+    stack.functions["AttachApiFunction"].stop()
+    logged = len(stack.logs.lines)
+    stack.aws.strict_sts.inject("AccessDenied", times=1, status=403)
+    try:
+        # When it is attached
+        refused = attach(api, tenant, integration_id)
+    finally:
+        stack.aws.strict_sts.clear_faults()
+    # Then the answer is "retry", not a 422 telling the tenant to fix a trust policy that is fine
+    assert refused.status == 503, refused.body
+    assert refused.headers.get("Retry-After") == "2"
+    assert "code" not in refused.body and "suggested_trust_policy" not in refused.body
+    # and the operator's alarm has its metric; once the hop works, the same attach succeeds
+    assert any('"BrokerUnavailable"' in line for _, line in stack.logs.lines[logged:])
+    assert attach(api, tenant, integration_id).status == 200

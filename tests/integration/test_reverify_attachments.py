@@ -6,10 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from runcreds.dal.attachments import AttachmentsStore
 from runcreds.models.entities import VerificationStatus, utcnow
 from runcreds_cli.sigv4_client import ApiClient
 from runcreds_dev.faults import Request
+from runcreds_dev.lambda_runtime import FunctionError
 from runcreds_dev.stack import EmbeddedStack
 from tests.support import Tenant, apply_trust_policy, attach, create_integration, events_for, load_event, trust_policy
 
@@ -145,3 +148,27 @@ def test_a_verdict_on_an_attachment_changed_meanwhile_is_not_recorded(
     assert (current.status, current.role_arn) == (VerificationStatus.OK, fixed_role)
     # while a verdict on the attachment as it is now is recorded
     assert store.record_status(current, VerificationStatus.OK, utcnow()) is True
+
+
+def test_the_brokers_own_hop_refused_marks_nothing_broken_and_is_counted(
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+) -> None:
+    # Given a verified attachment, and a cold re-verification function whose own hop to BrokerRole is
+    # refused (IAM propagation, a trust edit being rolled out: the operator's problem, not the tenant's)
+    integration_id = create_integration(api, tenant, make_role(f"{tenant.account}@*"))
+    assert attach(api, tenant, integration_id).status == 200
+    stack.functions["ReverifyAttachmentsFunction"].stop()
+    logged = len(stack.logs.lines)
+    stack.aws.strict_sts.inject("AccessDenied", times=1, status=403)
+    try:
+        # When the scheduled re-verification runs, it stops with the broker's failure (Lambda's error)
+        with pytest.raises(FunctionError) as stopped:
+            reverify(stack)
+    finally:
+        stack.aws.strict_sts.clear_faults()
+    assert stopped.value.error_type == "BrokerUnavailableError"
+    # Then no attachment is marked broken nor announced: no verdict on a role came of it
+    assert attachments(api, tenant)[integration_id]["status"] == "ok"
+    assert events_for(stack, tenant, FAILED) == []
+    # and the operator's alarm has its metric
+    assert any('"BrokerUnavailable"' in line for _, line in stack.logs.lines[logged:])

@@ -177,3 +177,26 @@ def test_the_issuer_answers_kms_failing_to_give_a_key_with_a_503(monkeypatch: py
     assert response["multiValueHeaders"]["Retry-After"] == ["2"]
     assert json.loads(response["body"])["message"] == "the issuer's keys are unavailable: retry in a few seconds"
     stubber.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize("resolver", sorted(RESOLVERS))
+@pytest.mark.parametrize(
+    ("error", "counted"),
+    [
+        (BrokerUnavailableError("the broker could not assume its own role (AccessDenied)"), 1),
+        (TransientAwsError("dynamodb GetItem failed transiently"), 0),
+    ],
+)
+def test_the_brokers_own_hop_failing_is_counted_for_its_alarm(
+    monkeypatch: pytest.MonkeyPatch, resolver: str, error: Exception, counted: int
+) -> None:
+    """BrokerUnavailableAlarm watches metric BrokerUnavailable: an API function answering the broker's hop
+    failing with a 503 counts it once, as the vend does; another transient failure does not."""
+    from runcreds.observability import metrics
+
+    metrics.clear_metrics()
+    try:
+        assert RESOLVERS[resolver](monkeypatch, error)["statusCode"] == 503
+        assert metrics.metric_set.get("BrokerUnavailable", {}).get("Value", []) == [1.0] * counted
+    finally:
+        metrics.clear_metrics()

@@ -13,6 +13,7 @@ from botocore.stub import Stubber
 
 from runcreds import aws, sts_calls
 from runcreds.exceptions import BrokerUnavailableError, RoleRefusedError, TransientAwsError
+from runcreds.logic.verification.probes import BrokerSts
 from runcreds.run_scope import AssumeRoleSpec
 
 SPEC = AssumeRoleSpec(
@@ -208,3 +209,27 @@ def test_the_broker_session_reads_no_service_model_twice(monkeypatch: pytest.Mon
     finally:
         aws.reset_clients()
     assert parsed == []
+
+
+def test_verification_tells_the_brokers_own_hop_from_the_roles_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attach verification's AssumeRole as the broker: the function role refused BrokerRole is no answer about
+    the customer's role (BrokerUnavailableError, transient: a 503 for the attach, no verdict for re-verification),
+    never its refusal (a 422 telling the tenant to fix a trust policy that is fine, or `broken` for every
+    attachment at once)."""
+    hop_refused = ClientError(
+        {"Error": {"Code": "AccessDenied", "Message": "function-role may not assume BrokerRole"}}, "AssumeRole"
+    )
+
+    class HopRefusing:
+        """A client of the broker's session whose credentials cannot be refreshed: its first call raises."""
+
+        def assume_role(self, **_: Any) -> Any:
+            raise hop_refused
+
+    monkeypatch.setattr(aws, "broker_session", lambda arn, name: BrokerSession(Refreshing(hop_refused)))
+    monkeypatch.setattr(aws, "broker_sts", lambda arn, name, region: HopRefusing())
+    sts = BrokerSts("arn:aws:iam::111111111111:role/BrokerRole", "runcreds-attach")
+    with pytest.raises(BrokerUnavailableError):
+        sts.warm("us-east-1")
+    with pytest.raises(BrokerUnavailableError):
+        sts.assume_role(SPEC, tags=True, source_identity=True, external_id=True)

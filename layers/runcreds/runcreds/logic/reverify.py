@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 from runcreds.dal.attachments import AttachmentsStore
 from runcreds.dal.reverify_checkpoint import Checkpoint, CheckpointStore
-from runcreds.exceptions import TransientAwsError
+from runcreds.exceptions import BrokerUnavailableError, TransientAwsError
 from runcreds.logic.event_publisher import PUT_EVENTS_BATCH, BrokerEvent, EventPublisher
 from runcreds.logic.verification import OidcVerifier, Target, Verifier
 from runcreds.models.entities import Attachment, VerificationStatus, utcnow
@@ -105,7 +105,12 @@ class Reverifier:
             return outcome
         with ThreadPoolExecutor(max_workers=REVERIFY_WORKERS, thread_name_prefix="reverify") as pool:
             for page, next_key in self.attachments.scan_verified_by_runcreds(checkpoint.next_key, PAGE_SIZE):
-                self._verify_page(pool, page, outcome)
+                try:
+                    self._verify_page(pool, page, outcome)
+                except BrokerUnavailableError:  # nothing can be verified: the next run resumes at this page
+                    metrics.add_metric(name="BrokerUnavailable", unit=MetricUnit.Count, value=1)
+                    logger.error("the broker could not assume its own role: re-verification stopped, statuses kept")
+                    raise
                 outcome.pages += 1
                 checkpoint.next_key = next_key
                 if next_key is None:
@@ -151,6 +156,8 @@ class Reverifier:
     def _reverify_or_transient(self, attachment: Attachment) -> tuple[bool, VerificationFailedDetail | None] | None:
         try:
             return self.reverify(attachment)
+        except BrokerUnavailableError:  # not this attachment's: the whole run stops (run)
+            raise
         except TransientAwsError:
             return None
 

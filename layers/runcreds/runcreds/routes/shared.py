@@ -16,10 +16,12 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import AfterValidator
 
 from runcreds.exceptions import (
+    BrokerUnavailableError,
     ConflictError,
     InvalidRequestError,
     KeyUnusableError,
@@ -33,7 +35,7 @@ from runcreds.exceptions import (
 from runcreds.faults import is_transient
 from runcreds.models.bodies import DiagnosisBody, ErrorBody
 from runcreds.models.run import SLUG_PATTERN
-from runcreds.observability import logger
+from runcreds.observability import logger, metrics
 from runcreds.run_scope import PROBE_ACCOUNT
 
 # What a 503 tells the caller to wait: long enough for botocore's own retries to have been outlasted.
@@ -114,6 +116,8 @@ def _invalid_request(validation_error: RequestValidationError) -> Answer:
 
 def _transient(failure: TransientAwsError) -> Answer:
     logger.warning("transient AWS failure", extra={"error": str(failure)})
+    if isinstance(failure, BrokerUnavailableError):  # an operator's problem: BrokerUnavailableAlarm
+        metrics.add_metric(name="BrokerUnavailable", unit=MetricUnit.Count, value=1)
     return Answer(503, f"{failure}: retry in a few seconds", retry_after=RETRY_AFTER_SECONDS)
 
 

@@ -21,7 +21,7 @@ from runcreds.logic import oidc
 from runcreds.logic.verification.model import CHAINING_CAP_SECONDS, Target
 from runcreds.models.run import Access
 from runcreds.run_scope import PROBE_ACCOUNT, AssumeRoleSpec, RunScope
-from runcreds.sts_calls import assume_run_role
+from runcreds.sts_calls import assume_run_role, broker_sts
 
 if TYPE_CHECKING:
     from mypy_boto3_sts import STSClient
@@ -51,13 +51,16 @@ class WebIdentitySts(Protocol):
 
 @dataclass
 class BrokerSts:
-    """Sts as the broker role (runcreds.sts_calls.assume_run_role, the vend's own AssumeRole)."""
+    """Sts as the broker role (runcreds.sts_calls.assume_run_role, the vend's own AssumeRole). The broker's
+    own hop failing raises BrokerUnavailableError (transient): no answer about the role."""
 
     broker_role_arn: str
     session_name: str
 
     def _client(self, region: str | None) -> STSClient:
-        return aws.broker_sts(self.broker_role_arn, self.session_name, region)
+        # The broker's own hop made first (sts_calls.broker_sts): its failure is BrokerUnavailableError, no
+        # answer about the customer's role, which would otherwise be diagnosed from the hop's AccessDenied.
+        return broker_sts(self.broker_role_arn, self.session_name, region)
 
     def warm(self, region: str | None) -> None:
         """Build (and cache) the STS client for `region` now, before threads share it."""
