@@ -86,9 +86,21 @@ def handler_trial(stack: Any, case: Case, token: str, profile: str | None) -> tu
         replies.seek(0)
         lines = replies.read().splitlines()
     reply = json.loads(lines[-1])
-    if "error" in reply or (isinstance(reply["result"], dict) and reply["result"].get("statusCode", 200) >= 300):
+    if "error" in reply or not served(reply["result"]):
         raise RuntimeError(f"{case.name}: the handler failed: {reply}")
     return elapsed, stack.aws.calls.since(mark)
+
+
+def served(result: Any) -> bool:
+    """Whether the first event was served, not merely answered: an API's 2xx, a vend that vended, an SQS
+    batch with no item failure (a broken handler answers too, and would time as well as a working one)."""
+    if not isinstance(result, dict):
+        return False
+    if "statusCode" in result:
+        return bool(result["statusCode"] < 300)
+    if "batchItemFailures" in result:
+        return not result["batchItemFailures"]
+    return bool(result.get("ready"))
 
 
 def main() -> int:
@@ -177,6 +189,8 @@ def main() -> int:
                 child = [sys.executable, str(ROOT / "bench/cold_child.py")]
                 run([*child, "record", str(spec.code_uri), spec.handler, str(event_path), str(calls_path)], env)
                 recorded = stack.aws.calls.since(mark)
+                if not recorded or not served(json.loads(calls_path.read_text())["result"]):
+                    raise RuntimeError(f"{case.name}: the recording served nothing ({len(recorded)} requests)")
                 handler_times: list[float] = []
                 raw_times: list[float] = []
                 floor_times: list[float] = []
@@ -202,7 +216,9 @@ def main() -> int:
                             target.append(elapsed)
                 ratios = sorted(h / r for h, r in zip(handler_times, raw_times, strict=True))
                 floors = sorted(f / r for f, r in zip(floor_times, raw_times, strict=True))
-                results_record(f"cold start: {case.name}", ratios, f"<= {GOAL}", statistics.median(ratios) <= GOAL)
+                # Under --profile the handler's times are the profiler's: printed, never a measurement.
+                verdict = None if args.profile else statistics.median(ratios) <= GOAL
+                results_record(f"cold start: {case.name}", ratios, f"<= {GOAL}", verdict)
                 results_record(f"cold start: {case.name}, floor ÷ raw (reference)", floors, "", None)
                 row = {
                     "name": f"cold start: {case.name}",
@@ -214,7 +230,7 @@ def main() -> int:
                     "max": ratios[-1],
                     "floor_ratio": statistics.median(floors),
                     "goal": f"<= {GOAL}",
-                    "pass": statistics.median(ratios) <= GOAL,
+                    "pass": verdict,
                     "requests": len(recorded),
                 }
                 results.append(row)
@@ -222,7 +238,8 @@ def main() -> int:
                     f"{row['name']:<40} handler {row['handler_ms']:7.0f} ms  raw {row['raw_ms']:7.0f} ms  "
                     f"ratio {row['ratio']:.2f} (min {row['min']:.2f}, max {row['max']:.2f})  goal <= {GOAL}  "
                     f"floor {row['floor_ms']:7.0f} ms ({row['floor_ratio']:.2f})  "
-                    f"[{len(recorded)} AWS requests each side]",
+                    f"[{len(recorded)} AWS requests each side]"
+                    f"{'  (profiled: not a measurement)' if args.profile else ''}",
                     flush=True,
                 )
         print(f"trials: {args.trials} per side per function (after 1 warm-up), interleaved; python "

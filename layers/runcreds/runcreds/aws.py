@@ -74,13 +74,15 @@ def broker_session(broker_role_arn: str, session_name: str) -> boto3.Session:
         extra_args={"RoleSessionName": session_name[:64]},
     )
     botocore_session = base._session.__class__()
-    # The service models the function's session has read already: a loader of its own would read and
-    # parse them again for every client made as the broker (~50 ms of CPU in a cold start).
-    botocore_session.register_component("data_loader", base._session.get_component("data_loader"))
     botocore_session._credentials = DeferredRefreshableCredentials(  # type: ignore[attr-defined]
         refresh_using=fetcher.fetch_credentials, method="assume-role"
     )
-    return boto3.Session(botocore_session=botocore_session, region_name=base.region_name)
+    session = boto3.Session(botocore_session=botocore_session, region_name=base.region_name)
+    # The service models the function's session has read already: a loader of its own would read and
+    # parse them again for every client made as the broker (in every cold start of the vend and the refresh
+    # route). Shared once boto3 has set up the session's own loader (which adds boto3's data path to it).
+    botocore_session.register_component("data_loader", base._session.get_component("data_loader"))
+    return session
 
 
 @cache
