@@ -189,6 +189,17 @@ class StrictSts:
                     403,
                 )
 
+    def exchanges(self, since: int = 0) -> list[str]:
+        """The tokens of the web-identity exchanges from request `since` on (an index into
+        web_identity_tokens): one per SDK invocation, so that an SDK's retry of an exchange (its token sent
+        again, on a loaded machine) is not a second exchange; a request without an invocation ID is one."""
+        tokens: dict[str, str] = {}
+        requests = zip(self.web_identity_invocations[since:], self.web_identity_tokens[since:], strict=True)
+        for index, (invocation, token) in enumerate(requests):
+            if tokens.setdefault(invocation or f"#{index}", token) != token:
+                raise AssertionError(f"invocation {invocation} sent two different tokens")
+        return list(tokens.values())
+
     def check_web_identity(self, params: dict[str, str], invocation: str = "") -> None:
         # Kept for the tests (claims as minted; no token may reach a log, record or event).
         self.web_identity_tokens.append(params.get("WebIdentityToken", ""))

@@ -100,7 +100,7 @@ def test_the_routes_policy_applied_as_is_attaches_and_vends_a_four_hour_session(
     assert stack.client("sts", session).get_caller_identity()["Arn"].endswith(f"/{tenant.run_id}")
 
     # And the vend's token carried exactly §7's claims, signed by the signing key (kid)
-    (token,) = stack.aws.strict_sts.web_identity_tokens[seen:]
+    (token,) = stack.aws.strict_sts.exchanges(seen)
     header, claims = claims_of(token)
     assert header == {"alg": "RS256", "typ": "JWT", "kid": oidc.key_id_of(signing_key_arn(stack))}
     assert set(claims) == {
@@ -122,9 +122,8 @@ def test_the_routes_policy_applied_as_is_attaches_and_vends_a_four_hour_session(
         tenant.run_id, tenant.account, tenant.stack, "plan", integration_id,
     )  # fmt: skip
     # Every exchange has a token of its own (an SDK's retry of one, on a loaded machine, sends it again)
-    sent = zip(stack.aws.strict_sts.web_identity_invocations, stack.aws.strict_sts.web_identity_tokens, strict=True)
-    jti_of = {invocation: claims_of(t)[1]["jti"] for invocation, t in sent}
-    assert len(set(jti_of.values())) == len(jti_of)
+    jtis = [claims_of(t)[1]["jti"] for t in stack.aws.strict_sts.exchanges()]
+    assert len(jtis) == len(set(jtis))
     # And the record is broker mode's, with no token in it
     (record,) = record_items(stack, tenant, "plan")
     assert record["mode"]["S"] == "broker"
@@ -215,7 +214,7 @@ def test_worker_mode_oidc_the_worker_exchanges_fresh_tokens_and_runcreds_holds_n
         first = server.current()[0]
         assert first is not None and server.worker_mode
         # Then it exchanged a token runcreds minted for it (claims exactly §7), for a four-hour session
-        (token,) = stack.aws.strict_sts.web_identity_tokens[seen:]
+        (token,) = stack.aws.strict_sts.exchanges(seen)
         header, claims = claims_of(token)
         assert header["kid"] == oidc.key_id_of(signing_key_arn(stack))
         assert claims == {
@@ -228,7 +227,7 @@ def test_worker_mode_oidc_the_worker_exchanges_fresh_tokens_and_runcreds_holds_n
         assert stack.client("sts", session).get_caller_identity()["Arn"].endswith(f"/{tenant.run_id}")
         # And before expiry it exchanges a fresh token (a new jti) for a new session
         renewed = server._renew()
-        (second_token,) = stack.aws.strict_sts.web_identity_tokens[seen + 1 :]
+        (second_token,) = stack.aws.strict_sts.exchanges(seen)[1:]
         assert claims_of(second_token)[1]["jti"] != claims["jti"]
         assert renewed.access_key_id != first.access_key_id
 
@@ -250,7 +249,7 @@ def test_worker_mode_oidc_the_worker_exchanges_fresh_tokens_and_runcreds_holds_n
         assert "web_identity_tokens" not in refused.body
         with pytest.raises(PhaseFinishedError):
             server._renew()
-        assert len(stack.aws.strict_sts.web_identity_tokens) == seen + 2
+        assert len(stack.aws.strict_sts.exchanges(seen)) == 2
     finally:
         server.stop()
 
@@ -476,7 +475,7 @@ def test_a_role_that_stops_trusting_the_issuer_fails_the_vend_with_stss_answer_a
     assert (failed["integration_id"], failed["code"]) == (integration_id, "AccessDenied")
     (record,) = record_items(stack, tenant, "apply")
     assert record["status"]["S"] == "failed"
-    (token,) = stack.aws.strict_sts.web_identity_tokens[seen:]
+    (token,) = stack.aws.strict_sts.exchanges(seen)
     assert token.split(".")[2] not in json.dumps([failed, record], default=str)
 
 
@@ -530,7 +529,7 @@ def test_a_refresh_of_an_oidc_session_exchanges_a_fresh_token_and_writes_a_new_g
     )
     # Then a fresh token (a new jti) was minted for the phase and exchanged, and a new generation written
     assert answer.status == 200, answer.body
-    (token,) = stack.aws.strict_sts.web_identity_tokens[seen:]
+    (token,) = stack.aws.strict_sts.exchanges(seen)
     _header, claims = claims_of(token)
     assert claims["sub"] == f"account:{tenant.account}:stack:{tenant.stack}:phase:apply:access:write"
     assert claims["integration_id"] == integration_id and claims["run_id"] == tenant.run_id
@@ -579,7 +578,7 @@ def test_without_a_configured_issuer_the_refresh_mints_with_the_apis_own_url(
     )
     # Then its token's `iss` is the API's own URL, as the OidcIssuerUrl output says (here no provider
     # exists for it, so STS refuses it: a 4xx naming STS's code, never a 5xx)
-    (token,) = stack.aws.strict_sts.web_identity_tokens[seen:]
+    (token,) = stack.aws.strict_sts.exchanges(seen)
     assert claims_of(token)[1]["iss"] == f"https://{API_ID}.execute-api.{REGION}.amazonaws.com/{STAGE}"
     assert answer["statusCode"] == 422, answer
     assert token.split(".")[2] not in answer["body"]
@@ -719,5 +718,5 @@ def test_an_oidc_trust_that_breaks_after_attach_is_marked_broken_by_the_reverifi
     # And it was announced, without a token
     (event,) = events_for(stack, tenant, "Attachment Verification Failed")
     assert (event["integration_id"], event["code"]) == (breaking, "missing_tag_session")
-    tokens = stack.aws.strict_sts.web_identity_tokens[seen:]
+    tokens = stack.aws.strict_sts.exchanges(seen)
     assert not any(t.split(".")[2] in json.dumps(event) + stack.logs.text() for t in tokens)
