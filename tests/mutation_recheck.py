@@ -6,8 +6,10 @@ collected test failed). A file of verdicts is resumed: names already in it are n
 that hangs outside pytest's reports ends the session after its verdict (run the target again to go on).
 
 With RECHECK_COVERING=mutmut-stats.json (the file `make mutation` wrote in mutants/, whose stats phase
-records which tests call each function), a mutant is run against only the collected tests that call its
-function, as mutmut itself does; one whose function none of them calls is "no tests".
+records which tests call each function and how long each took), a mutant is run against only the collected
+tests that call its function, the fastest first, as mutmut itself does; one whose function none of them calls
+is "no tests". Keep a TESTS selection either all on the embedded stack or free of moto's in-process mock
+(mock_aws resets the backends the stack's server shares in the process: the stack's tests after it fail).
 
     cd mutants && RECHECK_NAMES=names.txt RECHECK_OUT=verdicts.json PYTHONPATH=src:. \\
         ../.venv/bin/python -m pytest -p no:cacheprovider -p no:timeout -p tests.mutation_recheck TESTS...
@@ -79,11 +81,15 @@ def _tests_of(session: pytest.Session) -> Callable[[str], list[pytest.Item]]:
     covering = os.environ.get("RECHECK_COVERING")
     if not covering:
         return lambda _name: session.items
-    by_function: dict[str, list[str]] = json.loads(Path(covering).read_text())["tests_by_mangled_function_name"]
+    stats = json.loads(Path(covering).read_text())
+    by_function: dict[str, list[str]] = stats["tests_by_mangled_function_name"]
+    seconds: dict[str, float] = stats["duration_by_test"]
 
-    def tests(name: str) -> list[pytest.Item]:
+    def tests(name: str) -> list[pytest.Item]:  # the fastest first, as mutmut orders them
         nodeids = set(by_function.get(name.partition("__mutmut_")[0], ()))
-        return [item for item in session.items if item.nodeid in nodeids]
+        return sorted(
+            (item for item in session.items if item.nodeid in nodeids), key=lambda i: seconds.get(i.nodeid, 0)
+        )
 
     return tests
 
