@@ -1,7 +1,8 @@
 """pytest plugin for `make mutation-recheck`: after `make mutation` wrote mutants/, run the collected tests
 once per named mutant in ONE session (mutmut's own trampolines pick the mutant from MUTANT_UNDER_TEST),
 so the embedded stack starts once instead of once per mutant. Each mutant's verdict goes to a JSON file:
-"killed by <test>", "timeout by <test>" (a test ran over 30 s: a mutant that loops) or "survived" (no
+"killed by <test>", "timeout by <test>" (a test ran over 30 s, or RECHECK_TEST_SECONDS: a mutant that
+loops; on a loaded machine a passing test may too, so re-run timeouts with more) or "survived" (no
 collected test failed). A file of verdicts is resumed: names already in it are not run again; a test
 that hangs outside pytest's reports ends the session after its verdict (run the target again to go on).
 
@@ -28,7 +29,7 @@ from typing import cast
 import pytest
 from _pytest.runner import runtestprotocol
 
-TEST_SECONDS = 30
+TEST_SECONDS = int(os.environ.get("RECHECK_TEST_SECONDS", "30"))  # a test over it is a timeout
 
 
 class _Hung(Exception):
