@@ -146,6 +146,22 @@ def test_the_phase_is_read_consistently(stack: EmbeddedStack, store: Credentials
     assert all(query.get("ConsistentRead") is True for query in queries)
 
 
+def test_the_phase_item_is_read_consistently(stack: EmbeddedStack, store: CredentialsStore, run: RunPhase) -> None:
+    # The refresh route and the worker's token ask phase_is_open right after a Finished may have closed the
+    # phase: an eventually consistent GetItem may still say open (checked on the request, as above)
+    reads: list[dict[str, Any]] = []
+
+    def seen(request: Any) -> bool:  # records every GetItem, injects no fault
+        reads.append(json.loads(request.body))
+        return False
+
+    store.finish(run)
+    with stack.aws.faults.inject("dynamodb", "GetItem", when=seen):
+        assert not store.phase_is_open(run)
+    assert reads
+    assert all(read.get("ConsistentRead") is True for read in reads)
+
+
 # ------------------------------------------------------------------ the claim's lease and its values
 def test_a_claim_and_its_completion_hold_a_lease_of_claim_lease_seconds(
     stack: EmbeddedStack, tenant: Tenant, store: CredentialsStore, run: RunPhase, clock: Clock
