@@ -20,9 +20,22 @@ from runcreds.dal.keys import access_key_key, source_identity_key
 from runcreds.exceptions import TransientAwsError
 from runcreds.models.audit import SessionMapping
 from runcreds.models.entities import CredentialRecord
+from runcreds_cli.sigv4_client import ApiClient
 from runcreds_dev.faults import put_events_partial_failure
 from runcreds_dev.stack import EmbeddedStack
-from tests.support import Tenant, assumptions_of, credentials_of, events_for, load_event, record_items, trust_policy
+from tests.oidc_support import create_oidc_role, ensure_provider
+from tests.support import (
+    Tenant,
+    apply_trust_policy,
+    assumptions_of,
+    attach,
+    create_integration,
+    credentials_of,
+    events_for,
+    load_event,
+    record_items,
+    trust_policy,
+)
 
 Vend = Callable[[dict[str, Any]], Any]
 READY = "Run Phase Credentials Ready"
@@ -90,6 +103,25 @@ def test_a_broker_mode_vend_records_and_announces_its_credentials(
     # And the audit index knows the session by its access key, as this run's
     (mapping,) = session_mappings(stack, access_key_key(item["access_key_id"]["S"]))
     assert (mapping.run_id, mapping.integration_id, mapping.mode) == (tenant.run_id, integration_id, "broker")
+
+
+def test_an_oidc_trust_broker_mode_vend_opens_its_session_with_a_token(
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, vend_here: Vend
+) -> None:
+    # Given an OIDC integration whose role trusts the stack's issuer only (the trust-policy route's policy)
+    ensure_provider(stack)
+    role = create_oidc_role(stack, {"Version": "2012-10-17", "Statement": []})
+    integration_id = create_integration(api, tenant, role, trust="oidc")
+    policy = api.get(f"/accounts/{tenant.account}/integrations/{integration_id}/trust-policy", stack=tenant.stack)
+    apply_trust_policy(stack, role, dict(policy.body))
+    assert attach(api, tenant, integration_id).status == 200
+    exchanged = len(stack.aws.strict_sts.web_identity_tokens)
+    # Then the vend opens the session with a web identity token, not the broker role's AssumeRole
+    assert vend_here(tenant.event("plan")) == {"ready": [integration_id]}
+    assert len(stack.aws.strict_sts.web_identity_tokens) == exchanged + 1
+    (item,) = record_items(stack, tenant, "plan")
+    assert (item["status"]["S"], item["mode"]["S"], item["trust"]["S"]) == ("ready", "broker", "oidc")
+    assert credentials_of(stack, tenant, "plan")["AccessKeyId"] == item["access_key_id"]["S"]
 
 
 def test_a_worker_mode_vend_records_the_instruction_and_announces_no_expiry(
