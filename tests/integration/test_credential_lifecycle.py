@@ -117,6 +117,26 @@ def test_finish_erases_every_record_once_and_counts_them(
     assert store.finish(run) == 0  # a second Finished (a duplicate delivery) erases nothing more
 
 
+def test_a_finish_cut_short_is_completed_by_the_next_finished(
+    stack: EmbeddedStack, tenant: Tenant, store: CredentialsStore, run: RunPhase
+) -> None:
+    # Given a Finished whose invocation erased the first record and then failed (no retry cures it)
+    vended(store, run, INTEGRATION)
+    vended(store, run, OTHER)
+    with (
+        stack.aws.faults.inject("dynamodb", "UpdateItem", "ValidationException", times=1, after=1),
+        pytest.raises(Exception, match="ValidationException"),
+    ):
+        store.finish(run)
+    assert item_of(stack, tenant, INTEGRATION)["status"]["S"] == "finished"
+    assert "ciphertext" in item_of(stack, tenant, OTHER)
+    # Then the next delivery passes over what is erased already and erases the rest
+    assert store.finish(run) == 1
+    item = item_of(stack, tenant, OTHER)
+    assert item["status"]["S"] == "finished"
+    assert "ciphertext" not in item
+
+
 def test_a_phase_item_not_finished_leaves_the_phase_open(
     stack: EmbeddedStack, tenant: Tenant, store: CredentialsStore, run: RunPhase
 ) -> None:

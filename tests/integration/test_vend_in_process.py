@@ -105,23 +105,30 @@ def test_a_broker_mode_vend_records_and_announces_its_credentials(
     assert (mapping.run_id, mapping.integration_id, mapping.mode) == (tenant.run_id, integration_id, "broker")
 
 
-def test_an_oidc_trust_broker_mode_vend_opens_its_session_with_a_token(
-    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, vend_here: Vend
+@pytest.mark.parametrize("on_worker", [False, True], ids=["broker", "worker"])
+def test_an_oidc_trust_vend_opens_its_session_with_a_token_or_leaves_the_exchange_to_the_worker(
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, vend_here: Vend, on_worker: bool
 ) -> None:
     # Given an OIDC integration whose role trusts the stack's issuer only (the trust-policy route's policy)
     ensure_provider(stack)
     role = create_oidc_role(stack, {"Version": "2012-10-17", "Statement": []})
-    integration_id = create_integration(api, tenant, role, trust="oidc")
+    integration_id = create_integration(api, tenant, role, trust="oidc", assume_role_on_worker=on_worker)
     policy = api.get(f"/accounts/{tenant.account}/integrations/{integration_id}/trust-policy", stack=tenant.stack)
     apply_trust_policy(stack, role, dict(policy.body))
     assert attach(api, tenant, integration_id).status == 200
     exchanged = len(stack.aws.strict_sts.web_identity_tokens)
-    # Then the vend opens the session with a web identity token, not the broker role's AssumeRole
     assert vend_here(tenant.event("plan")) == {"ready": [integration_id]}
-    assert len(stack.aws.strict_sts.web_identity_tokens) == exchanged + 1
     (item,) = record_items(stack, tenant, "plan")
-    assert (item["status"]["S"], item["mode"]["S"], item["trust"]["S"]) == ("ready", "broker", "oidc")
-    assert credentials_of(stack, tenant, "plan")["AccessKeyId"] == item["access_key_id"]["S"]
+    assert item["trust"]["S"] == "oidc"  # what the worker (worker mode) and the refresh route go by
+    if on_worker:
+        # Then the instruction tells the worker to ask for a token; the vend exchanged none
+        assert (item["status"]["S"], item["mode"]["S"]) == ("worker", "worker")
+        assert len(stack.aws.strict_sts.web_identity_tokens) == exchanged
+    else:
+        # Then the vend opened the session with a web identity token, not the broker role's AssumeRole
+        assert (item["status"]["S"], item["mode"]["S"]) == ("ready", "broker")
+        assert len(stack.aws.strict_sts.web_identity_tokens) == exchanged + 1
+        assert credentials_of(stack, tenant, "plan")["AccessKeyId"] == item["access_key_id"]["S"]
 
 
 def test_a_worker_mode_vend_records_the_instruction_and_announces_no_expiry(
