@@ -72,3 +72,11 @@ def test_the_brokers_own_hop_refused_counts_broker_unavailable_and_the_retry_ven
 def test_an_invalid_event_counts_one_invalid_run_event(vend_here: Vend) -> None:
     assert vend_here(load_event("invalid/at_in_stack.json")).keys() == {"dropped"}
     assert counted() == {"InvalidRunEvents": ("Count", [1.0])}
+
+
+def test_a_worker_mode_vend_counts_one_worker_instruction(
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], vend_here: Vend
+) -> None:
+    integration_id = integrate(tenant, make_role(f"{tenant.account}@*"), assume_role_on_worker=True)
+    assert vend_here(tenant.event("apply")) == {"ready": [integration_id]}
+    assert counted() == {"WorkerInstructions": ("Count", [1.0])}
