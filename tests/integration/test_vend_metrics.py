@@ -80,3 +80,13 @@ def test_a_worker_mode_vend_counts_one_worker_instruction(
     integration_id = integrate(tenant, make_role(f"{tenant.account}@*"), assume_role_on_worker=True)
     assert vend_here(tenant.event("apply")) == {"ready": [integration_id]}
     assert counted() == {"WorkerInstructions": ("Count", [1.0])}
+
+
+def test_a_started_after_its_finished_counts_one_started_after_finished(
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], vend_here: Vend
+) -> None:
+    integrate(tenant, make_role(f"{tenant.account}@*"))
+    assert vend_here(tenant.event("plan", "Run Phase Finished")) == {"finished": 0}
+    metrics.clear_metrics()  # as Lambda flushes them after the invocation
+    assert vend_here(tenant.event("plan")).keys() == {"phase_finished"}
+    assert counted() == {"StartedAfterFinished": ("Count", [1.0])}
