@@ -117,9 +117,11 @@ mutation: $(VENV)/.installed-dev
 # The named mutants of the last `make mutation` (mutants/) against TESTS, in one pytest session
 # (tests/mutation_recheck.py; the embedded stack starts once): `make mutation-recheck NAMES=names.txt
 # OUT=verdicts.json TESTS='tests/unit/test_worker_checks.py'` (docs/reliability.md, Mutation testing).
+# COVERING=1: each mutant against only those of TESTS that call its function (mutants/mutmut-stats.json).
 mutation-recheck: $(VENV)/.installed-dev
 	rm -rf mutants/tests && cp -r tests mutants/tests
 	cd mutants && RECHECK_NAMES=$(abspath $(NAMES)) RECHECK_OUT=$(abspath $(OUT)) PYTHONPATH=src:. \
+		$(if $(COVERING),RECHECK_COVERING=$(abspath mutants/mutmut-stats.json)) \
 		$(abspath $(VENV))/bin/python -m pytest -q -p no:cacheprovider -p no:timeout -p tests.mutation_recheck $(TESTS)
 
 # Every benchmark, then one table of their ratios (medians with min and max, beside their goals).

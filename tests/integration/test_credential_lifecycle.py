@@ -117,6 +117,26 @@ def test_finish_erases_every_record_once_and_counts_them(
     assert store.finish(run) == 0  # a second Finished (a duplicate delivery) erases nothing more
 
 
+def test_a_finish_cut_short_is_completed_by_the_next_finished(
+    stack: EmbeddedStack, tenant: Tenant, store: CredentialsStore, run: RunPhase
+) -> None:
+    # Given a Finished whose invocation erased the first record and then failed (no retry cures it)
+    vended(store, run, INTEGRATION)
+    vended(store, run, OTHER)
+    with (
+        stack.aws.faults.inject("dynamodb", "UpdateItem", "ValidationException", times=1, after=1),
+        pytest.raises(Exception, match="ValidationException"),
+    ):
+        store.finish(run)
+    assert item_of(stack, tenant, INTEGRATION)["status"]["S"] == "finished"
+    assert "ciphertext" in item_of(stack, tenant, OTHER)
+    # Then the next delivery passes over what is erased already and erases the rest
+    assert store.finish(run) == 1
+    item = item_of(stack, tenant, OTHER)
+    assert item["status"]["S"] == "finished"
+    assert "ciphertext" not in item
+
+
 def test_a_phase_item_not_finished_leaves_the_phase_open(
     stack: EmbeddedStack, tenant: Tenant, store: CredentialsStore, run: RunPhase
 ) -> None:
@@ -144,6 +164,22 @@ def test_the_phase_is_read_consistently(stack: EmbeddedStack, store: Credentials
         assert len(store.read_phase(run).records) == 1
     assert queries
     assert all(query.get("ConsistentRead") is True for query in queries)
+
+
+def test_the_phase_item_is_read_consistently(stack: EmbeddedStack, store: CredentialsStore, run: RunPhase) -> None:
+    # The refresh route and the worker's token ask phase_is_open right after a Finished may have closed the
+    # phase: an eventually consistent GetItem may still say open (checked on the request, as above)
+    reads: list[dict[str, Any]] = []
+
+    def seen(request: Any) -> bool:  # records every GetItem, injects no fault
+        reads.append(json.loads(request.body))
+        return False
+
+    store.finish(run)
+    with stack.aws.faults.inject("dynamodb", "GetItem", when=seen):
+        assert not store.phase_is_open(run)
+    assert reads
+    assert all(read.get("ConsistentRead") is True for read in reads)
 
 
 # ------------------------------------------------------------------ the claim's lease and its values

@@ -290,7 +290,7 @@ def test_a_stalled_invocation_whose_claim_was_taken_over_writes_nothing(
     vend_here: Callable[[dict[str, Any]], Any],
 ) -> None:
     # Given an invocation that stalls past its lease after AssumeRole, while a retry takes over and vends
-    integrate(tenant, make_role(f"{tenant.account}@*"))
+    integration_id = integrate(tenant, make_role(f"{tenant.account}@*"))
 
     def stall(**_kwargs: Any) -> None:
         expire_leases(stack, tenant, "plan")
@@ -299,8 +299,9 @@ def test_a_stalled_invocation_whose_claim_was_taken_over_writes_nothing(
     aws.kms().meta.events.register("before-call.kms.Encrypt", stall)
     result = vend_here(tenant.event("plan"))
 
-    # Then the stalled one's completion fails its condition: it neither overwrites nor announces
-    assert result == {"duplicates": [result["duplicates"][0]]}
+    # Then the stalled one's completion fails its condition: it neither overwrites nor announces, and
+    # names the integration it left to the other as a duplicate
+    assert result == {"duplicates": [integration_id]}
     assert_delivered_once(stack, tenant, "plan")
 
 

@@ -20,9 +20,22 @@ from runcreds.dal.keys import access_key_key, source_identity_key
 from runcreds.exceptions import TransientAwsError
 from runcreds.models.audit import SessionMapping
 from runcreds.models.entities import CredentialRecord
+from runcreds_cli.sigv4_client import ApiClient
 from runcreds_dev.faults import put_events_partial_failure
 from runcreds_dev.stack import EmbeddedStack
-from tests.support import Tenant, assumptions_of, credentials_of, events_for, load_event, record_items, trust_policy
+from tests.oidc_support import create_oidc_role, ensure_provider
+from tests.support import (
+    Tenant,
+    apply_trust_policy,
+    assumptions_of,
+    attach,
+    create_integration,
+    credentials_of,
+    events_for,
+    load_event,
+    record_items,
+    trust_policy,
+)
 
 Vend = Callable[[dict[str, Any]], Any]
 READY = "Run Phase Credentials Ready"
@@ -90,6 +103,32 @@ def test_a_broker_mode_vend_records_and_announces_its_credentials(
     # And the audit index knows the session by its access key, as this run's
     (mapping,) = session_mappings(stack, access_key_key(item["access_key_id"]["S"]))
     assert (mapping.run_id, mapping.integration_id, mapping.mode) == (tenant.run_id, integration_id, "broker")
+
+
+@pytest.mark.parametrize("on_worker", [False, True], ids=["broker", "worker"])
+def test_an_oidc_trust_vend_opens_its_session_with_a_token_or_leaves_the_exchange_to_the_worker(
+    stack: EmbeddedStack, api: ApiClient, tenant: Tenant, vend_here: Vend, on_worker: bool
+) -> None:
+    # Given an OIDC integration whose role trusts the stack's issuer only (the trust-policy route's policy)
+    ensure_provider(stack)
+    role = create_oidc_role(stack, {"Version": "2012-10-17", "Statement": []})
+    integration_id = create_integration(api, tenant, role, trust="oidc", assume_role_on_worker=on_worker)
+    policy = api.get(f"/accounts/{tenant.account}/integrations/{integration_id}/trust-policy", stack=tenant.stack)
+    apply_trust_policy(stack, role, dict(policy.body))
+    assert attach(api, tenant, integration_id).status == 200
+    exchanged = len(stack.aws.strict_sts.web_identity_tokens)
+    assert vend_here(tenant.event("plan")) == {"ready": [integration_id]}
+    (item,) = record_items(stack, tenant, "plan")
+    assert item["trust"]["S"] == "oidc"  # what the worker (worker mode) and the refresh route go by
+    if on_worker:
+        # Then the instruction tells the worker to ask for a token; the vend exchanged none
+        assert (item["status"]["S"], item["mode"]["S"]) == ("worker", "worker")
+        assert len(stack.aws.strict_sts.web_identity_tokens) == exchanged
+    else:
+        # Then the vend opened the session with a web identity token, not the broker role's AssumeRole
+        assert (item["status"]["S"], item["mode"]["S"]) == ("ready", "broker")
+        assert len(stack.aws.strict_sts.web_identity_tokens) == exchanged + 1
+        assert credentials_of(stack, tenant, "plan")["AccessKeyId"] == item["access_key_id"]["S"]
 
 
 def test_a_worker_mode_vend_records_the_instruction_and_announces_no_expiry(

@@ -72,3 +72,21 @@ def test_the_brokers_own_hop_refused_counts_broker_unavailable_and_the_retry_ven
 def test_an_invalid_event_counts_one_invalid_run_event(vend_here: Vend) -> None:
     assert vend_here(load_event("invalid/at_in_stack.json")).keys() == {"dropped"}
     assert counted() == {"InvalidRunEvents": ("Count", [1.0])}
+
+
+def test_a_worker_mode_vend_counts_one_worker_instruction(
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], vend_here: Vend
+) -> None:
+    integration_id = integrate(tenant, make_role(f"{tenant.account}@*"), assume_role_on_worker=True)
+    assert vend_here(tenant.event("apply")) == {"ready": [integration_id]}
+    assert counted() == {"WorkerInstructions": ("Count", [1.0])}
+
+
+def test_a_started_after_its_finished_counts_one_started_after_finished(
+    stack: EmbeddedStack, tenant: Tenant, make_role: Callable[..., str], integrate: Callable[..., str], vend_here: Vend
+) -> None:
+    integrate(tenant, make_role(f"{tenant.account}@*"))
+    assert vend_here(tenant.event("plan", "Run Phase Finished")) == {"finished": 0}
+    metrics.clear_metrics()  # as Lambda flushes them after the invocation
+    assert vend_here(tenant.event("plan")).keys() == {"phase_finished"}
+    assert counted() == {"StartedAfterFinished": ("Count", [1.0])}
