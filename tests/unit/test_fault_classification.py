@@ -186,3 +186,18 @@ def test_a_lost_connection_is_transient_and_a_bad_parameter_propagates_unchanged
     with pytest.raises(ParamValidationError) as raised, classified("kms", "Decrypt"):
         raise bad
     assert raised.value is bad
+
+
+def test_an_error_already_classified_transient_stays_transient() -> None:
+    """A TransientAwsError raised below (a store's retry exhausted, the broker's hop) reaching another
+    classification is still transient: retried, never turned into a verdict."""
+    assert is_transient(TransientAwsError("dynamodb TransactWriteItems failed transiently"))
+
+
+def test_a_transaction_cancelled_with_every_passing_reason_at_once_is_transient() -> None:
+    assert is_transient(cancelled(*sorted(TRANSIENT_CANCELLATIONS)))
+    assert is_transient(cancelled("ConditionalCheckFailed", *sorted(TRANSIENT_CANCELLATIONS)))
+
+
+def test_a_transaction_cancelled_without_its_reasons_is_an_answer_not_a_crash() -> None:
+    assert not is_transient(client_error("TransactionCanceledException"))
