@@ -117,7 +117,7 @@ def get_integration(account: Account, integration_id: IntegrationIdPath) -> Inte
 @app.patch(
     "/accounts/<account>/integrations/<integration_id>",
     summary="Change an integration (every attachment follows; attached stacks are verified first)",
-    responses=http.responses(200, IntegrationOut, "the changed integration", 409, 415, 422, 429, 503),
+    responses=http.responses(200, IntegrationOut, "the changed integration", 409, 415, 422, 503),
 )
 def update_integration(
     account: Account, integration_id: IntegrationIdPath, body: Annotated[IntegrationUpdate, Body()]
@@ -158,7 +158,7 @@ def get_trust_policy(
 @app.put(
     "/accounts/<account>/stacks/<stack>/integrations/<integration_id>",
     summary="Attach an integration to a stack (verified: the broker assumes the role as a vend would)",
-    responses=http.responses(200, AttachmentOut, "the attachment", 409, 415, 422, 429, 503),
+    responses=http.responses(200, AttachmentOut, "the attachment", 409, 415, 422, 503),
 )
 def attach_integration(
     account: Account, stack: Stack, integration_id: IntegrationIdPath, body: Annotated[AttachRequest, Body()]

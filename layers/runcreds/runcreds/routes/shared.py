@@ -66,7 +66,10 @@ ERROR_TEXTS = {
     409: "conflicts with the current state (`message` says how to resolve it)",
     415: "the body is not application/json",
     422: "the role refused the broker: the diagnosis says what to change",
-    429: "the account made too many AssumeRole calls verifying roles: retry after Retry-After seconds",
+    429: (
+        "too many requests: API Gateway's stage throttle (any route; back off and retry), or the account's "
+        "budget of AssumeRole calls verifying roles (attach and PATCH; retry after Retry-After seconds)"
+    ),
     503: "AWS throttled or failed: retry in a few seconds",
 }
 
@@ -76,12 +79,12 @@ def json_response(model: type[Any], description: str) -> OpenAPIResponse:
 
 
 def responses(success: int, model: type[Any] | None, description: str, *errors: int) -> dict[int, OpenAPIResponse]:
-    """A route's documented responses. Every route may answer 400 (bad input) and 404 (a path no route
-    matches, or an unknown resource)."""
+    """A route's documented responses. Every route may answer 400 (bad input), 404 (a path no route
+    matches, or an unknown resource) and 429 (the stage's throttle, before runcreds runs)."""
     documented: dict[int, OpenAPIResponse] = {
         success: json_response(model, description) if model is not None else {"description": description},
     }
-    for code in (400, 404, *errors):
+    for code in sorted({400, 404, 429, *errors}):
         documented[code] = json_response(DiagnosisBody if code == 422 else ErrorBody, ERROR_TEXTS[code])
     return documented
 
