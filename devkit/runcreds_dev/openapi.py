@@ -1,18 +1,26 @@
 """The OpenAPI document of the whole HTTP API, as committed in docs/openapi.json (`make openapi`).
 
 API Gateway serves one API (RuncredsApi) from three functions: the attach routes (runcreds.routes.attach), the
-audit routes (runcreds.routes.audit) and the OIDC issuer's public documents (runcreds.routes.oidc). Each
-resolver generates its part; this module joins them.
+audit routes (runcreds.routes.audit) and the OIDC issuer's public documents (runcreds.routes.oidc). The
+functions route with runcreds' own router (runcreds.routes.router); for the document, each router's routes
+are declared again on a Powertools resolver, with the same signatures (runcreds' parameter markers become
+Powertools' Path, Query and Body), and Powertools' generator writes each part. This module joins them.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Annotated, Any, get_args, get_origin
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, content_types
+from aws_lambda_powertools.event_handler import Response as PowertoolsResponse
+from aws_lambda_powertools.event_handler.openapi import params as powertools_params
 from aws_lambda_powertools.event_handler.openapi.models import Server, ServerVariable
+
+from runcreds.routes.router import Response, Route, Router
 
 TITLE = "runcreds API"
 VERSION = "1"
@@ -35,7 +43,46 @@ SERVERS = [
 _POWERTOOLS_ERRORS = ("HTTPValidationError", "ValidationError", "ResponseValidationError")
 
 
-def _part(app: APIGatewayRestResolver) -> dict[str, Any]:
+_MARKERS = {"path": powertools_params.Path, "query": powertools_params.Query, "body": powertools_params.Body}
+
+
+def _declared(route: Route) -> Callable[..., Any]:
+    """The route's function as Powertools reads it: the same name, docstring and signature, with each
+    parameter's marker as Powertools' own (its constraints as they are) and Response as Powertools'."""
+
+    def declared(**_: Any) -> Any:
+        raise NotImplementedError("declared for the OpenAPI document only")
+
+    parameters = [
+        inspect.Parameter(
+            param.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=param.default,
+            annotation=Annotated[param.annotation, _MARKERS[param.marker.location](**param.marker.constraints)],
+        )
+        for param in route.params()
+    ]
+    returns = inspect.signature(route.function, eval_str=True).return_annotation
+    if get_origin(returns) is Response:
+        returns = PowertoolsResponse[get_args(returns)]  # type: ignore[misc]
+    declared.__signature__ = inspect.Signature(parameters, return_annotation=returns)  # type: ignore[attr-defined]
+    for name in ("__name__", "__qualname__", "__module__", "__doc__"):
+        setattr(declared, name, getattr(route.function, name))
+    return declared
+
+
+def _resolver(router: Router) -> APIGatewayRestResolver:
+    resolver = APIGatewayRestResolver(enable_validation=True)
+    for route in router.routes:
+        resolver.route(
+            route.path, route.method, summary=route.summary, description=route.description,
+            responses=dict(route.responses),
+        )(_declared(route))  # fmt: skip
+    return resolver
+
+
+def _part(router: Router) -> dict[str, Any]:
+    app = _resolver(router)
     document: dict[str, Any] = json.loads(
         app.get_openapi_json_schema(title=TITLE, version=VERSION, description=DESCRIPTION, servers=SERVERS)
     )

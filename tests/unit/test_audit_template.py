@@ -1,4 +1,4 @@
-"""template.yaml's audit resources: the documented output (docs/interface.md §5), routes the audit resolver
+"""template.yaml's audit resources: the documented output (docs/interface.md §5), routes the audit router
 really serves, an indexer wired as the issue asks, and a read-only API role."""
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ def test_the_audit_bus_is_a_documented_output() -> None:
     assert TEMPLATE.body["Outputs"]["AuditEventBusArn"]["Value"] == {"Fn::GetAtt": ["AuditEventBus", "Arn"]}
 
 
-def test_the_audit_routes_in_the_template_are_exactly_those_the_resolver_serves() -> None:
+def test_the_audit_routes_in_the_template_are_exactly_those_the_router_serves() -> None:
     events = _resource("AuditApiFunction")["Properties"]["Events"].values()
     declared = {(e["Properties"]["Method"].upper(), e["Properties"]["Path"]) for e in events}
-    served = {(route.method.upper(), route.openapi_path) for route in app._static_routes + app._dynamic_routes}
+    served = {(route.method.upper(), route.openapi_path) for route in app.routes}
     assert (
         declared
         == served

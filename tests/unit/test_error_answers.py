@@ -1,5 +1,5 @@
-"""One table of errors to HTTP answers (runcreds.routes.shared.ANSWERS), registered on every resolver: each error a
-route raises gets its status, body and Retry-After through the real attach, audit and OIDC resolvers alike.
+"""One table of errors to HTTP answers (runcreds.routes.shared.ANSWERS), registered on every router: each error a
+route raises gets its status, body and Retry-After through the real attach, audit and OIDC routers alike.
 
 The route's work is replaced by a raise (its service, store or settings): what is under test is the answer.
 """
@@ -12,8 +12,6 @@ from typing import Any
 
 import boto3
 import pytest
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from botocore.exceptions import ClientError, EndpointConnectionError, NoRegionError
 from botocore.stub import Stubber
 
@@ -34,6 +32,7 @@ from runcreds.exceptions import (
 )
 from runcreds.logic import oidc as issuer
 from runcreds.routes import attach, audit, oidc, shared
+from runcreds.routes.router import RequestValidationError, Router
 
 NO_CONTEXT: Any = None  # no Lambda context: the routes under test do not read it
 
@@ -146,16 +145,15 @@ def test_what_the_answers_say() -> None:
     assert (answer.status, answer.fields) == (400, {"errors": [{"location": "query.limit", "problem": "too big"}]})
 
 
-def test_a_request_powertools_finds_invalid_is_a_400_not_its_422() -> None:
+def test_a_request_the_router_finds_invalid_is_a_400_not_a_422() -> None:
     query = {"queryStringParameters": {"limit": "0"}, "multiValueQueryStringParameters": {"limit": ["0"]}}
     response = audit.app.resolve(rest_event("/accounts/acct-1/runs/01RUN1/audit") | query, NO_CONTEXT)
     assert response["statusCode"] == 400, response["body"]
 
 
-@pytest.mark.parametrize("resolver", [attach.app, audit.app, oidc.app])
-def test_every_resolver_answers_with_the_one_table_and_nothing_else(resolver: APIGatewayRestResolver) -> None:
-    registered = resolver.exception_handler_manager.get_registered_handlers()
-    assert set(registered) == set(shared.ANSWERS)
+@pytest.mark.parametrize("router", [attach.app, audit.app, oidc.app])
+def test_every_router_answers_with_the_one_table_and_nothing_else(router: Router) -> None:
+    assert set(router.error_handlers) == set(shared.ANSWERS)
 
 
 @pytest.mark.parametrize("code", ["AccessDeniedException", "KMSInternalException"])

@@ -87,10 +87,10 @@ def test_only_the_broker_may_assume_customer_roles() -> None:
     assert may_assume_any_role == {"BrokerRole"}
 
 
-def test_the_attach_api_routes_in_the_template_are_exactly_those_the_resolver_serves() -> None:
+def test_the_attach_api_routes_in_the_template_are_exactly_those_the_router_serves() -> None:
     events = functions()["AttachApiFunction"]["Properties"]["Events"].values()
     declared = {(e["Properties"]["Method"].upper(), e["Properties"]["Path"]) for e in events if e["Type"] == "Api"}
-    served = {(route.method.upper(), route.openapi_path) for route in app._static_routes + app._dynamic_routes}
+    served = {(route.method.upper(), route.openapi_path) for route in app.routes}
     assert declared == served
 
 

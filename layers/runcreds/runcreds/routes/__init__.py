@@ -1,1 +1,1 @@
-"""The HTTP routes of the attach, audit and OIDC APIs (Powertools event handler resolvers)."""
+"""The HTTP routes of the attach, audit and OIDC APIs, on runcreds' own router (runcreds.routes.router)."""

@@ -6,9 +6,6 @@ import json
 import os
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
-
 from runcreds.logic import oidc
 from runcreds.models.bodies import (
     AttachmentList,
@@ -26,6 +23,7 @@ from runcreds.models.bodies import (
 from runcreds.models.entities import INTEGRATION_ID_PATTERN, ROLE_ARN_PATTERN, Attachment, Integration
 from runcreds.models.run import RUN_ID_PATTERN, SLUG_PATTERN, Phase, RunPhase
 from runcreds.routes import shared as http
+from runcreds.routes.router import APPLICATION_JSON, Body, PathParam, QueryParam, Response, Router
 from runcreds.routes.shared import Account, Stack
 from runcreds.settings import AttachSettings
 
@@ -33,9 +31,9 @@ if TYPE_CHECKING:
     from runcreds.logic.attach import AttachService
     from runcreds.logic.integrations import IntegrationService
 
-app = APIGatewayRestResolver(enable_validation=True)
+app = Router()
 
-IntegrationIdPath = Annotated[str, Path(pattern=INTEGRATION_ID_PATTERN, description="integration ID")]
+IntegrationIdPath = Annotated[str, PathParam(pattern=INTEGRATION_ID_PATTERN, description="integration ID")]
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 PhaseName = Literal["plan", "apply", "destroy", "task", "drift", "read", "write"]
 
@@ -63,7 +61,7 @@ def attach_service() -> AttachService:
 
 def _issuer(settings: AttachSettings) -> str | None:
     """The OIDC issuer: configured, or this API's own URL from the request (not from the template: a cycle)."""
-    request_context = app.current_event.raw_event.get("requestContext")
+    request_context = app.event.get("requestContext")
     try:
         return oidc.issuer_url(settings.oidc_issuer_url, request_context, os.environ.get("AWS_REGION", "us-east-1"))
     except ValueError:
@@ -89,7 +87,7 @@ def _attachment(attachment: Attachment) -> AttachmentOut:
 )
 def create_integration(account: Account, body: Annotated[IntegrationCreate, Body()]) -> Response[IntegrationOut]:
     created = integration_service().create_integration(account, body)
-    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=_integration(created))
+    return Response(status_code=201, content_type=APPLICATION_JSON, body=_integration(created))
 
 
 @app.get(
@@ -99,7 +97,9 @@ def create_integration(account: Account, body: Annotated[IntegrationCreate, Body
 )
 def list_integrations(
     account: Account,
-    label: Annotated[str | None, Query(min_length=1, max_length=64, description="only those with this label")] = None,
+    label: Annotated[
+        str | None, QueryParam(min_length=1, max_length=64, description="only those with this label")
+    ] = None,
 ) -> IntegrationList:
     integrations = integration_service().list_integrations(account, label)
     return IntegrationList(integrations=[_integration(i) for i in integrations])
@@ -143,11 +143,11 @@ def delete_integration(account: Account, integration_id: IntegrationIdPath) -> R
 def get_trust_policy(
     account: Account,
     integration_id: IntegrationIdPath,
-    stack: Annotated[str | None, Query(pattern=SLUG_PATTERN, description="narrow to one stack")] = None,
-    phase: Annotated[PhaseName | None, Query(description="narrow to a stack's read or write phases")] = None,
+    stack: Annotated[str | None, QueryParam(pattern=SLUG_PATTERN, description="narrow to one stack")] = None,
+    phase: Annotated[PhaseName | None, QueryParam(description="narrow to a stack's read or write phases")] = None,
     worker_role_arn: Annotated[
         str | None,
-        Query(pattern=ROLE_ARN_PATTERN, max_length=2048, description="worker-mode integrations: the principal"),
+        QueryParam(pattern=ROLE_ARN_PATTERN, max_length=2048, description="worker-mode integrations: the principal"),
     ] = None,
 ) -> TrustPolicyDocument:
     document = integration_service().trust_policy(account, integration_id, stack, phase, worker_role_arn)
@@ -186,7 +186,7 @@ def detach_integration(account: Account, stack: Stack, integration_id: Integrati
 
 
 # ---------------------------------------------------------------------- long runs
-RunIdPath = Annotated[str, Path(pattern=RUN_ID_PATTERN, description="run ID")]
+RunIdPath = Annotated[str, PathParam(pattern=RUN_ID_PATTERN, description="run ID")]
 
 
 @app.post(
@@ -200,7 +200,7 @@ def refresh_run_phase(
     account: Account,
     stack: Stack,
     run_id: RunIdPath,
-    phase: Annotated[Phase, Path(description="the run phase")],
+    phase: Annotated[Phase, PathParam(description="the run phase")],
     body: Annotated[RefreshRequest | None, Body()] = None,
 ) -> RefreshResponse:
     run = RunPhase(account=account, stack=stack, run_id=run_id, phase=phase)
@@ -223,15 +223,15 @@ def refresh_run_phase(
 
 
 def resolve(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The function's entry point. A body that is not JSON is refused here with 415: Powertools'
-    validation would raise on some (multipart without a boundary) before any route or handler runs."""
+    """The function's entry point. A body that is not JSON is refused here with 415, before any route
+    runs (a multipart or form body is not parsed at all)."""
     if event.get("httpMethod") in _BODY_METHODS and event.get("body"):
         headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
         media_type = str(headers.get("content-type") or "application/json").split(";", 1)[0].strip().lower()
-        if media_type != content_types.APPLICATION_JSON:
+        if media_type != APPLICATION_JSON:
             return {
                 "statusCode": 415,
-                "headers": {"Content-Type": content_types.APPLICATION_JSON},
+                "headers": {"Content-Type": APPLICATION_JSON},
                 "body": json.dumps({"message": f"send the body as application/json, not {media_type}"}),
                 "isBase64Encoded": False,
             }

@@ -1,6 +1,6 @@
 """The audit routes (docs/interface.md §4): what did run X do, what happened on stack Y — one Query a page.
 
-A separate resolver from runcreds.routes.attach because it runs in its own function (AuditApiFunction)
+A separate router from runcreds.routes.attach because it runs in its own function (AuditApiFunction)
 with a read-only role on the audit index. Errors are mapped by `runcreds.routes.shared`, as for the
 attach routes: 4xx with a `message`, bad input never a 5xx. The routes read the query parameters and
 build the answer; runcreds.logic.audit.query decides the Query, where the account in the path bounds
@@ -13,9 +13,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
-
 from runcreds.dal.audit_index import AuditIndexStore
 from runcreds.exceptions import InvalidRequestError
 from runcreds.logic.audit.query import AuditQueryService, Page
@@ -23,18 +20,21 @@ from runcreds.models.audit import parse_event_time
 from runcreds.models.bodies import AuditEventOut, AuditPage
 from runcreds.models.run import RUN_ID_PATTERN
 from runcreds.routes import shared as http
+from runcreds.routes.router import PathParam, QueryParam, Router
 from runcreds.routes.shared import Account, Stack
 from runcreds.settings import AuditApiSettings
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 
-app = APIGatewayRestResolver(enable_validation=True)
+app = Router()
 
-RunIdPath = Annotated[str, Path(pattern=RUN_ID_PATTERN, description="run ID")]
-Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="events per page")]
-NextToken = Annotated[str | None, Query(min_length=1, max_length=4096, description="next_token of the previous page")]
-Timestamp = Annotated[str | None, Query(max_length=64, description="ISO 8601 time (UTC unless it says otherwise)")]
+RunIdPath = Annotated[str, PathParam(pattern=RUN_ID_PATTERN, description="run ID")]
+Limit = Annotated[int, QueryParam(ge=1, le=MAX_PAGE, description="events per page")]
+NextToken = Annotated[
+    str | None, QueryParam(min_length=1, max_length=4096, description="next_token of the previous page")
+]
+Timestamp = Annotated[str | None, QueryParam(max_length=64, description="ISO 8601 time (UTC unless it says otherwise)")]
 
 
 def service() -> AuditQueryService:
@@ -69,8 +69,8 @@ def _time(value: str | None, name: str) -> datetime | None:
 def run_audit(
     account: Account,
     run_id: RunIdPath,
-    event_source: Annotated[str | None, Query(max_length=128, pattern=r"^[a-z0-9.-]+$")] = None,
-    errors_only: Annotated[bool, Query()] = False,
+    event_source: Annotated[str | None, QueryParam(max_length=128, pattern=r"^[a-z0-9.-]+$")] = None,
+    errors_only: Annotated[bool, QueryParam()] = False,
     limit: Limit = DEFAULT_PAGE,
     next_token: NextToken = None,
 ) -> AuditPage:

@@ -1,6 +1,6 @@
 """The OIDC issuer's public routes (docs/interface.md §4, §7): discovery document and JWKS, for AWS STS.
 
-A resolver of its own because it runs in its own function (OidcIssuerFunction) behind routes without
+A router of its own because it runs in its own function (OidcIssuerFunction) behind routes without
 IAM auth (`Authorizer: NONE`), with a role that may only read the signing keys' public halves.
 """
 
@@ -9,21 +9,20 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
-
 from runcreds.logic import oidc
 from runcreds.models.bodies import DiscoveryDocument, JsonWebKeySet
 from runcreds.routes import shared as http
+from runcreds.routes.router import APPLICATION_JSON, Response, Router
 from runcreds.settings import OidcIssuerSettings
 
-app = APIGatewayRestResolver(enable_validation=True)
+app = Router()
 http.map_errors(app)  # the keys unavailable (SigningKeysUnavailableError) is a 503, as every transient failure
 
 
 def _public(body: Any, max_age: int) -> Response[Any]:
     return Response(
         status_code=200,
-        content_type=content_types.APPLICATION_JSON,
+        content_type=APPLICATION_JSON,
         body=body,
         headers={"Cache-Control": f"public, max-age={max_age}"},
     )
@@ -36,7 +35,7 @@ def _public(body: Any, max_age: int) -> Response[Any]:
 )
 def openid_configuration() -> Response[DiscoveryDocument]:
     settings = OidcIssuerSettings.from_env()
-    issuer = oidc.issuer_url(settings.issuer_url, app.current_event.raw_event.get("requestContext"), _region())
+    issuer = oidc.issuer_url(settings.issuer_url, app.event.get("requestContext"), _region())
     return _public(DiscoveryDocument.model_validate(oidc.discovery_document(issuer)), oidc.DISCOVERY_MAX_AGE)
 
 

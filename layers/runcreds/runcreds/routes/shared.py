@@ -1,8 +1,8 @@
-"""What the HTTP resolvers (runcreds.routes.attach, runcreds.routes.audit, runcreds.routes.oidc) share: error bodies,
+"""What the HTTP routers (runcreds.routes.attach, runcreds.routes.audit, runcreds.routes.oidc) share: error bodies,
 their OpenAPI, and the one table of errors to HTTP answers (`ANSWERS`, registered on each by `map_errors`).
 
 Every error is JSON with a `message` (ErrorBody); invalid input is a 400 that says what and where, never
-Powertools' 422, which this API keeps for refused verifications (DiagnosisBody). AWS throttling or failing
+a 422, which this API keeps for refused verifications (DiagnosisBody). AWS throttling or failing
 is a 503 with Retry-After, never an unhandled exception (API Gateway's 502).
 """
 
@@ -12,10 +12,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.params import Path
-from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import AfterValidator
@@ -36,6 +32,7 @@ from runcreds.faults import is_transient
 from runcreds.models.bodies import DiagnosisBody, ErrorBody
 from runcreds.models.run import SLUG_PATTERN
 from runcreds.observability import logger, metrics
+from runcreds.routes.router import APPLICATION_JSON, PathParam, RequestValidationError, Response, Router
 from runcreds.run_scope import PROBE_ACCOUNT
 
 # What a 503 tells the caller to wait: long enough for botocore's own retries to have been outlasted.
@@ -48,17 +45,17 @@ def _not_reserved(account: str) -> str:
     return account
 
 
-# The pattern is repeated for the schema: Powertools leaves it out of the document once a validator is added.
+# The pattern is repeated for the document: Powertools' generator leaves it out once a validator is added.
 Account = Annotated[
     str,
     AfterValidator(_not_reserved),
-    Path(
+    PathParam(
         pattern=SLUG_PATTERN,
         description="account slug",
         json_schema_extra={"pattern": SLUG_PATTERN, "not": {"const": PROBE_ACCOUNT}},
     ),
 ]
-Stack = Annotated[str, Path(pattern=SLUG_PATTERN, description="stack slug")]
+Stack = Annotated[str, PathParam(pattern=SLUG_PATTERN, description="stack slug")]
 
 ERROR_TEXTS = {
     400: "invalid request: `message` says what and `errors` where",
@@ -74,8 +71,11 @@ ERROR_TEXTS = {
 }
 
 
+OpenAPIResponse = dict[str, Any]  # as Powertools' OpenAPI generator takes it (runcreds_dev.openapi)
+
+
 def json_response(model: type[Any], description: str) -> OpenAPIResponse:
-    return {"description": description, "content": {content_types.APPLICATION_JSON: {"model": model}}}
+    return {"description": description, "content": {APPLICATION_JSON: {"model": model}}}
 
 
 def responses(success: int, model: type[Any] | None, description: str, *errors: int) -> dict[int, OpenAPIResponse]:
@@ -102,13 +102,11 @@ class Answer:
     def response(self) -> Response[dict[str, Any]]:
         headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else None
         body = {"message": self.message, **self.fields}
-        return Response(
-            status_code=self.status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers
-        )
+        return Response(status_code=self.status, content_type=APPLICATION_JSON, body=body, headers=headers)
 
 
 def _invalid_request(validation_error: RequestValidationError) -> Answer:
-    """Powertools' request validation failure as a 400 naming each problem's location."""
+    """A request that does not fit its route, as a 400 naming each problem's location."""
     problems = [
         {"location": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "invalid")}
         for e in validation_error.errors()
@@ -150,7 +148,7 @@ def _aws_error(failure: ClientError | BotoCoreError) -> Answer:
 # answers as its nearest base (ConditionFailedError as ConflictError, BrokerUnavailableError and
 # SigningKeysUnavailableError as TransientAwsError); an error with no row at all is a bug, and a 502.
 ANSWERS: dict[type[Exception], Callable[[Any], Answer]] = {
-    RequestValidationError: _invalid_request,  # 400, never Powertools' 422
+    RequestValidationError: _invalid_request,  # 400: 422 is a refused verification
     InvalidRequestError: lambda e: Answer(400, str(e)),
     NotFoundError: lambda e: Answer(404, str(e)),
     ConflictError: lambda e: Answer(409, str(e)),
@@ -168,7 +166,11 @@ ANSWERS: dict[type[Exception], Callable[[Any], Answer]] = {
 }
 
 
-def map_errors(app: APIGatewayRestResolver) -> None:
-    """Registers ANSWERS on `app`: every resolver calls this once, and registers no handler of its own."""
+def map_errors(app: Router) -> None:
+    """Registers ANSWERS on `app`: every router calls this once, and registers no handler of its own."""
     for kind, answer in ANSWERS.items():
-        app.exception_handler(kind)(lambda failure, answer=answer: answer(failure).response())
+        app.exception_handler(kind, _responding_with(answer))
+
+
+def _responding_with(answer: Callable[[Any], Answer]) -> Callable[[Any], Response[dict[str, Any]]]:
+    return lambda failure: answer(failure).response()

@@ -1,6 +1,6 @@
 """Request and response bodies of the HTTP API (docs/interface.md §4); the OpenAPI document is built from them.
 One module per route family: attach (integrations, attachments, trust policies), refresh, audit, oidc, and
-errors (the answers every resolver shares).
+errors (the answers every router shares).
 
 Each name is imported from its module on first use (PEP 562), so that a function imports the bodies of
 its own routes only: the audit API and the OIDC issuer build none of the attach routes' models.

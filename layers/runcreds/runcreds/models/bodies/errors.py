@@ -1,4 +1,4 @@
-"""Error answers every resolver shares, and the 422 of a failed verification."""
+"""Error answers every router shares, and the 422 of a failed verification."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """An IAM trust policy document, as the API shows one (a suggested trust, a role's own): shared by the
-attach routes and the 422 of a failed verification, which every resolver may answer."""
+attach routes and the 422 of a failed verification, which every router may answer."""
 
 from __future__ import annotations
 
