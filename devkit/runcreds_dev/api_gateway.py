@@ -50,8 +50,9 @@ class LocalApiGateway:
         self._server: BaseWSGIServer | None = None
 
     def add(self, route: ApiRoute, function: LocalFunction) -> None:
+        # As API Gateway REST: a path parameter is one segment, and a trailing slash is the same resource.
         regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(route.path))
-        self.routes.append((route, re.compile(f"^{regex}$"), function))
+        self.routes.append((route, re.compile(f"{regex}/*"), function))
 
     @property
     def url(self) -> str:
@@ -78,7 +79,7 @@ class LocalApiGateway:
             return deny(403, MISSING_TOKEN)
         path = path[len(STAGE) + 1 :]
         found = next(
-            ((r, m, f) for r, regex, f in self.routes if (m := regex.match(path)) and r.method == request.method),
+            ((r, m, f) for r, regex, f in self.routes if (m := regex.fullmatch(path)) and r.method == request.method),
             None,
         )
         caller: Caller | None = None

@@ -145,6 +145,18 @@ def test_what_the_answers_say() -> None:
     assert (answer.status, answer.fields) == (400, {"errors": [{"location": "query.limit", "problem": "too big"}]})
 
 
+def test_a_400_names_at_most_a_few_problems_and_how_many_there_were() -> None:
+    """A body of 80,000 unknown fields would otherwise answer megabytes (past Lambda's 6 MB: a 502)."""
+    invalid = RequestValidationError(
+        [{"loc": ("body", f"k{i}"), "msg": "Extra inputs are not permitted"} for i in range(80_000)]
+    )
+    answer = shared.ANSWERS[RequestValidationError](invalid)
+    assert answer.status == 400
+    assert len(answer.fields["errors"]) == shared.PROBLEMS_SHOWN
+    assert answer.fields["errors"][0] == {"location": "body.k0", "problem": "Extra inputs are not permitted"}
+    assert "and 79990 more" in answer.message and len(answer.message) < 1_000
+
+
 def test_a_request_the_router_finds_invalid_is_a_400_not_a_422() -> None:
     query = {"queryStringParameters": {"limit": "0"}, "multiValueQueryStringParameters": {"limit": ["0"]}}
     response = audit.app.resolve(rest_event("/accounts/acct-1/runs/01RUN1/audit") | query, NO_CONTEXT)

@@ -114,15 +114,66 @@ def test_an_invalid_body_names_its_location(body: str | None, problems: list[tup
     assert answer(event("POST", "/things", body=body)) == (400, problems, {})
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"name": "t", "size": ' + "9" * 4301 + "}",  # json.loads: ValueError, past int's 4,300 digits
+        '{"name": "t", "size": ' + "[" * 50_000 + "]" * 50_000 + "}",  # json.loads: RecursionError
+    ],
+    ids=["an integer of 4,301 digits", "50,000 levels of nesting"],
+)
+def test_a_body_json_cannot_read_is_a_400_not_an_unhandled_error(body: str) -> None:
+    status, problems, _ = answer(event("POST", "/things", body=body))
+    assert (status, problems) == (400, [("body", "json_invalid")])
+
+
+def test_a_base64_body_that_is_not_base64_is_a_400() -> None:
+    for body in (
+        "not base64!",
+        base64.b64encode(b'{"name": "t"}').decode() + "\u00e9",
+        base64.b64encode(b"\xff").decode(),
+    ):
+        assert answer(event("POST", "/things", body=body) | {"isBase64Encoded": True}) == (
+            400, [("body", "body_invalid")], {}
+        ), body  # fmt: skip
+
+
 def test_an_optional_body_may_be_left_out() -> None:
     assert answer(event("PATCH", "/things/a"))[:2] == (200, {"name": "a", "size": 1})
     assert answer(event("PATCH", "/things/a", body='{"name": "b"}'))[:2] == (200, {"name": "b", "size": 1})
 
 
+def test_a_trailing_slash_is_the_same_route_as_api_gateway_routes_it() -> None:
+    assert answer(event("GET", "/things/t1/"))[:2] == answer(event("GET", "/things/t1"))[:2]
+    assert answer(event("GET", "/things/t1//"))[0] == 200
+
+
+@pytest.mark.parametrize("path", ["/things/t1\n", "/things/t1\n/", "/things//t1", "/things/t1/x", "/things"])
+def test_a_path_that_only_resembles_a_route_is_a_404(path: str) -> None:
+    assert answer(event("GET", path))[0] == 404
+
+
+def test_a_route_path_is_matched_literally() -> None:
+    router = Router()
+    router.get("/.well-known/jwks.json")(lambda: {"keys": []})
+    assert router.resolve(event("GET", "/.well-known/jwks.json"), None)["statusCode"] == 200
+    assert router.resolve(event("GET", "/Xwell-known/jwksXjson"), None)["statusCode"] == 404
+
+
 def test_no_route_is_a_404_with_a_message_and_the_method_counts() -> None:
     assert answer(event("GET", "/nothing"))[0] == 404
     status, body, _ = answer(event("DELETE", "/things/t1"))
-    assert status == 404 and "DELETE /things/t1" in body["message"]
+    assert status == 404 and body["message"] and "t1" not in body["message"]  # the path is not echoed
+
+
+def test_malformed_events_are_refused_not_raised() -> None:
+    """API Gateway never sends these; a test harness or a direct invoke might."""
+    assert answer(event("GET", "/things/t1") | {"multiValueQueryStringParameters": {"limit": None}})[0] == 200
+    assert (
+        answer(event("GET", "/things/t1") | {"multiValueQueryStringParameters": {"limit": [None, "3"]}})[1]["limit"]
+        == 3
+    )
+    assert answer(event("POST", "/things") | {"body": {"name": "t"}}) == (400, [("body", "body_invalid")], {})
 
 
 def test_an_error_is_answered_by_the_handler_of_its_nearest_class_and_others_propagate() -> None:

@@ -225,7 +225,7 @@ def refresh_run_phase(
 def resolve(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The function's entry point. A body that is not JSON is refused here with 415, before any route
     runs (a multipart or form body is not parsed at all)."""
-    if event.get("httpMethod") in _BODY_METHODS and event.get("body"):
+    if str(event.get("httpMethod") or "").upper() in _BODY_METHODS and event.get("body"):
         headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
         media_type = str(headers.get("content-type") or "application/json").split(";", 1)[0].strip().lower()
         if media_type != APPLICATION_JSON:

@@ -19,7 +19,6 @@ The OpenAPI document is generated from the same routes (runcreds_dev.openapi, no
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -29,7 +28,7 @@ from typing import Annotated, Any, get_args, get_type_hints
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 APPLICATION_JSON = "application/json"
-_SEGMENT = r"(?P<\1>[^/]+)"
+_SEGMENT = r"[^/\x00-\x1f\x7f]+"  # a path parameter's value: no slash, no control character
 
 
 class RequestValidationError(Exception):
@@ -97,7 +96,12 @@ class Route:
     _model: type[BaseModel] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self.regex = re.compile("^" + re.sub(r"<(\w+)>", _SEGMENT, self.path) + "$")
+        # Matched whole (fullmatch: `$` would also match before a final newline). Trailing slashes are the
+        # same route, as API Gateway REST routes them to the resource without one.
+        pieces = re.split(r"<(\w+)>", self.path)  # literal, name, literal, name, ..., literal
+        self.regex = re.compile(
+            "".join(f"(?P<{piece}>{_SEGMENT})" if i % 2 else re.escape(piece) for i, piece in enumerate(pieces)) + "/*"
+        )
 
     @property
     def openapi_path(self) -> str:
@@ -186,7 +190,9 @@ def _query(event: Mapping[str, Any]) -> dict[str, list[str]]:
     """The query string's values by name (API Gateway's multi-value form when it is there)."""
     multi = event.get("multiValueQueryStringParameters") or {}
     single = event.get("queryStringParameters") or {}
-    return {**{k: [v] for k, v in single.items()}, **{k: list(v) for k, v in multi.items()}}
+    values = {**{k: [v] for k, v in single.items()}, **{k: list(v or ()) for k, v in multi.items()}}
+    present = {k: [str(v) for v in given if v is not None] for k, given in values.items()}
+    return {k: given for k, given in present.items() if given}
 
 
 def _json_body(event: Mapping[str, Any]) -> Any:
@@ -194,16 +200,24 @@ def _json_body(event: Mapping[str, Any]) -> Any:
     raw = event.get("body")
     if not raw:
         return None
+    if not isinstance(raw, str):  # API Gateway's body is a string or null
+        raise RequestValidationError([_error(("body",), "the body is not a JSON text", "body_invalid")])
+    if event.get("isBase64Encoded"):
+        try:
+            raw = base64.b64decode(raw, validate=True).decode()
+        except ValueError:  # binascii.Error, a character outside base64's, UnicodeDecodeError
+            raise RequestValidationError(
+                [_error(("body",), "the body is not valid base64 UTF-8", "body_invalid")]
+            ) from None
     try:
-        text = base64.b64decode(raw, validate=True).decode() if event.get("isBase64Encoded") else raw
-        return json.loads(text)
-    except (binascii.Error, UnicodeDecodeError):
-        raise RequestValidationError(
-            [_error(("body",), "the body is not valid base64 UTF-8", "body_invalid")]
-        ) from None
+        return json.loads(raw)
     except json.JSONDecodeError as invalid:
         raise RequestValidationError(
             [_error(("body", invalid.pos), f"JSON decode error: {invalid.msg}", "json_invalid")]
+        ) from None
+    except (ValueError, RecursionError):  # an integer past 4,300 digits; nesting past the recursion limit
+        raise RequestValidationError(
+            [_error(("body",), "the body is JSON this API cannot read", "json_invalid")]
         ) from None
 
 
@@ -263,11 +277,11 @@ class Router:
     def _serve(self, event: Mapping[str, Any]) -> Response[Any]:
         method, path = str(event.get("httpMethod") or "").upper(), str(event.get("path") or "")
         for route in self.routes:
-            matched = route.regex.match(path) if route.method == method else None
+            matched = route.regex.fullmatch(path) if route.method == method else None
             if matched:
                 result = route.function(**route.arguments(event, matched.groupdict()))
                 return result if isinstance(result, Response) else Response(200, result)
-        return Response(404, {"message": f"no route {method} {path}"})
+        return Response(404, {"message": "no such route: check the method and the path"})  # neither echoed
 
 
 def _proxy_answer(response: Response[Any]) -> dict[str, Any]:

@@ -35,6 +35,8 @@ from runcreds.observability import logger, metrics
 from runcreds.routes.router import APPLICATION_JSON, PathParam, RequestValidationError, Response, Router
 from runcreds.run_scope import PROBE_ACCOUNT
 
+# The problems a 400 names (the first ones; its message says how many more there were).
+PROBLEMS_SHOWN = 10
 # What a 503 tells the caller to wait: long enough for botocore's own retries to have been outlasted.
 RETRY_AFTER_SECONDS = 2
 
@@ -106,13 +108,17 @@ class Answer:
 
 
 def _invalid_request(validation_error: RequestValidationError) -> Answer:
-    """A request that does not fit its route, as a 400 naming each problem's location."""
+    """A request that does not fit its route, as a 400 naming each problem's location: the first
+    PROBLEMS_SHOWN of them, and how many more there were (a body of many thousand unknown fields would
+    otherwise be answered with megabytes, past what Lambda may return)."""
+    errors = validation_error.errors()
     problems = [
         {"location": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "invalid")}
-        for e in validation_error.errors()
+        for e in errors[:PROBLEMS_SHOWN]
     ]
     summary = "; ".join(f"{p['location']}: {p['problem']}" for p in problems)
-    return Answer(400, f"invalid request: {summary}", {"errors": problems})
+    more = f"; and {len(errors) - PROBLEMS_SHOWN} more" if len(errors) > PROBLEMS_SHOWN else ""
+    return Answer(400, f"invalid request: {summary}{more}", {"errors": problems})
 
 
 def _transient(failure: TransientAwsError) -> Answer:
