@@ -18,9 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from runcreds_dev.lambda_worker import END_MARKER
 from runcreds_dev.template import FunctionSpec
 
 LogSink = Callable[[str, str], None]
+# How long an invocation's reply waits for its last log lines to be read (they come through another pipe).
+LOGS_DRAINED_SECONDS = 10
 
 
 class FunctionError(Exception):
@@ -43,6 +46,7 @@ class LocalFunction:
         self.environment = environment
         self.log_sink = log_sink
         self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
+        self._logs_read: dict[str, threading.Event] = {}  # by request ID: its END line was read
         self._all: list[_Worker] = []
         self._lock = threading.Lock()
 
@@ -77,7 +81,13 @@ class LocalFunction:
     def _pump_logs(self, process: subprocess.Popen[str]) -> None:
         assert process.stdout is not None
         for line in process.stdout:
-            self.log_sink(self.spec.logical_id, line.rstrip("\n"))
+            text = line.rstrip("\n")
+            if text.startswith(END_MARKER):
+                ended = self._logs_read.get(text.removeprefix(END_MARKER))
+                if ended is not None:
+                    ended.set()
+                continue
+            self.log_sink(self.spec.logical_id, text)
 
     def _take_worker(self) -> _Worker:
         while True:
@@ -89,14 +99,22 @@ class LocalFunction:
                 return worker  # a warm container; one that exited is dropped, as Lambda would
 
     def invoke(self, event: dict[str, Any]) -> Any:
+        """The function's answer to `event`, returned once every line the invocation logged is in the log
+        sink (a test reads a metric or a warning right after the answer)."""
         worker = self._take_worker()
+        request_id = str(uuid.uuid4())
+        logs_read = self._logs_read[request_id] = threading.Event()
         try:
             assert worker.process.stdin is not None
-            worker.process.stdin.write(json.dumps({"id": str(uuid.uuid4()), "event": event}) + "\n")
+            worker.process.stdin.write(json.dumps({"id": request_id, "event": event}) + "\n")
             worker.process.stdin.flush()
             line = worker.replies.readline()
+            if line:
+                logs_read.wait(LOGS_DRAINED_SECONDS)
         except (BrokenPipeError, OSError) as error:
             raise FunctionError("Runtime.ExitError", f"{self.spec.logical_id} died: {error}") from None
+        finally:
+            self._logs_read.pop(request_id, None)
         if not line:
             raise FunctionError("Runtime.ExitError", f"{self.spec.logical_id} exited")
         self._idle.put(worker)

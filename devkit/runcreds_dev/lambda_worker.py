@@ -2,7 +2,9 @@
 imports the handler module from the function's CodeUri, as Lambda does, and serves invocations.
 
 Protocol: one JSON request per line on stdin, one JSON reply per line on the file descriptor given as
-the first argument. The function's own output (its logs) goes to stdout/stderr, as on Lambda.
+the first argument. The function's own output (its logs) goes to stdout/stderr, as on Lambda, and each
+invocation's output ends with a line `END_MARKER` + its request ID (as Lambda's log has an END line), so
+that the stack knows when every line the invocation wrote has been read.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import sys
 import traceback
 import uuid
 from typing import Any
+
+END_MARKER = "\x1eEND RequestId: "  # the record separator: no log line of a function begins with it
 
 
 class LocalContext:
@@ -57,8 +61,9 @@ def main() -> None:
         except Exception as error:
             traceback.print_exc()
             reply = {"error": {"errorType": type(error).__name__, "errorMessage": str(error)}}
-        sys.stdout.flush()
         sys.stderr.flush()
+        sys.stdout.write(f"{END_MARKER}{context.aws_request_id}\n")
+        sys.stdout.flush()
         replies.write(json.dumps(reply, default=str) + "\n")
 
 
