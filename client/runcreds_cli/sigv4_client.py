@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-import boto3
+import botocore.session
 import urllib3
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
+
+if TYPE_CHECKING:
+    import boto3
+
+
+def _region(session: boto3.Session | botocore.session.Session) -> str | None:
+    if isinstance(session, botocore.session.Session):
+        return session.get_config_variable("region")  # type: ignore[no-any-return]
+    return session.region_name
 
 
 @dataclass
@@ -25,10 +34,14 @@ class ApiResponse:
 
 
 class ApiClient:
-    def __init__(self, base_url: str, session: boto3.Session | None = None, region: str | None = None) -> None:
+    def __init__(
+        self, base_url: str, session: boto3.Session | botocore.session.Session | None = None, region: str | None = None
+    ) -> None:
+        """`session`: whose credentials sign (a boto3 or a botocore session; default: botocore's, from the
+        environment and the shared files: the command line does not import boto3)."""
         self.base_url = base_url.rstrip("/")
-        self.session = session or boto3.Session()
-        self.region = region or self.session.region_name or "us-east-1"
+        self.session = session or botocore.session.Session()
+        self.region = region or _region(self.session) or "us-east-1"
         # A 429 or 503 is the caller's to see (its Retry-After may be a minute), not to sleep through here.
         self._http = urllib3.PoolManager(retries=urllib3.Retry(total=3, respect_retry_after_header=False))
 

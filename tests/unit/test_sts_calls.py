@@ -194,11 +194,11 @@ def test_the_broker_session_reads_no_service_model_twice(monkeypatch: pytest.Mon
     aws.reset_clients()
     try:
         aws.sts()  # the function's own STS client: its model loaded once
-        searched = list(aws._session()._session.get_component("data_loader").search_paths)
+        searched = list(aws._session().get_component("data_loader").search_paths)
         broker = aws.broker_session("arn:aws:iam::111111111111:role/BrokerRole", "runcreds-vend")
         aws.broker_session("arn:aws:iam::111111111111:role/BrokerRole", "runcreds-refresh")
-        loader = broker._session.get_component("data_loader")
-        assert loader is aws._session()._session.get_component("data_loader")
+        loader = broker.get_component("data_loader")
+        assert loader is aws._session().get_component("data_loader")
         assert loader.search_paths == searched  # shared, not added to by each broker session
         parsed: list[str] = []
         read = loader.file_loader.load_file  # what the loader's caches stand in front of
@@ -208,7 +208,7 @@ def test_the_broker_session_reads_no_service_model_twice(monkeypatch: pytest.Mon
             return read(path)
 
         monkeypatch.setattr(loader.file_loader, "load_file", reading)
-        broker.client("sts", region_name="us-east-1", config=aws.STS_CONFIG)  # as aws.broker_sts makes it
+        broker.create_client("sts", region_name="us-east-1", config=aws.STS_CONFIG)  # as aws.broker_sts makes it
     finally:
         aws.reset_clients()
     assert parsed == []

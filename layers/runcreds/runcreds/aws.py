@@ -1,15 +1,17 @@
 """AWS clients, built lazily and reused across warm invocations.
 
 Every client honours AWS_ENDPOINT_URL, so the same code talks to AWS or to the embedded moto server.
-Retries use botocore's standard mode (throttling and 5xx, with backoff).
+Retries use botocore's standard mode (throttling and 5xx, with backoff). Clients come from botocore
+itself: boto3 adds nothing to a client but its import (s3transfer, its resource machinery), which every
+cold start would pay.
 """
 
 from __future__ import annotations
 
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-import boto3
+import botocore.session
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
@@ -28,8 +30,13 @@ STS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_tim
 
 
 @cache
-def _session() -> boto3.Session:
-    return boto3.Session()
+def _session() -> botocore.session.Session:
+    return botocore.session.Session()
+
+
+def _region(session: botocore.session.Session) -> str | None:
+    """The session's region (AWS_DEFAULT_REGION, or the profile's), as boto3's `region_name` reads it."""
+    return cast("str | None", session.get_config_variable("region"))
 
 
 @cache
@@ -45,21 +52,21 @@ def known_regions() -> frozenset[str]:
 
 @cache
 def dynamodb() -> DynamoDBClient:
-    return _session().client("dynamodb", config=CLIENT_CONFIG)
+    return cast("DynamoDBClient", _session().create_client("dynamodb", config=CLIENT_CONFIG))
 
 
 @cache
 def kms() -> KMSClient:
-    return _session().client("kms", config=CLIENT_CONFIG)
+    return cast("KMSClient", _session().create_client("kms", config=CLIENT_CONFIG))
 
 
 @cache
 def events() -> EventBridgeClient:
-    return _session().client("events", config=CLIENT_CONFIG)
+    return cast("EventBridgeClient", _session().create_client("events", config=CLIENT_CONFIG))
 
 
 @cache
-def broker_session(broker_role_arn: str, session_name: str) -> boto3.Session:
+def broker_session(broker_role_arn: str, session_name: str) -> botocore.session.Session:
     """A session acting as the broker role. botocore assumes the role on first use and again shortly
     before the credentials expire, so a warm container makes one AssumeRole an hour for it. No
     credentials to assume it with is the broker's own hop failing: BrokerUnavailableError."""
@@ -68,20 +75,22 @@ def broker_session(broker_role_arn: str, session_name: str) -> boto3.Session:
     if source is None:
         raise BrokerUnavailableError("no credentials to assume the broker role with")
     fetcher = AssumeRoleCredentialFetcher(
-        client_creator=base._session.create_client,
+        client_creator=base.create_client,
         source_credentials=source,
         role_arn=broker_role_arn,
         extra_args={"RoleSessionName": session_name[:64]},
     )
-    botocore_session = base._session.__class__()
-    botocore_session._credentials = DeferredRefreshableCredentials(  # type: ignore[attr-defined]
+    session = botocore.session.Session()
+    session._credentials = DeferredRefreshableCredentials(  # type: ignore[attr-defined]
         refresh_using=fetcher.fetch_credentials, method="assume-role"
     )
-    session = boto3.Session(botocore_session=botocore_session, region_name=base.region_name)
+    region = _region(base)
+    if region:
+        session.set_config_variable("region", region)
     # The service models the function's session has read already: a loader of its own would read and
     # parse them again for every client made as the broker (in every cold start of the vend and the refresh
-    # route). Shared once boto3 has set up the session's own loader (which adds boto3's data path to it).
-    botocore_session.register_component("data_loader", base._session.get_component("data_loader"))
+    # route).
+    session.register_component("data_loader", base.get_component("data_loader"))
     return session
 
 
@@ -89,19 +98,22 @@ def broker_session(broker_role_arn: str, session_name: str) -> boto3.Session:
 def broker_sts(broker_role_arn: str, session_name: str, region: str | None) -> STSClient:
     """STS as the broker, against the integration's regional endpoint (AWS_STS_REGIONAL_ENDPOINTS)."""
     session = broker_session(broker_role_arn, session_name)
-    return session.client("sts", region_name=region or session.region_name, config=STS_CONFIG)
+    client = session.create_client("sts", region_name=region or _region(session), config=STS_CONFIG)
+    return cast("STSClient", client)
 
 
 @cache
 def sts(region: str | None = None) -> STSClient:
-    return _session().client("sts", region_name=region or _session().region_name, config=STS_CONFIG)
+    client = _session().create_client("sts", region_name=region or _region(_session()), config=STS_CONFIG)
+    return cast("STSClient", client)
 
 
 @cache
 def web_identity_sts(region: str | None = None) -> STSClient:
     """STS for AssumeRoleWithWebIdentity: unsigned, the token is the credential (no AWS keys needed)."""
     config = STS_CONFIG.merge(Config(signature_version=UNSIGNED))
-    return _session().client("sts", region_name=region or _session().region_name, config=config)
+    client = _session().create_client("sts", region_name=region or _region(_session()), config=config)
+    return cast("STSClient", client)
 
 
 def reset_clients() -> None:

@@ -1,5 +1,9 @@
 """DynamoDB attribute-value conversion for the low-level client, and the base of the stores.
 
+The conversion is runcreds' own (boto3's TypeSerializer would import the whole of boto3 into every cold
+start): str, int and Decimal, bool, None, bytes, lists, maps and sets, read back with numbers as int (float
+when fractional) and binary as bytes. A float is refused, as boto3 refuses it: it is inexact.
+
 The stores write through TableStore's put_item, update_item, delete_item and transact_write_items, which
 translate DynamoDB's errors once for all of them: a condition that failed (ConditionalCheckFailedException,
 or a transaction cancelled for failed conditions only) is ConditionFailedError, an answer for the store to
@@ -9,11 +13,10 @@ beside them, are TransientAwsError (runcreds.faults decides which); anything els
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from decimal import Decimal
+from collections.abc import Callable, Iterator, Mapping
+from decimal import Clamped, Context, Decimal, Inexact, Overflow, Rounded, Underflow
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from runcreds import aws
@@ -23,28 +26,82 @@ from runcreds.faults import classified, error_code
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
+# DynamoDB's numbers: 38 significant digits, exponents from -130 to +125 (its documented limits). A number
+# outside them, or one that would be rounded, is refused rather than stored as another number.
+_NUMBERS = Context(Emin=-128, Emax=126, prec=38, traps=[Clamped, Overflow, Inexact, Rounded, Underflow])
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if hasattr(value, "value") and isinstance(value.value, bytes):  # boto3 Binary
-        return bytes(value.value)
-    return value
+def _number(value: int | Decimal) -> str:
+    number = str(_NUMBERS.create_decimal(value))
+    if number in ("Infinity", "-Infinity", "NaN", "sNaN"):
+        raise TypeError(f"DynamoDB has no number {number}")
+    return number
+
+
+def _attribute(value: Any) -> dict[str, Any]:
+    """A value as a DynamoDB attribute value (the low-level client's form)."""
+    if isinstance(value, bool):  # before int: True is an int
+        return {"BOOL": value}
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, int | Decimal):
+        return {"N": _number(value)}
+    if isinstance(value, float):
+        raise TypeError("floats are not stored (inexact): give an int or a Decimal")
+    if isinstance(value, bytes | bytearray):
+        return {"B": bytes(value)}
+    if isinstance(value, Mapping):
+        return {"M": {str(k): _attribute(v) for k, v in value.items()}}
+    if isinstance(value, list | tuple):
+        return {"L": [_attribute(v) for v in value]}
+    if isinstance(value, set | frozenset) and value:
+        members = [_attribute(v) for v in value]
+        kinds = {next(iter(m)) for m in members}
+        if len(kinds) == 1 and (kind := kinds.pop()) in ("S", "N", "B"):
+            return {f"{kind}S": [m[kind] for m in members]}
+    raise TypeError(f"no DynamoDB attribute value for a {type(value).__name__}")
+
+
+def _value(attribute: Mapping[str, Any]) -> Any:
+    """A DynamoDB attribute value as a plain value: numbers as int (or float when fractional), binary as bytes."""
+    ((kind, value),) = attribute.items()
+    if kind == "S":
+        return value
+    if kind == "N":
+        return _plain_number(value)
+    if kind == "BOOL":
+        return bool(value)
+    if kind == "NULL":
+        return None
+    if kind == "B":
+        return bytes(value)
+    if kind == "M":
+        return {k: _value(v) for k, v in value.items()}
+    if kind == "L":
+        return [_value(v) for v in value]
+    if kind == "SS":
+        return set(value)
+    if kind == "NS":
+        return {Decimal(v) for v in value}
+    if kind == "BS":
+        return {bytes(v) for v in value}
+    raise TypeError(f"unknown DynamoDB attribute type {kind}")
+
+
+def _plain_number(text: str) -> int | float:
+    number = Decimal(text)
+    return int(number) if number == number.to_integral_value() else float(number)
 
 
 def to_item(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}
+    """`values` as a DynamoDB item; a None value is left out (not stored as NULL)."""
+    return {k: _attribute(v) for k, v in values.items() if v is not None}
 
 
 def from_item(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _plain(_deserializer.deserialize(v)) for k, v in item.items()}
+    return {k: _value(v) for k, v in item.items()}
 
 
 def condition_failure(error: ClientError, operation: str) -> ConditionFailedError | None:

@@ -1,0 +1,46 @@
+"""What a cold start does not import: each is most of a function's init when it comes back unnoticed
+(docs/PERFORMANCE.md, cold start). Each function's handler module is imported as Lambda imports it (its
+CodeUri directory on the path), and the worker's command line as its console script does, in a fresh
+interpreter each."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from samtranslator.yaml_helper import yaml_parse
+
+from tests.support import ROOT
+
+# boto3: clients come from botocore (runcreds.aws); boto3's own import brings s3transfer and its resources.
+# Powertools' event handler: the API functions route with runcreds.routes.router.
+NOT_IMPORTED = ("boto3", "s3transfer", "aws_lambda_powertools.event_handler")
+TEMPLATE = yaml_parse((ROOT / "template.yaml").read_text())
+HANDLERS = {
+    name: (resource["Properties"]["CodeUri"], resource["Properties"]["Handler"].rsplit(".", 1)[0])
+    for name, resource in TEMPLATE["Resources"].items()
+    if resource["Type"] == "AWS::Serverless::Function"
+}
+
+
+def imported_after(module: str, directory: str) -> set[str]:
+    code = f"import sys; import {module}; print('\\n'.join(sys.modules))"
+    done = subprocess.run(  # noqa: S603 - this interpreter, a fixed program
+        [sys.executable, "-c", code], cwd=ROOT / directory, capture_output=True, text=True, check=True
+    )
+    return set(done.stdout.split())
+
+
+@pytest.mark.parametrize("function", sorted(HANDLERS))
+def test_no_function_imports_what_its_cold_start_does_without(function: str) -> None:
+    directory, module = HANDLERS[function]
+    modules = imported_after(module, directory)
+    assert module in modules  # the control: the handler itself was imported
+    assert {m for m in modules if m.startswith(NOT_IMPORTED)} == set()
+
+
+def test_the_worker_command_line_imports_no_boto3() -> None:
+    modules = imported_after("runcreds_cli.main", ".")
+    assert "runcreds_cli.worker" in modules
+    assert {m for m in modules if m.startswith(NOT_IMPORTED)} == set()
