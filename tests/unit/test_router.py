@@ -195,3 +195,12 @@ def test_a_parameter_without_a_marker_is_refused_on_first_use() -> None:
 
     with pytest.raises(TypeError, match="unmarked"):
         router.resolve(event("GET", "/x/a"), None)
+
+
+def test_a_value_that_failed_is_not_kept_in_the_error() -> None:
+    """The value may be a token (a refresh body's web_identity_token): it goes nowhere, not even into
+    the exception a handler or a log could show."""
+    with pytest.raises(RequestValidationError) as raised:
+        app.routes[1].arguments(event("POST", "/things", body='{"name": "t", "size": "SECRET-VALUE"}'), {})
+    assert [e["loc"] for e in raised.value.errors()] == [("body", "size")]
+    assert "SECRET-VALUE" not in repr(raised.value.errors())

@@ -170,20 +170,24 @@ class Route:
         try:
             validated = self.model().model_validate(values)
         except ValidationError as invalid:
-            located = {p.name: p.marker.location for p in params}
-            raise RequestValidationError(
-                [
-                    {**e, "loc": (located[str(e["loc"][0])], *e["loc"][1:])}
-                    if located.get(str(e["loc"][0])) == "body"
-                    else {**e, "loc": (located[str(e["loc"][0])], *e["loc"])}
-                    for e in invalid.errors(include_url=False)
-                ]
-            ) from None
+            # The input is left out of the errors: a value that failed may be a token.
+            problems = invalid.errors(include_url=False, include_input=False, include_context=False)
+            raise RequestValidationError([{**e, "loc": _location(params, e["loc"])} for e in problems]) from None
         return {p.name: getattr(validated, p.name) for p in params}
 
 
+def _location(params: list[RouteParam], loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """Where a problem is, from where the request model saw it: ("path", "account"), ("query", "limit"),
+    ("body", "role_arn", ...) — the body's own fields under "body", not under the parameter's name."""
+    located = {p.name: p.marker.location for p in params}
+    if not loc or str(loc[0]) not in located:
+        return ("request", *loc)
+    where = located[str(loc[0])]
+    return (where, *loc[1:]) if where == "body" else (where, *loc)
+
+
 def _error(loc: tuple[Any, ...], message: str, kind: str) -> dict[str, Any]:
-    return {"type": kind, "loc": loc, "msg": message, "input": None}
+    return {"type": kind, "loc": loc, "msg": message}
 
 
 def _query(event: Mapping[str, Any]) -> dict[str, list[str]]:
