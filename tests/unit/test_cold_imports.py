@@ -14,8 +14,9 @@ from samtranslator.yaml_helper import yaml_parse
 from tests.support import ROOT
 
 # boto3: clients come from botocore (runcreds.aws); boto3's own import brings s3transfer and its resources.
-# Powertools' event handler: the API functions route with runcreds.routes.router.
-NOT_IMPORTED = ("boto3", "s3transfer", "aws_lambda_powertools.event_handler")
+# Powertools' event handler: the API functions route with runcreds.routes.router. Its parser: the event
+# models' envelope is runcreds.models.eventbridge.
+NOT_IMPORTED = ("boto3", "s3transfer", "aws_lambda_powertools.event_handler", "aws_lambda_powertools.utilities.parser")
 TEMPLATE = yaml_parse((ROOT / "template.yaml").read_text())
 HANDLERS = {
     name: (resource["Properties"]["CodeUri"], resource["Properties"]["Handler"].rsplit(".", 1)[0])

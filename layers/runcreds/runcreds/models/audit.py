@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Annotated, Any, Literal
 
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
 from runcreds.models.entities import IntegrationPhase
+from runcreds.models.eventbridge import EventBridgeEnvelope
 
 CLOUDTRAIL_DETAIL_TYPE = "AWS API Call via CloudTrail"
 # The STS calls that open a run's session: the broker's (docs/interface.md §3) and an OIDC exchange's (§7).
@@ -106,7 +106,7 @@ class CloudTrailDetail(_Lenient):
         return node if isinstance(node, str) and node else None
 
 
-class CloudTrailEvent(EventBridgeModel):
+class CloudTrailEvent(EventBridgeEnvelope):
     """A CloudTrail record as an EventBridge rule delivers it (directly or forwarded from a customer bus)."""
 
     detail_type: Literal["AWS API Call via CloudTrail"] = Field(alias="detail-type")

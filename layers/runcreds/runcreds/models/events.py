@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from aws_lambda_powertools.utilities.parser import parse
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
 from runcreds.exceptions import InvalidRunEventError
 from runcreds.models import problems
+from runcreds.models.eventbridge import EventBridgeEnvelope
 from runcreds.models.run import Phase, RunPhase
 
 RUN_EVENT_SOURCE = "runcreds.runs"
@@ -25,7 +24,7 @@ class RunPhaseDetail(RunPhase):
     worker_pool: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
 
 
-class RunPhaseEvent(EventBridgeModel):
+class RunPhaseEvent(EventBridgeEnvelope):
     """A run-phase event as EventBridge delivers it to the vend function."""
 
     source: Literal["runcreds.runs"]
@@ -36,7 +35,9 @@ class RunPhaseEvent(EventBridgeModel):
 def parse_run_event(event: dict[str, Any]) -> RunPhaseEvent:
     """The run-phase event, or InvalidRunEventError naming each problem (no AWS call is made first)."""
     try:
-        return parse(event=event, model=RunPhaseEvent)
+        if isinstance(event, str):  # as Powertools' parser read one: JSON text
+            return RunPhaseEvent.model_validate_json(event)
+        return RunPhaseEvent.model_validate(event)
     except (ValidationError, ValueError) as error:
         raise InvalidRunEventError(f"invalid run-phase event: {_describe(error)}") from None
 
