@@ -563,7 +563,7 @@ def test_without_a_configured_issuer_the_refresh_mints_with_the_apis_own_url(
     seen = len(stack.aws.strict_sts.web_identity_tokens)
     # When the refresh route is called through API Gateway (its request context names the API and stage)
     path = f"/accounts/{tenant.account}/stacks/{tenant.stack}/runs/{tenant.run_id}/phases/apply/refresh"
-    answer = runcreds_api.resolve(
+    answer = runcreds_api.app.resolve(
         {
             "resource": "/accounts/{account}/stacks/{stack}/runs/{run_id}/phases/{phase}/refresh",
             "path": path,

@@ -10,7 +10,15 @@ from typing import Annotated, Any
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from runcreds.routes.router import Body, PathParam, QueryParam, RequestValidationError, Response, Router
+from runcreds.routes.router import (
+    Body,
+    PathParam,
+    QueryParam,
+    RequestValidationError,
+    Response,
+    Router,
+    UnsupportedMediaTypeError,
+)
 
 
 class Thing(BaseModel):
@@ -133,6 +141,20 @@ def test_a_base64_body_that_is_not_base64_is_a_400() -> None:
         assert answer(event("POST", "/things", body=body) | {"isBase64Encoded": True}) == (
             400, [("body", "body_invalid")], {}
         ), body  # fmt: skip
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "multipart/form-data", "application/x-www-form-urlencoded"])
+def test_a_body_sent_as_another_media_type_is_refused_unread(content_type: str) -> None:
+    request = event("POST", "/things", body='{"name": "t"}') | {"headers": {"content-TYPE": content_type}}
+    with pytest.raises(UnsupportedMediaTypeError, match=content_type):
+        app.resolve(request, None)
+
+
+def test_a_json_body_may_name_its_charset() -> None:
+    request = event("POST", "/things", body='{"name": "t"}') | {
+        "headers": {"Content-Type": "Application/JSON; charset=utf-8"}
+    }
+    assert answer(request)[:2] == (201, {"name": "t", "size": 1})
 
 
 def test_an_optional_body_may_be_left_out() -> None:

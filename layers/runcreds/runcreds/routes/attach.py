@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from runcreds.logic import oidc
 from runcreds.models.bodies import (
@@ -34,7 +33,6 @@ if TYPE_CHECKING:
 app = Router()
 
 IntegrationIdPath = Annotated[str, PathParam(pattern=INTEGRATION_ID_PATTERN, description="integration ID")]
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 PhaseName = Literal["plan", "apply", "destroy", "task", "drift", "read", "write"]
 
 
@@ -220,19 +218,3 @@ def refresh_run_phase(
             if r.expires_at is not None
         ]
     )
-
-
-def resolve(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The function's entry point. A body that is not JSON is refused here with 415, before any route
-    runs (a multipart or form body is not parsed at all)."""
-    if str(event.get("httpMethod") or "").upper() in _BODY_METHODS and event.get("body"):
-        headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
-        media_type = str(headers.get("content-type") or "application/json").split(";", 1)[0].strip().lower()
-        if media_type != APPLICATION_JSON:
-            return {
-                "statusCode": 415,
-                "headers": {"Content-Type": APPLICATION_JSON},
-                "body": json.dumps({"message": f"send the body as application/json, not {media_type}"}),
-                "isBase64Encoded": False,
-            }
-    return app.resolve(event, context)

@@ -19,6 +19,7 @@ The OpenAPI document is generated from the same routes (runcreds_dev.openapi, no
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -40,6 +41,10 @@ class RequestValidationError(Exception):
 
     def errors(self) -> list[dict[str, Any]]:
         return self._errors
+
+
+class UnsupportedMediaTypeError(Exception):
+    """A body sent as something other than JSON: runcreds.routes.shared answers it with a 415."""
 
 
 class Param:
@@ -110,8 +115,6 @@ class Route:
     def params(self) -> list[RouteParam]:
         """The route's parameters, read from its signature (with their markers) on first use."""
         if self._params is None:
-            import inspect
-
             hints = get_type_hints(self.function, include_extras=True)
             found = []
             for name, parameter in inspect.signature(self.function).parameters.items():
@@ -133,8 +136,6 @@ class Route:
         """One pydantic model for every parameter: path and query values as pydantic's lax mode reads
         strings ("5" for an int, "true" for a bool), the body as its own model would."""
         if self._model is None:
-            import inspect
-
             fields: dict[str, Any] = {}
             for param in self.params():
                 constraints = param.marker.constraints
@@ -172,14 +173,15 @@ class Route:
         except ValidationError as invalid:
             # The input is left out of the errors: a value that failed may be a token.
             problems = invalid.errors(include_url=False, include_input=False, include_context=False)
-            raise RequestValidationError([{**e, "loc": _location(params, e["loc"])} for e in problems]) from None
+            located = {p.name: p.marker.location for p in params}
+            raise RequestValidationError([{**e, "loc": _location(located, e["loc"])} for e in problems]) from None
         return {p.name: getattr(validated, p.name) for p in params}
 
 
-def _location(params: list[RouteParam], loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
-    """Where a problem is, from where the request model saw it: ("path", "account"), ("query", "limit"),
-    ("body", "role_arn", ...) — the body's own fields under "body", not under the parameter's name."""
-    located = {p.name: p.marker.location for p in params}
+def _location(located: Mapping[str, str], loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """Where a problem is, from where the request model saw it (`located`: each parameter's location):
+    ("path", "account"), ("query", "limit"), ("body", "role_arn", ...) — the body's own fields under
+    "body", not under the parameter's name."""
     if not loc or str(loc[0]) not in located:
         return ("request", *loc)
     where = located[str(loc[0])]
@@ -200,10 +202,15 @@ def _query(event: Mapping[str, Any]) -> dict[str, list[str]]:
 
 
 def _json_body(event: Mapping[str, Any]) -> Any:
-    """The body parsed as JSON; None for no body. Not JSON: a RequestValidationError at `body`."""
+    """The body parsed as JSON; None for no body. Sent as another media type: UnsupportedMediaTypeError
+    (a form or multipart body is not parsed at all). Not JSON: a RequestValidationError at `body`."""
     raw = event.get("body")
     if not raw:
         return None
+    headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
+    media_type = str(headers.get("content-type") or APPLICATION_JSON).split(";", 1)[0].strip().lower()
+    if media_type != APPLICATION_JSON:
+        raise UnsupportedMediaTypeError(f"send the body as {APPLICATION_JSON}, not {media_type[:100]}")
     if not isinstance(raw, str):  # API Gateway's body is a string or null
         raise RequestValidationError([_error(("body",), "the body is not a JSON text", "body_invalid")])
     if event.get("isBase64Encoded"):

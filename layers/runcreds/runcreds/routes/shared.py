@@ -32,7 +32,14 @@ from runcreds.faults import is_transient
 from runcreds.models.bodies import DiagnosisBody, ErrorBody
 from runcreds.models.run import SLUG_PATTERN
 from runcreds.observability import logger, metrics
-from runcreds.routes.router import APPLICATION_JSON, PathParam, RequestValidationError, Response, Router
+from runcreds.routes.router import (
+    APPLICATION_JSON,
+    PathParam,
+    RequestValidationError,
+    Response,
+    Router,
+    UnsupportedMediaTypeError,
+)
 from runcreds.run_scope import PROBE_ACCOUNT
 
 # The problems a 400 names (the first ones; its message says how many more there were).
@@ -156,6 +163,7 @@ def _aws_error(failure: ClientError | BotoCoreError) -> Answer:
 ANSWERS: dict[type[Exception], Callable[[Any], Answer]] = {
     RequestValidationError: _invalid_request,  # 400: 422 is a refused verification
     InvalidRequestError: lambda e: Answer(400, str(e)),
+    UnsupportedMediaTypeError: lambda e: Answer(415, str(e)),
     NotFoundError: lambda e: Answer(404, str(e)),
     ConflictError: lambda e: Answer(409, str(e)),
     RefreshRefusedError: lambda e: Answer(409, str(e), {"code": e.code}),
