@@ -35,18 +35,9 @@ class RunPhaseEvent(EventBridgeEnvelope):
 def parse_run_event(event: dict[str, Any]) -> RunPhaseEvent:
     """The run-phase event, or InvalidRunEventError naming each problem (no AWS call is made first)."""
     try:
-        if isinstance(event, str):  # as Powertools' parser read one: JSON text
-            return RunPhaseEvent.model_validate_json(event)
         return RunPhaseEvent.model_validate(event)
-    except (ValidationError, ValueError) as error:
-        raise InvalidRunEventError(f"invalid run-phase event: {_describe(error)}") from None
-
-
-def _describe(error: Exception) -> str:
-    cause = error.__cause__ or error
-    if isinstance(cause, ValidationError):
-        return problems(cause, "event")
-    return str(error)
+    except ValidationError as error:  # a validator's ValueError is one too
+        raise InvalidRunEventError(f"invalid run-phase event: {problems(error, 'event')}") from None
 
 
 class CredentialsReadyDetail(BaseModel):
