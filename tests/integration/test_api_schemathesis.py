@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.core.transport import Response
 from schemathesis.specs.openapi.checks import positive_data_acceptance, unsupported_method
 
+from runcreds_dev.api_gateway import TOO_MANY_REQUESTS
 from runcreds_dev.stack import EmbeddedStack
 from runcreds_dev.template import REGION
 from tests.support import ROOT
@@ -53,7 +54,7 @@ def throttled_by_the_stage(response: Response) -> bool:
     return (
         response.status_code == 429
         and "retry-after" not in response.headers  # schemathesis lower-cases header names
-        and response.json() == {"message": "Too Many Requests"}
+        and response.json() == {"message": TOO_MANY_REQUESTS}
     )
 
 

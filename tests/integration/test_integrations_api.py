@@ -257,6 +257,19 @@ def test_another_accounts_integrations_and_attachments_answer_404(
     assert [a["integration_id"] for a in listed] == [integration_id]
 
 
+def test_a_trailing_slash_is_the_same_route_through_the_gateway(
+    api: ApiClient, tenant: Tenant, make_role: Callable[..., str]
+) -> None:
+    # Given an integration, when it is read with and without a trailing slash (API Gateway REST routes
+    # both to the resource; the router once answered the slashed one 404)
+    integration_id = create_integration(api, tenant, make_role(f"{tenant.account}@*"))
+    path = f"/accounts/{tenant.account}/integrations/{integration_id}"
+
+    # Then both are the same answer
+    plain, slashed = api.get(path), api.get(path + "/")
+    assert (slashed.status, slashed.body) == (plain.status, plain.body) and plain.status == 200
+
+
 @pytest.mark.parametrize("content_type", ["multipart/form-data", "text/plain", "application/x-www-form-urlencoded"])
 def test_a_body_that_is_not_json_is_415_and_writes_nothing(
     stack: EmbeddedStack, api: ApiClient, tenant: Tenant, content_type: str
