@@ -15,13 +15,25 @@ reference — how much of the goal the stack itself takes before any runcreds co
 Trials are interleaved (each side first in turn) so that load on the shared machine hits all alike;
 each process is timed from spawn to exit; the ratio is the median of the paired trials' ratios. The AWS
 requests of every trial are counted on the server: the two sides must make the same ones.
+
+    .venv/bin/python bench/cold_start.py --bytecode [--trials 5] [--only vend,attach]
+
+measures instead what the layer's bytecode is worth on Lambda, whose /opt is read-only: the handler side
+alone, three times a trial, each time with the layer as its Makefile builds it (layers/runcreds/Makefile,
+for this machine's platform) on PYTHONPATH, every file dated 1980-01-01 as SAM's zip dates it, and no
+bytecode written (-B): without bytecode (what SAM's python3.12 build shipped), with timestamp-based
+bytecode (stale on arrival: its sources' dates are not the ones it recorded), and with this build's
+hash-based bytecode. Printed: each one's time ÷ the time without bytecode.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
+import py_compile
+import shutil
 import statistics
 import subprocess
 import sys
@@ -36,6 +48,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 GOAL = 1.3
+ZIP_EPOCH = 315532800  # 1980-01-01T00:00:00Z: the date SAM's zip gives every file of a function or a layer
+LAYERS = {  # --bytecode's sides: how the layer's modules reach Lambda
+    "none": "no bytecode (SAM's python3.12 build)",
+    "timestamp": "timestamp-based bytecode",
+    "hash": "hash-based bytecode (the layer's Makefile)",
+}
 
 
 @dataclass
@@ -72,7 +90,35 @@ def run(cmd: list[str], env: dict[str, str], stdin: str = "", pass_fds: tuple[in
     return elapsed
 
 
-def handler_trial(stack: Any, case: Case, token: str, profile: str | None) -> tuple[float, list[tuple[str, str]]]:
+def layer_trees(tmp: Path) -> dict[str, Path]:
+    """The layer three ways (LAYERS), built for this machine by its own Makefile, every file dated as
+    SAM's zip dates it."""
+    built = tmp / "built"
+    make = ["make", "-s", "-C", str(ROOT / "layers" / "runcreds"), "build-RuncredsLayer", f"ARTIFACTS_DIR={built}"]
+    done = subprocess.run([*make, "PLATFORMS=", f"PYTHON={sys.executable}"], capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"the layer's Makefile failed:\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
+    trees = {"hash": built / "python", "none": tmp / "none", "timestamp": tmp / "timestamp"}
+    shutil.copytree(trees["hash"], trees["none"], ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(trees["none"], trees["timestamp"])
+    mode = py_compile.PycInvalidationMode.TIMESTAMP
+    compileall.compile_dir(trees["timestamp"], quiet=1, workers=0, invalidation_mode=mode)
+    for tree in trees.values():
+        for path in tree.rglob("*"):
+            os.utime(path, (ZIP_EPOCH, ZIP_EPOCH))
+    probe = "import botocore, pydantic, runcreds; print(botocore.__file__, pydantic.__file__, runcreds.__file__)"
+    for tree in trees.values():  # the trees' packages, not the virtualenv's, are what a trial imports
+        where = subprocess.run([sys.executable, "-B", "-c", probe], env={**os.environ, "PYTHONPATH": str(tree)},
+                               check=True, capture_output=True, text=True).stdout.split()  # fmt: skip
+        if not all(path.startswith(str(tree)) for path in where):
+            raise RuntimeError(f"{tree}: imported {where}")
+    return trees
+
+
+def handler_trial(
+    stack: Any, case: Case, token: str, profile: str | None, layer: Path | None = None
+) -> tuple[float, list[tuple[str, str]]]:
+    """One cold start of the handler; with `layer`, that tree as /opt/python and no bytecode written."""
     spec = stack.template.functions()[case.function]
     mark = stack.aws.calls.mark()
     # The reply goes to a file, not a pipe: a large one (an audit page) would fill a pipe nobody reads yet.
@@ -82,7 +128,10 @@ def handler_trial(stack: Any, case: Case, token: str, profile: str | None) -> tu
         cmd = [sys.executable, "-m", "runcreds_dev.lambda_worker", str(fd), str(spec.code_uri), spec.handler]
         if profile:  # where the time goes (the profiler's overhead makes this trial's time no measurement)
             cmd[1:1] = ["-m", "cProfile", "-o", str(Path(profile, f"{case.function}-{token}.prof"))]
-        elapsed = run(cmd, stack.functions[case.function].environment, request, (fd,))
+        env = stack.functions[case.function].environment
+        if layer is not None:
+            cmd[1:1], env = ["-B"], {**env, "PYTHONPATH": str(layer)}
+        elapsed = run(cmd, env, request, (fd,))
         replies.seek(0)
         lines = replies.read().splitlines()
     reply = json.loads(lines[-1])
@@ -109,6 +158,7 @@ def main() -> int:
     parser.add_argument("--only", default="", help="comma-separated case names")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--profile", help="a directory: cProfile every handler trial there (not a measurement)")
+    parser.add_argument("--bytecode", action="store_true", help="the layer's bytecode on a read-only /opt")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from bench import audit as audit_bench
@@ -177,6 +227,9 @@ def main() -> int:
 
         results = []
         with tempfile.TemporaryDirectory() as tmp:
+            if args.bytecode:
+                results = bytecode(stack, cases, layer_trees(Path(tmp)), args.trials)
+                cases = []
             for case in cases:
                 env = stack.functions[case.function].environment
                 spec = stack.template.functions()[case.function]
@@ -247,6 +300,40 @@ def main() -> int:
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
+
+
+def bytecode(stack: Any, cases: list[Case], trees: dict[str, Path], trials: int) -> list[dict[str, Any]]:
+    """--bytecode: per case, the handler's cold start with each tree as its layer, interleaved."""
+    from bench.results import record as results_record
+
+    results = []
+    for case in cases:
+        times: dict[str, list[float]] = {side: [] for side in LAYERS}
+        made: dict[str, list[tuple[str, str]]] = {}
+        sides = list(LAYERS)
+        for trial in range(trials + 1):  # the first round warms the server's code paths
+            for side in sides[trial % 3 :] + sides[: trial % 3]:
+                token = f"b{trial}{side[0]}{uuid.uuid4().hex[:8]}"
+                case.prepare(token)
+                elapsed, calls = handler_trial(stack, case, token, None, trees[side])
+                if sorted(made.setdefault("first", calls)) != sorted(calls) and not case.tokenised:
+                    raise RuntimeError(f"{case.name}: {side} made {calls}, another layer {made['first']}")
+                if trial:
+                    times[side].append(elapsed)
+        row: dict[str, Any] = {"name": f"cold start as deployed: {case.name}"}
+        for side in ("timestamp", "hash"):
+            ratios = sorted(t / n for t, n in zip(times[side], times["none"], strict=True))
+            results_record(f"cold start as deployed: {case.name}, {LAYERS[side]} ÷ none (reference)", ratios, "",
+                           None)  # fmt: skip
+            row[side] = statistics.median(ratios)
+        row.update({f"{side}_ms": statistics.median(times[side]) * 1000 for side in LAYERS})
+        results.append(row)
+        print(
+            f"{row['name']:<50} no bytecode {row['none_ms']:6.0f} ms  timestamp {row['timestamp_ms']:6.0f} ms "
+            f"({row['timestamp']:.2f})  hash {row['hash_ms']:6.0f} ms ({row['hash']:.2f})",
+            flush=True,
+        )
+    return results
 
 
 if __name__ == "__main__":

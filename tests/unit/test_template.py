@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from typing import Any
 
 import pytest
@@ -101,7 +102,16 @@ def test_every_sample_event_is_json(path: str) -> None:
 
 def test_the_layer_is_built_for_the_lambda_runtime() -> None:
     (layer,) = TEMPLATE.of_type("AWS::Serverless::LayerVersion").values()
-    assert layer["Metadata"]["BuildMethod"] == "python3.12"
+    # built by its own Makefile (the bytecode: tests/unit/test_build.py), for the runtime and architecture
+    # the layer declares
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
+    assert layer["Properties"]["CompatibleArchitectures"] == [layer["Metadata"]["BuildArchitecture"]] == ["arm64"]
+    makefile = (ROOT / layer["Properties"]["ContentUri"] / "Makefile").read_text()
+    assert "--python-version 3.12" in makefile and "sys.version_info[:2] == (3, 12)" in makefile
+    assert re.findall(r"--platform (\S+)", makefile) and all(
+        platform.endswith("_aarch64") for platform in re.findall(r"--platform (\S+)", makefile)
+    )
     requirements = (ROOT / layer["Properties"]["ContentUri"] / "requirements.txt").read_text()
     pyproject = (ROOT / layer["Properties"]["ContentUri"] / "pyproject.toml").read_text()
     for line in requirements.splitlines():
