@@ -50,9 +50,9 @@ sys.path.insert(0, str(ROOT))
 GOAL = 1.3
 ZIP_EPOCH = 315532800  # 1980-01-01T00:00:00Z: the date SAM's zip gives every file of a function or a layer
 LAYERS = {  # --bytecode's sides: how the layer's modules reach Lambda
-    "none": "no bytecode (SAM's python3.12 build)",
-    "timestamp": "timestamp-based bytecode",
-    "hash": "hash-based bytecode (the layer's Makefile)",
+    "none": "no bytecode",  # what SAM's python3.12 build shipped
+    "timestamp": "timestamp bytecode",  # stale on arrival
+    "hash": "hash bytecode",  # the layer's Makefile
 }
 
 
@@ -323,8 +323,7 @@ def bytecode(stack: Any, cases: list[Case], trees: dict[str, Path], trials: int)
         row: dict[str, Any] = {"name": f"cold start as deployed: {case.name}"}
         for side in ("timestamp", "hash"):
             ratios = sorted(t / n for t, n in zip(times[side], times["none"], strict=True))
-            results_record(f"cold start as deployed: {case.name}, {LAYERS[side]} ÷ none (reference)", ratios, "",
-                           None)  # fmt: skip
+            results_record(f"cold start as deployed: {case.name}, {LAYERS[side]} ÷ none (reference)", ratios, "", None)
             row[side] = statistics.median(ratios)
         row.update({f"{side}_ms": statistics.median(times[side]) * 1000 for side in LAYERS})
         results.append(row)

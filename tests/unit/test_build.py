@@ -108,7 +108,7 @@ def test_an_import_from_the_built_layer_compiles_nothing(tmp_path: Path) -> None
         f"assert botocore.__file__.startswith({str(copy)!r}), botocore.__file__\n"
         f"print(len([f for f in compiled if f.startswith({str(copy)!r})]), len(sys.modules))\n"
     )
-    done = subprocess.run(
+    done = subprocess.run(  # noqa: S603 - this interpreter, a fixed program
         [sys.executable, "-B", "-I", "-c", probe], capture_output=True, text=True, check=True, cwd=tmp_path
     )
     compiled, modules = (int(n) for n in done.stdout.split())

@@ -45,3 +45,12 @@ def test_the_worker_command_line_imports_no_boto3() -> None:
     modules = imported_after("runcreds_cli.main", ".")
     assert "runcreds_cli.worker" in modules
     assert {m for m in modules if m.startswith(NOT_IMPORTED)} == set()
+
+
+def test_the_audit_indexer_builds_none_of_the_attach_functions_entities() -> None:
+    # Integrations, attachments, credential records and their role specs: the vend's and the attach API's
+    # models. A session mapping is an integration's run phase (runcreds.models.run), not one of them.
+    directory, module = HANDLERS["AuditIndexerFunction"]
+    modules = imported_after(module, directory)
+    assert "runcreds.models.audit" in modules
+    assert {"runcreds.models.entities", "runcreds.run_scope"} & modules == set()

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from runcreds.models.entities import IntegrationPhase
-from runcreds.models.run import RunPhase
+if TYPE_CHECKING:
+    from runcreds.models.run import IntegrationPhase, RunPhase
 
 # The credentials table's sort key of the phase item: integration IDs are ULIDs ([0-9A-Z]{26}), so it
 # can never collide with a record's.

@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
-from runcreds.models.entities import IntegrationPhase
 from runcreds.models.eventbridge import EventBridgeEnvelope
+from runcreds.models.run import IntegrationPhase
 
 CLOUDTRAIL_DETAIL_TYPE = "AWS API Call via CloudTrail"
 # The STS calls that open a run's session: the broker's (docs/interface.md §3) and an OIDC exchange's (§7).

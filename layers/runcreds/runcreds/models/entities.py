@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from runcreds.models.run import Access, Phase, RunPhase
+from runcreds.models.run import Access, IntegrationPhase, RunPhase
 from runcreds.run_scope import AssumeRoleSpec
 
 ROLE_ARN_PATTERN = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+$"
@@ -133,18 +133,6 @@ class RecordStatus(StrEnum):
     WORKER = "worker"
     FAILED = "failed"
     FINISHED = "finished"
-
-
-class IntegrationPhase(BaseModel):
-    """What a credential record and a session mapping both belong to: one integration in one run phase."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    account: str
-    stack: str
-    run_id: str
-    phase: Phase
-    integration_id: str
 
 
 class CredentialRecord(IntegrationPhase):

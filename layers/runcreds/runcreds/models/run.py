@@ -46,3 +46,15 @@ class RunPhase(BaseModel):
     stack: Slug
     run_id: RunId
     phase: Phase
+
+
+class IntegrationPhase(BaseModel):
+    """What a credential record and a session mapping both belong to: one integration in one run phase."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    account: str
+    stack: str
+    run_id: str
+    phase: Phase
+    integration_id: str
