@@ -20,6 +20,8 @@ ifneq ($(findstring /.pyenv/versions/,$(PYTHON312)),)
 export PYENV_VERSION ?= $(notdir $(patsubst %/bin/python3.12,%,$(PYTHON312)))
 endif
 export SAM_CLI_TELEMETRY := 0
+# The interpreter layers/runcreds/Makefile installs and compiles the layer with (sam build runs it).
+export LAYER_PYTHON ?= $(PYTHON312)
 
 .PHONY: help demo up test lint typecheck complexity validate scan build deploy unit integration bench clean openapi mutation mutation-recheck
 

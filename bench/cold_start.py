@@ -95,7 +95,7 @@ def layer_trees(tmp: Path) -> dict[str, Path]:
     SAM's zip dates it."""
     built = tmp / "built"
     make = ["make", "-s", "-C", str(ROOT / "layers" / "runcreds"), "build-RuncredsLayer", f"ARTIFACTS_DIR={built}"]
-    done = subprocess.run([*make, "PLATFORMS=", f"PYTHON={sys.executable}"], capture_output=True, text=True)
+    done = subprocess.run([*make, "PLATFORMS=", f"LAYER_PYTHON={sys.executable}"], capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"the layer's Makefile failed:\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
     trees = {"hash": built / "python", "none": tmp / "none", "timestamp": tmp / "timestamp"}

@@ -4,12 +4,14 @@ expects, with the runcreds package and arm64 binaries; each function with its ha
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,7 +65,7 @@ def _pyc_header(pyc: Path) -> tuple[bytes, int, bytes]:
 
 
 def test_the_layer_ships_bytecode_lambda_uses_whatever_the_files_dates() -> None:
-    """Every module of the layer has CPython 3.12 bytecode beside it, hash-based and unchecked: SAM's zip
+    """Every module of the layer has CPython 3.12 bytecode beside it, hash-based and checked: SAM's zip
     dates every file 1980-01-01, so a timestamp-based .pyc would never match its source and /opt is
     read-only — each cold start would compile every module it imports and throw the result away."""
     python = BUILD / "RuncredsLayer" / "python"
@@ -71,45 +73,81 @@ def test_the_layer_ships_bytecode_lambda_uses_whatever_the_files_dates() -> None
     assert len(sources) > 500, len(sources)  # botocore, pydantic, Powertools, runcreds...
     missing, wrong = [], []
     for source in sources:
-        pyc = source.parent / "__pycache__" / f"{source.stem}.cpython-312.pyc"
+        pyc = source.parent / "__pycache__" / f"{source.stem}.cpython-312.pyc"  # optimisation level 0
         if not pyc.is_file():
             missing.append(source.relative_to(python).as_posix())
             continue
         magic, flags, digest = _pyc_header(pyc)
-        # PEP 552: flags 0b01 = hash-based, source not checked; the hash is the source's own
-        if (magic, flags, digest) != (PYTHON312_MAGIC, 0b01, importlib.util.source_hash(source.read_bytes())):
+        # PEP 552: flags 0b11 = hash-based, source checked; the hash is the source's own
+        if (magic, flags, digest) != (PYTHON312_MAGIC, 0b11, importlib.util.source_hash(source.read_bytes())):
             wrong.append(source.relative_to(python).as_posix())
     assert not missing, missing[:10]
     assert not wrong, wrong[:10]
+    assert not list(python.rglob("*.opt-*.pyc"))  # bytecode of an optimisation level Lambda does not import
     assert not (python / "bin").exists()  # pip's console scripts: nothing on Lambda runs them
 
 
-def test_an_import_from_the_built_layer_compiles_nothing(tmp_path: Path) -> None:
-    """What Lambda does with the layer, on the part of it this machine can load (the arm64 binaries
-    aside): botocore, urllib3 and Powertools' logger imported from a copy whose files are all dated
-    1980-01-01, as SAM's zip dates them, without writing bytecode (/opt is read-only) — and no module
-    of the layer is compiled."""
-    python = BUILD / "RuncredsLayer" / "python"
+# Imports from a copy of the built layer as Lambda has it: the copy alone on the path besides the standard
+# library (-S -I: no site-packages, nothing of this virtualenv), every file dated 1980-01-01 as SAM's zip
+# dates it, no bytecode written (/opt is read-only). It prints the layer's modules it compiled, and every
+# module it imported from anywhere but the copy or the standard library.
+IMPORT_PROBE = """
+import builtins, json, sys, sysconfig
+layer, modules = sys.argv[1], sys.argv[2:]
+compiled = []
+real = builtins.compile
+def compile(source, filename, *args, **kwargs):
+    compiled.append(str(filename))
+    return real(source, filename, *args, **kwargs)
+builtins.compile = compile
+sys.path.insert(0, layer)
+for module in modules:
+    __import__(module)
+stdlib = (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"])
+elsewhere = sorted(
+    name for name, module in sys.modules.items()
+    if getattr(module, "__file__", None) and not module.__file__.startswith((layer, *stdlib))
+)
+print(json.dumps({"compiled": [f for f in compiled if f.startswith(layer)], "elsewhere": elsewhere,
+                  "modules": len(sys.modules)}))
+"""
+# Pure Python, so that this machine (not arm64) can load them: most of what a cold start imports.
+PURE_MODULES = ["botocore.session", "botocore.client", "urllib3", "jmespath", "dateutil.parser",
+                "aws_lambda_powertools.logging.logger"]  # fmt: skip
+
+
+def _layer_copy(tmp_path: Path) -> Path:
     copy = tmp_path / "python"
-    shutil.copytree(python, copy, ignore=shutil.ignore_patterns("*.so", "data"))  # botocore's models: not code
+    shutil.copytree(BUILD / "RuncredsLayer" / "python", copy, ignore=shutil.ignore_patterns("*.so", "data"))
     for path in copy.rglob("*"):
         os.utime(path, (ZIP_EPOCH, ZIP_EPOCH))
-    probe = (
-        "import builtins, sys\n"
-        "compiled = []\n"
-        "real = builtins.compile\n"
-        "def compile(source, filename, *args, **kwargs):\n"
-        "    compiled.append(str(filename))\n"
-        "    return real(source, filename, *args, **kwargs)\n"
-        "builtins.compile = compile\n"
-        f"sys.path.insert(0, {str(copy)!r})\n"
-        "import botocore.session, botocore.client, urllib3, jmespath, dateutil.parser\n"
-        "import aws_lambda_powertools.logging.logger\n"
-        f"assert botocore.__file__.startswith({str(copy)!r}), botocore.__file__\n"
-        f"print(len([f for f in compiled if f.startswith({str(copy)!r})]), len(sys.modules))\n"
-    )
+    return copy
+
+
+def _import(copy: Path, *modules: str) -> dict[str, Any]:
     done = subprocess.run(  # noqa: S603 - this interpreter, a fixed program
-        [sys.executable, "-B", "-I", "-c", probe], capture_output=True, text=True, check=True, cwd=tmp_path
-    )
-    compiled, modules = (int(n) for n in done.stdout.split())
-    assert modules > 200 and compiled == 0, done.stdout
+        [sys.executable, "-B", "-S", "-I", "-c", IMPORT_PROBE, str(copy), *modules],
+        capture_output=True, text=True, check=True, cwd=copy.parent,
+    )  # fmt: skip
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_an_import_from_the_built_layer_compiles_nothing(tmp_path: Path) -> None:
+    copy = _layer_copy(tmp_path)
+    result = _import(copy, *PURE_MODULES)
+    assert result["elsewhere"] == []  # all of it from the layer: nothing it lacks came from this machine
+    assert result["modules"] > 200
+    assert result["compiled"] == []
+
+
+def test_a_module_whose_source_differs_from_its_bytecode_is_compiled_again(tmp_path: Path) -> None:
+    """Another layer merged over these packages in /opt could replace a source and not its bytecode: the
+    bytecode is checked against the source it was compiled from, and the new source is what runs."""
+    copy = _layer_copy(tmp_path)
+    changed = copy / "jmespath" / "__init__.py"
+    changed.write_text(changed.read_text() + "\nfrom no_such_module_anywhere import nothing\n")
+    os.utime(changed, (ZIP_EPOCH, ZIP_EPOCH))  # the same date: only its content tells it apart
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        _import(copy, "jmespath")
+    assert "ModuleNotFoundError: No module named 'no_such_module_anywhere'" in failed.value.stderr
