@@ -21,7 +21,8 @@ export PYENV_VERSION ?= $(notdir $(patsubst %/bin/python3.12,%,$(PYTHON312)))
 endif
 export SAM_CLI_TELEMETRY := 0
 # The interpreter layers/runcreds/Makefile installs and compiles the layer with (sam build runs it).
-export LAYER_PYTHON ?= $(PYTHON312)
+# An absolute path: SAM runs that Makefile in a copy of its folder.
+export LAYER_PYTHON ?= $(if $(findstring /,$(PYTHON312)),$(abspath $(PYTHON312)),$(PYTHON312))
 
 .PHONY: help demo up test lint typecheck complexity validate scan build deploy unit integration bench clean openapi mutation mutation-recheck
 

@@ -3,6 +3,8 @@ expects, with the runcreds package and arm64 binaries; each function with its ha
 
 from __future__ import annotations
 
+import csv
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -14,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from runcreds_dev.template import Template
 from tests.support import ROOT
@@ -59,6 +63,48 @@ def test_the_layer_ships_the_server_package_and_nothing_else() -> None:
     assert not (python / "samtranslator").exists()
 
 
+# The Lambda runtime the layer is for, as requirement markers see it.
+LAMBDA_MARKERS = {"python_version": "3.12", "python_full_version": "3.12.0", "sys_platform": "linux",
+                  "platform_system": "Linux", "platform_machine": "aarch64", "os_name": "posix",
+                  "implementation_name": "cpython", "platform_python_implementation": "CPython"}  # fmt: skip
+
+
+def test_the_layer_holds_every_distribution_its_requirements_need_whole() -> None:
+    """Every pinned requirement and everything it requires on Lambda's runtime, at a version it accepts,
+    each with every file its RECORD lists (pip's console scripts aside: the build leaves them out)."""
+    python = BUILD / "RuncredsLayer" / "python"
+    installed = {canonicalize_name(d.metadata["Name"]): d for d in importlib.metadata.distributions(path=[str(python)])}
+    lines = (ROOT / "layers" / "runcreds" / "requirements.txt").read_text().splitlines()
+    wanted = [Requirement(line) for line in lines if line.strip() and not line.startswith("#")]
+    assert len(wanted) >= 4
+    seen: set[tuple[str, frozenset[str]]] = set()
+    missing = []
+    while wanted:
+        requirement = wanted.pop()
+        name = canonicalize_name(requirement.name)
+        dist = installed.get(name)
+        if dist is None or not requirement.specifier.contains(dist.version, prereleases=True):
+            missing.append(f"{requirement} (found {dist.version if dist else 'nothing'})")
+            continue
+        if (name, frozenset(requirement.extras)) in seen:
+            continue
+        seen.add((name, frozenset(requirement.extras)))
+        for line in dist.requires or []:
+            needed = Requirement(line)
+            extras = requirement.extras or {""}
+            if needed.marker is None or any(needed.marker.evaluate({**LAMBDA_MARKERS, "extra": e}) for e in extras):
+                wanted.append(needed)
+    assert not missing, missing
+    assert {"pydantic-core", "botocore", "aws-xray-sdk", "cffi"} <= {name for name, _ in seen}  # the closure
+    absent = [  # from RECORD itself: Distribution.files leaves out the files that are missing
+        f"{name}: {row[0]}"
+        for name, dist in installed.items()
+        for row in csv.reader((dist.read_text("RECORD") or "").splitlines())
+        if row and not row[0].startswith("../") and not (python / row[0]).is_file()
+    ]
+    assert not absent, absent[:10]
+
+
 def _pyc_header(pyc: Path) -> tuple[bytes, int, bytes]:
     data = pyc.read_bytes()[:16]
     return data[:4], int.from_bytes(data[4:8], "little"), data[8:16]
@@ -93,6 +139,7 @@ def test_the_layer_ships_bytecode_lambda_uses_whatever_the_files_dates() -> None
 # module it imported from anywhere but the copy or the standard library.
 IMPORT_PROBE = """
 import builtins, json, sys, sysconfig
+assert sys.flags.no_site and sys.flags.isolated and not sys.flags.optimize, sys.flags
 layer, modules = sys.argv[1], sys.argv[2:]
 compiled = []
 real = builtins.compile
