@@ -48,7 +48,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 GOAL = 1.3
-ZIP_EPOCH = 315532800  # 1980-01-01T00:00:00Z: the date SAM's zip gives every file of a function or a layer
 LAYERS = {  # --bytecode's sides: how the layer's modules reach Lambda
     "none": "no bytecode",  # what SAM's python3.12 build shipped
     "timestamp": "timestamp bytecode",  # stale on arrival
@@ -103,9 +102,10 @@ def layer_trees(tmp: Path) -> dict[str, Path]:
     shutil.copytree(trees["none"], trees["timestamp"])
     mode = py_compile.PycInvalidationMode.TIMESTAMP
     compileall.compile_dir(trees["timestamp"], quiet=1, workers=0, invalidation_mode=mode)
+    from tests.support import date_as_sam_zips
+
     for tree in trees.values():
-        for path in tree.rglob("*"):
-            os.utime(path, (ZIP_EPOCH, ZIP_EPOCH))
+        date_as_sam_zips(tree)
     probe = "import botocore, pydantic, runcreds; print(botocore.__file__, pydantic.__file__, runcreds.__file__)"
     for tree in trees.values():  # the trees' packages, not the virtualenv's, are what a trial imports
         where = subprocess.run([sys.executable, "-B", "-c", probe], env={**os.environ, "PYTHONPATH": str(tree)},
@@ -162,7 +162,6 @@ def main() -> int:
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from bench import audit as audit_bench
-    from bench.results import record as results_record
     from runcreds.logic.trust_policy import trust_policy_for
     from runcreds_cli.sigv4_client import ApiClient
     from runcreds_dev.stack import EmbeddedStack
@@ -225,81 +224,86 @@ def main() -> int:
         # The audit indexer's first batch must find the run's sessions indexed already (as in production).
         stack.router.drain()
 
-        results = []
         with tempfile.TemporaryDirectory() as tmp:
             if args.bytecode:
                 results = bytecode(stack, cases, layer_trees(Path(tmp)), args.trials)
-                cases = []
-            for case in cases:
-                env = stack.functions[case.function].environment
-                spec = stack.template.functions()[case.function]
-                # Recording: one run of the handler, its calls written down (not timed).
-                record_token = f"rec{uuid.uuid4().hex[:10]}"
-                case.prepare(record_token)
-                event_path, calls_path = Path(tmp, f"{case.function}.event"), Path(tmp, f"{case.name}.calls")
-                event_path.write_text(json.dumps(case.event(record_token)))
-                mark = stack.aws.calls.mark()
-                child = [sys.executable, str(ROOT / "bench/cold_child.py")]
-                run([*child, "record", str(spec.code_uri), spec.handler, str(event_path), str(calls_path)], env)
-                recorded = stack.aws.calls.since(mark)
-                if not recorded or not served(json.loads(calls_path.read_text())["result"]):
-                    raise RuntimeError(f"{case.name}: the recording served nothing ({len(recorded)} requests)")
-                handler_times: list[float] = []
-                raw_times: list[float] = []
-                floor_times: list[float] = []
-                sides = ("h", "r", "f")
-                for trial in range(args.trials + 1):  # the first round warms the server's code paths
-                    tokens = {side: f"c{trial}{side}{uuid.uuid4().hex[:8]}" for side in sides}
-                    for token in tokens.values():
-                        case.prepare(token)
-                    for side in sides[trial % 3 :] + sides[: trial % 3]:  # each side first in turn
-                        old = record_token if case.tokenised else "@@no-token@@"
-                        if side == "h":
-                            elapsed, calls = handler_trial(stack, case, tokens["h"], args.profile)
-                            target = handler_times
-                        else:
-                            mark = stack.aws.calls.mark()
-                            mode = ["raw"] if side == "r" else ["floor", str(event_path)]
-                            elapsed = run([*child, *mode, str(calls_path), old, tokens[side]], env)
-                            calls = stack.aws.calls.since(mark)
-                            target = raw_times if side == "r" else floor_times
-                        if sorted(calls) != sorted(recorded):
-                            raise RuntimeError(f"{case.name}: {side} made {calls}, the recording {recorded}")
-                        if trial:
-                            target.append(elapsed)
-                ratios = sorted(h / r for h, r in zip(handler_times, raw_times, strict=True))
-                floors = sorted(f / r for f, r in zip(floor_times, raw_times, strict=True))
-                # Under --profile the handler's times are the profiler's: printed, never a measurement.
-                verdict = None if args.profile else statistics.median(ratios) <= GOAL
-                results_record(f"cold start: {case.name}", ratios, f"<= {GOAL}", verdict)
-                results_record(f"cold start: {case.name}, floor ÷ raw (reference)", floors, "", None)
-                row = {
-                    "name": f"cold start: {case.name}",
-                    "handler_ms": statistics.median(handler_times) * 1000,
-                    "raw_ms": statistics.median(raw_times) * 1000,
-                    "floor_ms": statistics.median(floor_times) * 1000,
-                    "ratio": statistics.median(ratios),
-                    "min": ratios[0],
-                    "max": ratios[-1],
-                    "floor_ratio": statistics.median(floors),
-                    "goal": f"<= {GOAL}",
-                    "pass": verdict,
-                    "requests": len(recorded),
-                }
-                results.append(row)
-                print(
-                    f"{row['name']:<40} handler {row['handler_ms']:7.0f} ms  raw {row['raw_ms']:7.0f} ms  "
-                    f"ratio {row['ratio']:.2f} (min {row['min']:.2f}, max {row['max']:.2f})  goal <= {GOAL}  "
-                    f"floor {row['floor_ms']:7.0f} ms ({row['floor_ratio']:.2f})  "
-                    f"[{len(recorded)} AWS requests each side]"
-                    f"{'  (profiled: not a measurement)' if args.profile else ''}",
-                    flush=True,
-                )
+            else:
+                results = [against_raw(stack, case, Path(tmp), args.trials, args.profile) for case in cases]
         print(f"trials: {args.trials} per side per function (after 1 warm-up), interleaved; python "
               f"{sys.version.split()[0]}, {os.cpu_count()} cores")  # fmt: skip
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
+
+
+def against_raw(stack: Any, case: Case, tmp: Path, trials: int, profile: str | None) -> dict[str, Any]:
+    """Per case: the handler's cold start ÷ its raw side's (and the floor's), from a recording of its calls."""
+    from bench.results import record as results_record
+
+    env = stack.functions[case.function].environment
+    spec = stack.template.functions()[case.function]
+    # Recording: one run of the handler, its calls written down (not timed).
+    record_token = f"rec{uuid.uuid4().hex[:10]}"
+    case.prepare(record_token)
+    event_path, calls_path = Path(tmp, f"{case.function}.event"), Path(tmp, f"{case.name}.calls")
+    event_path.write_text(json.dumps(case.event(record_token)))
+    mark = stack.aws.calls.mark()
+    child = [sys.executable, str(ROOT / "bench/cold_child.py")]
+    run([*child, "record", str(spec.code_uri), spec.handler, str(event_path), str(calls_path)], env)
+    recorded = stack.aws.calls.since(mark)
+    if not recorded or not served(json.loads(calls_path.read_text())["result"]):
+        raise RuntimeError(f"{case.name}: the recording served nothing ({len(recorded)} requests)")
+    handler_times: list[float] = []
+    raw_times: list[float] = []
+    floor_times: list[float] = []
+    sides = ("h", "r", "f")
+    for trial in range(trials + 1):  # the first round warms the server's code paths
+        tokens = {side: f"c{trial}{side}{uuid.uuid4().hex[:8]}" for side in sides}
+        for token in tokens.values():
+            case.prepare(token)
+        for side in sides[trial % 3 :] + sides[: trial % 3]:  # each side first in turn
+            old = record_token if case.tokenised else "@@no-token@@"
+            if side == "h":
+                elapsed, calls = handler_trial(stack, case, tokens["h"], profile)
+                target = handler_times
+            else:
+                mark = stack.aws.calls.mark()
+                mode = ["raw"] if side == "r" else ["floor", str(event_path)]
+                elapsed = run([*child, *mode, str(calls_path), old, tokens[side]], env)
+                calls = stack.aws.calls.since(mark)
+                target = raw_times if side == "r" else floor_times
+            if sorted(calls) != sorted(recorded):
+                raise RuntimeError(f"{case.name}: {side} made {calls}, the recording {recorded}")
+            if trial:
+                target.append(elapsed)
+    ratios = sorted(h / r for h, r in zip(handler_times, raw_times, strict=True))
+    floors = sorted(f / r for f, r in zip(floor_times, raw_times, strict=True))
+    # Under --profile the handler's times are the profiler's: printed, never a measurement.
+    verdict = None if profile else statistics.median(ratios) <= GOAL
+    results_record(f"cold start: {case.name}", ratios, f"<= {GOAL}", verdict)
+    results_record(f"cold start: {case.name}, floor ÷ raw (reference)", floors, "", None)
+    row = {
+        "name": f"cold start: {case.name}",
+        "handler_ms": statistics.median(handler_times) * 1000,
+        "raw_ms": statistics.median(raw_times) * 1000,
+        "floor_ms": statistics.median(floor_times) * 1000,
+        "ratio": statistics.median(ratios),
+        "min": ratios[0],
+        "max": ratios[-1],
+        "floor_ratio": statistics.median(floors),
+        "goal": f"<= {GOAL}",
+        "pass": verdict,
+        "requests": len(recorded),
+    }
+    print(
+        f"{row['name']:<40} handler {row['handler_ms']:7.0f} ms  raw {row['raw_ms']:7.0f} ms  "
+        f"ratio {row['ratio']:.2f} (min {row['min']:.2f}, max {row['max']:.2f})  goal <= {GOAL}  "
+        f"floor {row['floor_ms']:7.0f} ms ({row['floor_ratio']:.2f})  "
+        f"[{len(recorded)} AWS requests each side]"
+        f"{'  (profiled: not a measurement)' if profile else ''}",
+        flush=True,
+    )
+    return row
 
 
 def bytecode(stack: Any, cases: list[Case], trees: dict[str, Path], trials: int) -> list[dict[str, Any]]:
@@ -309,15 +313,16 @@ def bytecode(stack: Any, cases: list[Case], trees: dict[str, Path], trials: int)
     results = []
     for case in cases:
         times: dict[str, list[float]] = {side: [] for side in LAYERS}
-        made: dict[str, list[tuple[str, str]]] = {}
+        first: list[tuple[str, str]] | None = None  # the requests of the case's first trial
         sides = list(LAYERS)
         for trial in range(trials + 1):  # the first round warms the server's code paths
             for side in sides[trial % 3 :] + sides[: trial % 3]:
                 token = f"b{trial}{side[0]}{uuid.uuid4().hex[:8]}"
                 case.prepare(token)
                 elapsed, calls = handler_trial(stack, case, token, None, trees[side])
-                if sorted(made.setdefault("first", calls)) != sorted(calls) and not case.tokenised:
-                    raise RuntimeError(f"{case.name}: {side} made {calls}, another layer {made['first']}")
+                first = calls if first is None else first
+                if sorted(calls) != sorted(first):  # every layer serves it alike
+                    raise RuntimeError(f"{case.name}: {side} made {calls}, another layer {first}")
                 if trial:
                     times[side].append(elapsed)
         row: dict[str, Any] = {"name": f"cold start as deployed: {case.name}"}

@@ -20,12 +20,11 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from runcreds_dev.template import Template
-from tests.support import ROOT
+from tests.support import ROOT, ZIP_EPOCH, date_as_sam_zips
 
 BUILD = ROOT / ".aws-sam" / "build"
 FOREIGN_IMPORT = re.compile(r"^\s*(from|import)\s+(runcreds_cli|runcreds_dev|moto)\b", re.MULTILINE)
 PYTHON312_MAGIC = (3531).to_bytes(2, "little") + b"\r\n"  # importlib.util.MAGIC_NUMBER of CPython 3.12
-ZIP_EPOCH = 315532800  # 1980-01-01T00:00:00Z: the date SAM's zip gives every file
 pytestmark = pytest.mark.skipif(not BUILD.is_dir(), reason="run `make build` first (make test does)")
 
 
@@ -89,10 +88,10 @@ def test_the_layer_holds_every_distribution_its_requirements_need_whole() -> Non
         if (name, frozenset(requirement.extras)) in seen:
             continue
         seen.add((name, frozenset(requirement.extras)))
+        environments = [{**LAMBDA_MARKERS, "extra": extra} for extra in requirement.extras or {""}]
         for line in dist.requires or []:
             needed = Requirement(line)
-            extras = requirement.extras or {""}
-            if needed.marker is None or any(needed.marker.evaluate({**LAMBDA_MARKERS, "extra": e}) for e in extras):
+            if needed.marker is None or any(needed.marker.evaluate(env) for env in environments):
                 wanted.append(needed)
     assert not missing, missing
     assert {"pydantic-core", "botocore", "aws-xray-sdk", "cffi"} <= {name for name, _ in seen}  # the closure
@@ -166,8 +165,7 @@ PURE_MODULES = ["botocore.session", "botocore.client", "urllib3", "jmespath", "d
 def _layer_copy(tmp_path: Path) -> Path:
     copy = tmp_path / "python"
     shutil.copytree(BUILD / "RuncredsLayer" / "python", copy, ignore=shutil.ignore_patterns("*.so", "data"))
-    for path in copy.rglob("*"):
-        os.utime(path, (ZIP_EPOCH, ZIP_EPOCH))
+    date_as_sam_zips(copy)
     return copy
 
 

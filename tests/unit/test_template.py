@@ -109,9 +109,8 @@ def test_the_layer_is_built_for_the_lambda_runtime() -> None:
     assert layer["Properties"]["CompatibleArchitectures"] == [layer["Metadata"]["BuildArchitecture"]] == ["arm64"]
     makefile = (ROOT / layer["Properties"]["ContentUri"] / "Makefile").read_text()
     assert "--python-version 3.12" in makefile and "sys.version_info[:2] == (3, 12)" in makefile
-    assert re.findall(r"--platform (\S+)", makefile) and all(
-        platform.endswith("_aarch64") for platform in re.findall(r"--platform (\S+)", makefile)
-    )
+    platforms = re.findall(r"--platform (\S+)", makefile)
+    assert platforms and all(platform.endswith("_aarch64") for platform in platforms)
     requirements = (ROOT / layer["Properties"]["ContentUri"] / "requirements.txt").read_text()
     pyproject = (ROOT / layer["Properties"]["ContentUri"] / "pyproject.toml").read_text()
     for line in requirements.splitlines():
